@@ -1,0 +1,138 @@
+"""HTTP routes: thin views that parse a request, call :class:`TrustService`, render.
+
+Routes (DESIGN section 3), under ``/v2/<gun>/_trust/tuf/``. Role names may contain
+``/`` and may arrive percent-encoded (python-tuf quotes them); Werkzeug decodes
+``%2F`` before routing, so file names are matched with a ``path`` converter and then
+split with the regular expressions below.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from notary_server import errors
+from notary_server.service import TrustService
+from notary_server.storage import StoredFile
+
+__all__ = ["bp"]
+
+bp = Blueprint("tuf", __name__)
+
+_KEY = re.compile(r"^(?P<role>[a-z]+)\.key$")
+_BY_VERSION = re.compile(r"^(?P<version>[0-9]{1,10})\.(?P<role>.+)\.json$")
+_BY_CHECKSUM = re.compile(r"^(?P<role>.+)\.(?P<sha256>[0-9a-f]{64})\.json$")
+_CURRENT = re.compile(r"^(?P<role>.+)\.json$")
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def service() -> TrustService:
+    return current_app.extensions["notary"]  # type: ignore[no-any-return]
+
+
+def _metadata_response(f: StoredFile, cache_control: str) -> Response:
+    resp = Response(f.data, mimetype="application/json")
+    resp.set_etag(f.sha256)
+    resp.headers["Cache-Control"] = cache_control
+    resp.last_modified = f.created_at
+    return resp.make_conditional(request)
+
+
+@bp.get("/v2/")
+def ping() -> Response:
+    return jsonify({})
+
+
+@bp.get("/v2/<path:gun>/_trust/tuf/<path:filename>")
+def get_metadata(gun: str, filename: str) -> Response:
+    svc = service()
+    filename = unquote(filename)
+    if m := _KEY.match(filename):
+        key = svc.server_key(gun, m["role"])
+        return jsonify({"keyid": key.keyid, **key.to_dict()})
+    if m := _BY_VERSION.match(filename):
+        f = svc.get_version(gun, m["role"], int(m["version"]))
+        return _metadata_response(f, IMMUTABLE)
+    if m := _BY_CHECKSUM.match(filename):
+        f = svc.get_checksum(gun, m["role"], m["sha256"])
+        return _metadata_response(f, IMMUTABLE)
+    if m := _CURRENT.match(filename):
+        f = svc.get_current(gun, m["role"])
+        max_age = svc.config.current_max_age_seconds
+        return _metadata_response(f, f"public, max-age={max_age}, must-revalidate")
+    raise errors.MetadataNotFoundError(f"no such trust file: {filename[:100]!r}")
+
+
+@bp.post("/v2/<path:gun>/_trust/tuf/<path:filename>")
+def rotate_key(gun: str, filename: str) -> tuple[Response, int]:
+    m = _KEY.match(unquote(filename))
+    if not m:
+        raise errors.MethodNotAllowedError("POST is allowed on .../timestamp.key and .../snapshot.key")
+    key = service().rotate_server_key(gun, m["role"])
+    return jsonify({"keyid": key.keyid, **key.to_dict()}), 201
+
+
+@bp.post("/v2/<path:gun>/_trust/tuf/")
+def publish(gun: str) -> Response:
+    service().publish(gun, _read_upload())
+    return jsonify({})
+
+
+@bp.delete("/v2/<path:gun>/_trust/tuf/")
+def delete(gun: str) -> Response:
+    service().delete(gun)
+    return jsonify({})
+
+
+@bp.get("/v2/<path:gun>/_trust/changefeed")
+def gun_changefeed(gun: str) -> Response:
+    return _changefeed(gun)
+
+
+@bp.get("/v2/_trust/changefeed")
+def all_changefeed() -> Response:
+    return _changefeed(None)
+
+
+def _changefeed(gun: str | None) -> Response:
+    try:
+        change_id = int(request.args.get("change_id", "0"))
+        records = int(request.args.get("records", "100"))
+    except ValueError as e:
+        raise errors.InvalidParametersError("change_id and records must be integers") from e
+    found = service().changefeed(gun, change_id, records)
+    return jsonify({"count": len(found), "records": [r.to_dict() for r in found]})
+
+
+def _read_upload() -> dict[str, bytes]:
+    """Role name -> bytes from a multipart body (one part per role)."""
+    config = service().config
+    if request.mimetype != "multipart/form-data":
+        raise errors.MalformedUploadError(
+            f"expected multipart/form-data, got {request.mimetype or 'no content type'!r}"
+        )
+    if request.form:
+        # Werkzeug files parts without a filename under request.form.
+        raise errors.NoFilenameError(fields=sorted(request.form)[:10])
+    uploads: dict[str, bytes] = {}
+    parts: Any = request.files.items(multi=True)
+    for _field, part in parts:
+        if not part.filename:
+            raise errors.NoFilenameError()
+        role = unquote(part.filename)
+        role = role[: -len(".json")] if role.endswith(".json") else role
+        if role in uploads:
+            raise errors.MalformedUploadError(f"role {role[:80]!r} appears twice in the upload")
+        data = part.stream.read(config.max_file_bytes + 1)
+        if len(data) > config.max_file_bytes:
+            raise errors.TooLargeError(
+                f"{role[:80]}: file is larger than {config.max_file_bytes} bytes", role=role[:255]
+            )
+        uploads[role] = data
+    if not uploads:
+        raise errors.MalformedUploadError("the upload contains no files")
+    return uploads

@@ -1,0 +1,126 @@
+"""The Flask application factory.
+
+``create_app`` takes its collaborators as arguments (a ready :class:`TrustService`,
+or a store and a key service to build one), so tests run the real app over an
+in-memory store and an in-process signer without monkeypatching anything. With no
+arguments it builds the production wiring from the configuration: a SQL store and a
+mutual-TLS client for the signing service.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from notary_server import errors
+from notary_server.api import bp
+from notary_server.config import ServerConfig
+from notary_server.metrics import Metrics
+from notary_server.service import Clock, TrustService, utcnow
+from notary_server.storage import MetadataStore
+from notary_signer.keyservice import KeyService
+
+__all__ = ["create_app", "build_service"]
+
+logger = logging.getLogger(__name__)
+
+_HTTP_ERRORS: dict[int, type[errors.NotaryError]] = {
+    400: errors.MalformedUploadError,
+    401: errors.UnauthorizedError,
+    403: errors.DeniedError,
+    404: errors.NotFoundError,
+    405: errors.MethodNotAllowedError,
+    413: errors.TooLargeError,
+}
+
+
+def build_service(
+    config: ServerConfig,
+    *,
+    store: MetadataStore | None = None,
+    keys: KeyService | None = None,
+    clock: Clock = utcnow,
+) -> TrustService:
+    """Default collaborators from the configuration, for any not given."""
+    if store is None:
+        from notary_server.storage.sql import open_store
+
+        store = open_store(config.database_url)
+    if keys is None:
+        from notary_signer.client import SignerClient
+
+        keys = SignerClient(
+            config.signer_url,
+            ca_file=config.signer_ca_file,
+            cert_file=config.signer_client_cert,
+            key_file=config.signer_client_key,
+            timeout=config.signer_timeout_seconds,
+        )
+    return TrustService(store, keys, config, clock=clock)
+
+
+def create_app(
+    config: ServerConfig | None = None,
+    *,
+    service: TrustService | None = None,
+    store: MetadataStore | None = None,
+    keys: KeyService | None = None,
+    clock: Clock = utcnow,
+) -> Flask:
+    config = config or (service.config if service else ServerConfig())
+    service = service or build_service(config, store=store, keys=keys, clock=clock)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.config["MAX_FORM_PARTS"] = config.max_parts
+    app.config["MAX_FORM_MEMORY_SIZE"] = config.max_file_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["notary"] = service
+    metrics = Metrics()
+    app.extensions["notary_metrics"] = metrics
+    app.register_blueprint(bp)
+
+    @app.get("/_notary_server/health")
+    def health() -> tuple[Response, int]:
+        problems = service.health()
+        return jsonify(problems), (503 if problems else 200)
+
+    @app.get("/metrics")
+    def render_metrics() -> Response:
+        return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+
+    @app.errorhandler(errors.NotaryError)
+    def notary_error(e: errors.NotaryError) -> tuple[Response, int]:
+        if e.http_status >= 500:
+            logger.warning("%s %s: %s", request.method, request.path, e.message)
+        return jsonify({"errors": [e.to_dict()]}), e.http_status
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException) -> tuple[Response, int]:
+        status = e.code or 500
+        cls = _HTTP_ERRORS.get(status, errors.NotaryError)
+        err = cls(e.description if status != 404 else None)
+        return jsonify({"errors": [err.to_dict()]}), status
+
+    @app.errorhandler(Exception)
+    def unexpected(e: Exception) -> tuple[Response, int]:
+        logger.exception("unexpected error on %s %s", request.method, request.path)
+        return jsonify({"errors": [errors.NotaryError("internal error").to_dict()]}), 500
+
+    @app.before_request
+    def start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def count(resp: Response) -> Response:
+        started: Any = g.get("started")
+        if started is not None:
+            operation = request.endpoint or "unknown"
+            metrics.observe(operation, request.method, resp.status_code, time.perf_counter() - started)
+        return resp
+
+    return app

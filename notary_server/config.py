@@ -1,0 +1,179 @@
+"""Server configuration: one frozen dataclass, read from a TOML file and the environment.
+
+Every setting has a default that runs the embedded set-up (SQLite, 127.0.0.1). A
+TOML file may set any of them as top-level keys; ``NOTARY_SERVER_<KEY>`` environment
+variables override the file (``NOTARY_SERVER_DATABASE_URL=postgresql+psycopg://...``).
+Everything is checked once at start-up, and a bad value stops the server with a
+message naming the setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from notary_server.publisher import Expiries
+from notary_server.validation import Limits
+
+__all__ = ["ServerConfig", "ConfigError", "load_config"]
+
+ENV_PREFIX = "NOTARY_SERVER_"
+
+
+class ConfigError(Exception):
+    """A setting is missing, unreadable or out of range."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 4443
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    #: Serve plain HTTP. Only for a TLS-terminating proxy in front; warns at start.
+    insecure_plain_http: bool = False
+    workers: int = 2
+    threads: int = 8
+
+    database_url: str = "sqlite:///var/notary-server.db"
+
+    signer_url: str = "https://127.0.0.1:7899"
+    signer_ca_file: str = ""
+    signer_client_cert: str = ""
+    signer_client_key: str = ""
+    signer_timeout_seconds: float = 5.0
+    #: "ecdsa" or "ed25519" for server-held keys created by the signer.
+    key_algorithm: str = "ecdsa"
+
+    timestamp_expiry_hours: float = 24
+    timestamp_renew_before_hours: float = 8
+    snapshot_expiry_days: float = 7
+    snapshot_renew_before_days: float = 3
+
+    #: Only GUNs starting with one of these are accepted (empty: all).
+    gun_prefixes: tuple[str, ...] = ()
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_file_bytes: int = 32 * 1024 * 1024
+    max_parts: int = 1024
+    max_targets_per_role: int = 200_000
+    max_delegations_per_role: int = 1024
+    max_keys_per_role: int = 256
+
+    #: Cache lifetime of "current" files (role.json); versioned files are immutable.
+    current_max_age_seconds: int = 30
+    changefeed_max_records: int = 1000
+    log_level: str = "INFO"
+
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def expiries(self) -> Expiries:
+        return Expiries(
+            snapshot=timedelta(days=self.snapshot_expiry_days),
+            timestamp=timedelta(hours=self.timestamp_expiry_hours),
+            snapshot_renew_before=timedelta(days=self.snapshot_renew_before_days),
+            timestamp_renew_before=timedelta(hours=self.timestamp_renew_before_hours),
+        )
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_targets_per_role=self.max_targets_per_role,
+            max_delegations_per_role=self.max_delegations_per_role,
+            max_keys_per_role=self.max_keys_per_role,
+        )
+
+    def check(self) -> None:
+        """Raise ConfigError naming the first bad setting."""
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port must be between 1 and 65535, got {self.port}")
+        if self.timestamp_renew_before_hours >= self.timestamp_expiry_hours:
+            raise ConfigError("timestamp_renew_before_hours must be less than timestamp_expiry_hours")
+        if self.snapshot_renew_before_days >= self.snapshot_expiry_days:
+            raise ConfigError("snapshot_renew_before_days must be less than snapshot_expiry_days")
+        if self.key_algorithm not in ("ecdsa", "ed25519"):
+            raise ConfigError(f"key_algorithm must be ecdsa or ed25519, got {self.key_algorithm!r}")
+        for p in self.gun_prefixes:
+            if not p.endswith("/"):
+                raise ConfigError(f"gun_prefixes entries must end with '/': {p!r}")
+        for name in ("max_body_bytes", "max_file_bytes", "max_parts", "workers", "threads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+
+    def check_serving(self) -> None:
+        """Checks that only matter when serving (files must exist)."""
+        self.check()
+        needed = ["signer_ca_file", "signer_client_cert", "signer_client_key"]
+        if not self.insecure_plain_http:
+            needed += ["tls_cert_file", "tls_key_file"]
+        for name in needed:
+            value = getattr(self, name)
+            if not value:
+                raise ConfigError(
+                    f"{name} is not set (set it in the config file or {ENV_PREFIX}{name.upper()})"
+                )
+            if not Path(value).is_file():
+                raise ConfigError(f"{name}: no such file {value!r}")
+
+
+def _coerce(name: str, raw: Any, target: Any) -> Any:
+    try:
+        if target is bool:
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if target is int:
+            return int(raw)
+        if target is float:
+            return float(raw)
+        if target == tuple[str, ...] or str(target) == "tuple[str, ...]":
+            if isinstance(raw, str):
+                return tuple(p.strip() for p in raw.split(",") if p.strip())
+            return tuple(str(p) for p in raw)
+        return str(raw)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{name}: cannot read {raw!r} as {getattr(target, '__name__', target)}") from e
+
+
+def load_config(path: str | None = None, environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """Read a TOML file (optional), apply ``NOTARY_SERVER_*`` overrides, check.
+
+    Raises:
+        ConfigError: unreadable file, unknown key, or a bad value.
+    """
+    environ = environ if environ is not None else {}
+    values: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as f:
+                values.update(tomllib.load(f))
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
+    fields = {f.name: f for f in dataclasses.fields(ServerConfig) if f.name != "extra"}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in {path}: {', '.join(unknown)}")
+    for name in fields:
+        env = environ.get(ENV_PREFIX + name.upper())
+        if env is not None:
+            values[name] = env
+    hints = {f.name: f.type for f in dataclasses.fields(ServerConfig)}
+    types = {"int": int, "float": float, "bool": bool, "str": str}
+    coerced = {
+        name: _coerce(name, raw, types.get(str(hints[name]), hints[name]))
+        for name, raw in values.items()
+    }
+    config = ServerConfig(**coerced)
+    config.check()
+    return config

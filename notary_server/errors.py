@@ -1,0 +1,193 @@
+"""The trust server's error tree.
+
+Every error the server reports to a client is a :class:`NotaryError` subclass with a
+stable ``code`` (the incumbent's names where the meaning is the same) and an HTTP
+status. Views never build error responses by hand: the app's error handler turns any
+``NotaryError`` into the envelope
+
+    {"errors": [{"code": "INVALID_UPDATE", "message": "...", "detail": {...}}]}
+
+Validation failures are ``InvalidUpdateError`` subclasses whose ``detail["reason"]``
+names the broken rule (``BAD_ROOT``, ``BAD_TARGETS``, ``BAD_SNAPSHOT``, ...), so a
+client can tell them apart without parsing the message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "NotaryError",
+    "MalformedUploadError",
+    "NoFilenameError",
+    "InvalidRoleError",
+    "InvalidGunError",
+    "MalformedJSONError",
+    "TooLargeError",
+    "InvalidUpdateError",
+    "BadRootError",
+    "BadTargetsError",
+    "BadSnapshotError",
+    "BadHierarchyError",
+    "BadKeysError",
+    "ExpiredMetadataError",
+    "OldVersionError",
+    "MetadataNotFoundError",
+    "InvalidParametersError",
+    "SignerUnavailableError",
+    "StorageUnavailableError",
+    "UnauthorizedError",
+    "DeniedError",
+    "NotFoundError",
+    "MethodNotAllowedError",
+]
+
+
+class NotaryError(Exception):
+    """Base of every error the server reports to a client."""
+
+    code: ClassVar[str] = "UNKNOWN"
+    http_status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "unknown error"
+
+    def __init__(self, message: str | None = None, **detail: Any) -> None:
+        self.message = message or self.default_message
+        self.detail = detail
+        super().__init__(self.message)
+
+    def to_dict(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.detail:
+            entry["detail"] = self.detail
+        return entry
+
+
+class MalformedUploadError(NotaryError):
+    code = "MALFORMED_UPLOAD"
+    http_status = 400
+    default_message = "upload must be multipart/form-data with one part per role"
+
+
+class NoFilenameError(NotaryError):
+    code = "NO_FILENAME"
+    http_status = 400
+    default_message = "a multipart part has no filename (the filename names the role)"
+
+
+class InvalidRoleError(NotaryError):
+    code = "INVALID_ROLE"
+    http_status = 400
+    default_message = "invalid role name"
+
+
+class InvalidGunError(NotaryError):
+    code = "INVALID_GUN"
+    http_status = 400
+    default_message = "invalid repository name (GUN)"
+
+
+class MalformedJSONError(NotaryError):
+    code = "MALFORMED_JSON"
+    http_status = 400
+    default_message = "metadata is not valid TUF JSON"
+
+
+class TooLargeError(NotaryError):
+    code = "TOO_LARGE"
+    http_status = 413
+    default_message = "request exceeds a configured size limit"
+
+
+class InvalidUpdateError(NotaryError):
+    """The upload parsed, but breaks a TUF rule. ``detail["reason"]`` says which."""
+
+    code = "INVALID_UPDATE"
+    http_status = 400
+    default_message = "update sent by the client is invalid"
+    reason: ClassVar[str] = "VALIDATION"
+
+    def __init__(self, message: str | None = None, **detail: Any) -> None:
+        detail.setdefault("reason", self.reason)
+        super().__init__(message, **detail)
+
+
+class BadRootError(InvalidUpdateError):
+    reason = "BAD_ROOT"
+
+
+class BadTargetsError(InvalidUpdateError):
+    reason = "BAD_TARGETS"
+
+
+class BadSnapshotError(InvalidUpdateError):
+    reason = "BAD_SNAPSHOT"
+
+
+class BadHierarchyError(InvalidUpdateError):
+    reason = "BAD_HIERARCHY"
+
+
+class BadKeysError(InvalidUpdateError):
+    """A key id that is not the key's own id, or one key listed under two ids."""
+
+    reason = "BAD_KEYS"
+
+
+class ExpiredMetadataError(InvalidUpdateError):
+    reason = "EXPIRED"
+
+
+class OldVersionError(NotaryError):
+    """Same or older version than stored: a rollback, or a lost race to publish."""
+
+    code = "VERSION"
+    http_status = 409
+    default_message = "a newer or equal version is already stored; fetch, rebase and retry"
+
+
+class MetadataNotFoundError(NotaryError):
+    code = "METADATA_NOT_FOUND"
+    http_status = 404
+    default_message = "trust metadata not found"
+
+
+class InvalidParametersError(NotaryError):
+    code = "INVALID_PARAMETERS"
+    http_status = 400
+    default_message = "invalid request parameters"
+
+
+class SignerUnavailableError(NotaryError):
+    code = "SIGNER_UNAVAILABLE"
+    http_status = 503
+    default_message = "the signing service is unavailable; try again later"
+
+
+class StorageUnavailableError(NotaryError):
+    code = "STORAGE_UNAVAILABLE"
+    http_status = 503
+    default_message = "the metadata database is unavailable; try again later"
+
+
+class UnauthorizedError(NotaryError):
+    code = "UNAUTHORIZED"
+    http_status = 401
+    default_message = "authentication required"
+
+
+class DeniedError(NotaryError):
+    code = "DENIED"
+    http_status = 403
+    default_message = "requested access to the resource is denied"
+
+
+class NotFoundError(NotaryError):
+    code = "GENERIC_NOT_FOUND"
+    http_status = 404
+    default_message = "no such endpoint"
+
+
+class MethodNotAllowedError(NotaryError):
+    code = "UNSUPPORTED"
+    http_status = 405
+    default_message = "method not allowed on this endpoint"

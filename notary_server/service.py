@@ -1,0 +1,383 @@
+"""The server's use cases: what each HTTP route asks for, in one place.
+
+:class:`TrustService` wires validation, the publisher, storage and the signing
+service together. Views call one method and render its result; nothing here knows
+about HTTP. Collaborators come in through the constructor: a
+:class:`~notary_server.storage.MetadataStore`, a
+:class:`~notary_signer.keyservice.KeyService` and a clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+
+from securesystemslib.signer import Key, Signer
+from tuf.api.metadata import Metadata, Root, Snapshot, Timestamp
+
+from notary_server import errors
+from notary_server.config import ServerConfig
+from notary_server.names import check_gun, check_role
+from notary_server.publisher import Expiries, build_snapshot, build_timestamp, sign
+from notary_server.storage import ChangeRecord, MetadataStore, MetaUpdate, RepoTransaction, StoredFile
+from notary_server.validation import ServerKeyIds, check_client_view, parse, validate_upload
+from notary_signer.keyservice import ONLINE_ROLES, KeyService
+
+__all__ = ["TrustService", "Clock"]
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _TxState:
+    """Adapts a storage transaction to validation's StoredState (lazy reads)."""
+
+    def __init__(self, tx: RepoTransaction) -> None:
+        self._tx = tx
+
+    def current(self, role: str) -> bytes | None:
+        f = self._tx.current(role)
+        return f.data if f is not None else None
+
+    def roles(self) -> list[str]:
+        return list(self._tx.current_all())
+
+
+class _Freshness:
+    """Expiry of (timestamp, its snapshot), cached by the timestamp's checksum.
+
+    Stored files are immutable, so the cache is correct across server replicas;
+    it saves parsing the snapshot on every read of timestamp.json.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._items: OrderedDict[str, tuple[datetime, datetime | None]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, sha256: str) -> tuple[datetime, datetime | None] | None:
+        with self._lock:
+            return self._items.get(sha256)
+
+    def put(self, sha256: str, value: tuple[datetime, datetime | None]) -> None:
+        with self._lock:
+            self._items[sha256] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+class TrustService:
+    def __init__(
+        self,
+        store: MetadataStore,
+        keys: KeyService,
+        config: ServerConfig | None = None,
+        *,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.store = store
+        self.keys = keys
+        self.config = config or ServerConfig()
+        self.clock = clock
+        self._freshness = _Freshness()
+
+    @property
+    def expiries(self) -> Expiries:
+        return self.config.expiries
+
+    def check_gun(self, gun: str) -> str:
+        return check_gun(gun, self.config.gun_prefixes)
+
+    # --- reads ------------------------------------------------------------------
+
+    def get_current(self, gun: str, role: str) -> StoredFile:
+        """The current version of ``role``; timestamp and snapshot are renewed first
+        when they are inside their renewal window.
+
+        Raises:
+            MetadataNotFoundError: nothing stored.
+            SignerUnavailableError: renewal was needed, failed, and the stored
+                timestamp has expired (an expired timestamp is never served).
+        """
+        self.check_gun(gun)
+        check_role(role)
+        if role in ONLINE_ROLES:
+            self._ensure_fresh(gun)
+        return self._found(self.store.get_current(gun, role), gun, role)
+
+    def get_version(self, gun: str, role: str, version: int) -> StoredFile:
+        self.check_gun(gun)
+        check_role(role)
+        return self._found(self.store.get_version(gun, role, version), gun, role)
+
+    def get_checksum(self, gun: str, role: str, sha256: str) -> StoredFile:
+        self.check_gun(gun)
+        check_role(role)
+        return self._found(self.store.get_checksum(gun, role, sha256), gun, role)
+
+    def changefeed(self, gun: str | None, change_id: int, records: int) -> list[ChangeRecord]:
+        if gun is not None:
+            self.check_gun(gun)
+        limit = self.config.changefeed_max_records
+        if records == 0 or abs(records) > limit:
+            raise errors.InvalidParametersError(
+                f"records must be a non-zero integer between -{limit} and {limit}"
+            )
+        if change_id < -1:
+            raise errors.InvalidParametersError("change_id must be -1 or a record id")
+        return self.store.changefeed(gun, change_id, records)
+
+    @staticmethod
+    def _found(f: StoredFile | None, gun: str, role: str) -> StoredFile:
+        if f is None:
+            raise errors.MetadataNotFoundError(f"no {role} metadata for {gun}", gun=gun, role=role)
+        return f
+
+    # --- publishing ---------------------------------------------------------------
+
+    def publish(self, gun: str, uploads: Mapping[str, bytes]) -> None:
+        """Validate an upload and store it with a new snapshot and timestamp, atomically.
+
+        Raises:
+            NotaryError: the named rule the upload breaks; nothing is stored.
+        """
+        self.check_gun(gun)
+        now = self.clock()
+        with self.store.transaction(gun) as tx:
+            state = _TxState(tx)
+            held = self._held_keys(gun)
+            validated = validate_upload(
+                uploads,
+                state,
+                server_keys=ServerKeyIds(
+                    timestamp=frozenset(held["timestamp"]), snapshot=frozenset(held["snapshot"])
+                ),
+                now=now,
+                limits=self.config.limits,
+            )
+            files = validated.files()
+            root = validated.root.signed
+            if validated.server_snapshot:
+                changed = {r: (p.version, p.raw) for r, p in validated.targets.items()}
+                snapshot_update = self._next_snapshot(gun, tx, root, held["snapshot"], changed, now)
+                files.append(snapshot_update)
+                snapshot_raw, snapshot_version = snapshot_update.data, snapshot_update.version
+            else:
+                assert validated.snapshot is not None
+                snapshot_raw, snapshot_version = validated.snapshot.raw, validated.snapshot.version
+            timestamp_update = self._next_timestamp(
+                gun, tx, root, held["timestamp"], snapshot_version, snapshot_raw, now
+            )
+            files.append(timestamp_update)
+
+            stored_root = state.current("root")
+            new_root = validated.new_root.raw if validated.new_root else None
+
+            def get(role: str) -> object:
+                return validated.targets.get(role) or (
+                    parse(role, raw) if (raw := state.current(role)) is not None else None
+                )
+
+            check_client_view(
+                stored_root if stored_root is not None else validated.root.raw,
+                new_root if stored_root is not None else None,
+                timestamp_update.data,
+                snapshot_raw,
+                list(validated.targets),
+                get,
+                now,
+            )
+            tx.add(files)
+        logger.info(
+            "published %s: %s", gun, ", ".join(f"{f.role} v{f.version}" for f in files)
+        )
+
+    def _held_keys(self, gun: str) -> dict[str, dict[str, Key]]:
+        return {
+            role: {k.keyid: k for k in self._signer_call(self.keys.list_keys, gun, role)}
+            for role in ("timestamp", "snapshot")
+        }
+
+    def _signers(self, gun: str, root: Root, role: str, held: Mapping[str, Key]) -> list[Signer]:
+        keyids = [k for k in root.roles[role].keyids if k in held]
+        if len(keyids) < root.roles[role].threshold:
+            raise errors.BadHierarchyError(
+                f"the server does not hold enough {role} keys for {gun}", missing=role
+            )
+        return [self.keys.get_signer(gun, role, held[k]) for k in keyids]
+
+    def _next_snapshot(
+        self,
+        gun: str,
+        tx: RepoTransaction,
+        root: Root,
+        held: Mapping[str, Key],
+        changed: Mapping[str, tuple[int, bytes]],
+        now: datetime,
+    ) -> MetaUpdate:
+        prev = tx.current("snapshot")
+        previous = Metadata[Snapshot].from_bytes(prev.data).signed if prev else None
+        snapshot = build_snapshot(previous, changed, now + self.expiries.snapshot)
+        raw = sign(snapshot, self._signers(gun, root, "snapshot", held))
+        return MetaUpdate("snapshot", snapshot.version, raw)
+
+    def _next_timestamp(
+        self,
+        gun: str,
+        tx: RepoTransaction,
+        root: Root,
+        held: Mapping[str, Key],
+        snapshot_version: int,
+        snapshot_raw: bytes,
+        now: datetime,
+    ) -> MetaUpdate:
+        prev = tx.current("timestamp")
+        previous = Metadata[Timestamp].from_bytes(prev.data).signed if prev else None
+        timestamp = build_timestamp(
+            previous, snapshot_version, snapshot_raw, now + self.expiries.timestamp
+        )
+        raw = sign(timestamp, self._signers(gun, root, "timestamp", held))
+        return MetaUpdate("timestamp", timestamp.version, raw)
+
+    # --- freshness ----------------------------------------------------------------
+
+    def _expiries_of(self, gun: str, ts: StoredFile) -> tuple[datetime, datetime | None]:
+        cached = self._freshness.get(ts.sha256)
+        if cached is None:
+            timestamp = Metadata[Timestamp].from_bytes(ts.data).signed
+            snap = self.store.get_version(gun, "snapshot", timestamp.snapshot_meta.version)
+            snap_expires = Metadata[Snapshot].from_bytes(snap.data).signed.expires if snap else None
+            cached = (timestamp.expires, snap_expires)
+            self._freshness.put(ts.sha256, cached)
+        return cached
+
+    def _needs_renewal(self, gun: str, ts: StoredFile, now: datetime) -> bool:
+        ts_expires, snap_expires = self._expiries_of(gun, ts)
+        if ts_expires - now < self.expiries.timestamp_renew_before:
+            return True
+        return snap_expires is not None and snap_expires - now < self.expiries.snapshot_renew_before
+
+    def _ensure_fresh(self, gun: str) -> None:
+        now = self.clock()
+        ts = self.store.get_current(gun, "timestamp")
+        if ts is None or not self._needs_renewal(gun, ts, now):
+            return
+        try:
+            self.renew(gun)
+        except (errors.SignerUnavailableError, errors.StorageUnavailableError, errors.BadHierarchyError) as e:
+            ts_expires, _ = self._expiries_of(gun, ts)
+            if ts_expires <= now:
+                raise errors.SignerUnavailableError(
+                    f"the timestamp of {gun} has expired and could not be renewed: {e.message}",
+                    gun=gun,
+                ) from e
+            logger.warning("could not renew the timestamp of %s yet: %s", gun, e.message)
+
+    def renew(self, gun: str) -> bool:
+        """Re-sign timestamp (and the server-held snapshot) if inside the renewal window.
+
+        Returns whether anything was written. Safe to run from several replicas at
+        once: the per-GUN transaction makes the second one see the first's result.
+        """
+        now = self.clock()
+        with self.store.transaction(gun) as tx:
+            ts = tx.current("timestamp")
+            root_file = tx.current("root")
+            if ts is None or root_file is None or not self._needs_renewal(gun, ts, now):
+                return False
+            root = Metadata[Root].from_bytes(root_file.data).signed
+            held = self._held_keys(gun)
+            snap = tx.current("snapshot")
+            assert snap is not None
+            files: list[MetaUpdate] = []
+            snapshot_raw, snapshot_version = snap.data, snap.version
+            _, snap_expires = self._expiries_of(gun, ts)
+            server_snapshot = len(set(root.roles["snapshot"].keyids) & set(held["snapshot"])) >= (
+                root.roles["snapshot"].threshold
+            )
+            if (
+                server_snapshot
+                and snap_expires is not None
+                and snap_expires - now < self.expiries.snapshot_renew_before
+            ):
+                update = self._next_snapshot(gun, tx, root, held["snapshot"], {}, now)
+                files.append(update)
+                snapshot_raw, snapshot_version = update.data, update.version
+            files.append(
+                self._next_timestamp(gun, tx, root, held["timestamp"], snapshot_version, snapshot_raw, now)
+            )
+            tx.add(files)
+        logger.info("renewed %s: %s", gun, ", ".join(f"{f.role} v{f.version}" for f in files))
+        return True
+
+    # --- server-held keys, deletion, health ---------------------------------------------
+
+    def server_key(self, gun: str, role: str) -> Key:
+        """The signer-held key for ``role``: the one the current root lists, else the
+        newest pending one, else a new one."""
+        self.check_gun(gun)
+        self._check_online_role(role)
+        held = self._signer_call(self.keys.list_keys, gun, role)
+        root_file = self.store.get_current(gun, "root")
+        if root_file is not None:
+            listed = set(Metadata[Root].from_bytes(root_file.data).signed.roles[role].keyids)
+            active = [k for k in held if k.keyid in listed]
+            if active:
+                return active[-1]
+        if held:
+            return held[-1]
+        return self._signer_call(self.keys.create_key, gun, role, self.config.key_algorithm)
+
+    def rotate_server_key(self, gun: str, role: str) -> Key:
+        """A new signer-held key for ``role``; used once a root listing it is published."""
+        self.check_gun(gun)
+        self._check_online_role(role)
+        key = self._signer_call(self.keys.create_key, gun, role, self.config.key_algorithm)
+        logger.info("created pending %s key %s for %s", role, key.keyid, gun)
+        return key
+
+    @staticmethod
+    def _check_online_role(role: str) -> None:
+        if role not in ONLINE_ROLES:
+            raise errors.InvalidRoleError(
+                f"the server holds keys only for timestamp and snapshot, not {role!r}", role=role
+            )
+
+    def delete(self, gun: str) -> bool:
+        self.check_gun(gun)
+        deleted = self.store.delete(gun)
+        logger.info("deleted trust data of %s (existed: %s)", gun, deleted)
+        return deleted
+
+    def health(self) -> dict[str, str]:
+        """Problems by component; empty when healthy."""
+        problems: dict[str, str] = {}
+        try:
+            self.store.check_health()
+        except errors.NotaryError as e:
+            problems["database"] = e.message
+        try:
+            self._signer_call(self.keys.check_health)
+        except errors.NotaryError as e:
+            problems["signer"] = e.message
+        return problems
+
+    @staticmethod
+    def _signer_call(fn: Callable[..., object], *args: object) -> object:  # type: ignore[misc]
+        """Call the signing service, mapping its errors onto the server's tree."""
+        from notary_signer import errors as signer_errors
+
+        try:
+            return fn(*args)
+        except signer_errors.SignerRefusedError as e:
+            raise errors.InvalidUpdateError(f"the signer refused: {e}") from e
+        except signer_errors.SignerError as e:
+            raise errors.SignerUnavailableError(f"signing service: {e}") from e

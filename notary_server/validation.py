@@ -1,0 +1,591 @@
+"""Checks an upload against the stored state of a repository: the server's trust core.
+
+Pure: bytes and python-tuf objects in, a :class:`ValidatedUpload` out, or a
+:class:`~notary_server.errors.NotaryError` naming the broken rule. No Flask, no SQL,
+no clock of its own (``now`` is passed in), so every rule is testable with plain bytes.
+
+Rules (DESIGN section 4), in the order they are checked:
+
+* every part parses as TUF metadata of the type its role name says;
+* every key id is the id computed from its key, and no public key is listed twice
+  under different ids (python-tuf counts key ids: a duplicated key fakes a threshold);
+* root: version exactly stored+1 (1 for a new repository), signed by a threshold of
+  the previous root's keys and of its own, consistent snapshots on, not expired, and
+  the timestamp role lists the server's timestamp key for this repository;
+* targets and delegated roles, parents first: version above the stored one, signed by
+  a threshold of the keys the parent delegates to, not expired, every target path
+  allowed by the delegation, every target name sane;
+* snapshot, if the client manages it: signed by the root's snapshot role, newer,
+  consistent with every targets role, never dropping or rolling back an entry;
+  otherwise the server must hold the snapshot key.
+
+:func:`check_client_view` then replays the candidate state through python-tuf's own
+client-side trust rules, so that nothing is committed that a TUF client would refuse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives import serialization
+from securesystemslib.formats import encode_canonical
+from securesystemslib.signer import Key
+from tuf.api import exceptions as tuf_exceptions
+from tuf.api.metadata import Metadata, Root, Signed, Snapshot, Targets
+from tuf.api.serialization import DeserializationError
+from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
+from tuf.ngclient.config import EnvelopeType
+
+from notary_server import errors
+from notary_server.names import TOP_LEVEL_ROLES, check_delegated_role, target_path_problem
+from notary_server.storage import MetaUpdate
+
+__all__ = [
+    "Limits",
+    "ServerKeyIds",
+    "StoredState",
+    "Parsed",
+    "ValidatedUpload",
+    "parse",
+    "validate_upload",
+    "delegator_of",
+    "check_client_view",
+    "compute_keyid",
+]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one upload may contain (all configurable)."""
+
+    max_targets_per_role: int = 200_000
+    max_delegations_per_role: int = 1_024
+    max_keys_per_role: int = 256
+
+
+@dataclass(frozen=True)
+class ServerKeyIds:
+    """Key ids of the online keys the signer holds for one GUN."""
+
+    timestamp: frozenset[str] = frozenset()
+    snapshot: frozenset[str] = frozenset()
+
+
+class StoredState(Protocol):
+    """Read access to the current stored files of one GUN."""
+
+    def current(self, role: str) -> bytes | None:
+        """Raw bytes of the newest stored version of ``role``, or None."""
+
+    def roles(self) -> Iterable[str]:
+        """Names of every stored role."""
+
+
+@dataclass
+class Parsed:
+    """One metadata file: its bytes, its parsed form and its canonical signed bytes."""
+
+    role: str
+    raw: bytes = field(repr=False)
+    md: Metadata[Any] = field(repr=False)
+    signed_bytes: bytes = field(repr=False)
+
+    @property
+    def signed(self) -> Any:
+        return self.md.signed
+
+    @property
+    def version(self) -> int:
+        return int(self.md.signed.version)
+
+
+@dataclass
+class ValidatedUpload:
+    """An upload that passed every rule; what the publisher needs next."""
+
+    root: Parsed  # the root in force after the update
+    new_root: Parsed | None
+    targets: dict[str, Parsed]  # uploaded targets-type roles, parents first
+    snapshot: Parsed | None  # client-managed snapshot, if uploaded
+    server_snapshot: bool  # the server must build the next snapshot
+
+    def files(self) -> list[MetaUpdate]:
+        """Uploaded files to store, in the order they were checked."""
+        parts = [self.new_root, *self.targets.values(), self.snapshot]
+        return [MetaUpdate(p.role, p.version, p.raw) for p in parts if p is not None]
+
+
+_EXPECTED_TYPE = {"root": Root, "snapshot": Snapshot}
+
+
+def parse(role: str, raw: bytes) -> Parsed:
+    """Parse ``raw`` as the metadata of ``role``.
+
+    Raises:
+        MalformedJSONError: not TUF metadata, not of the role's type, or not
+            representable as canonical JSON (floats, for instance).
+    """
+    expected: type[Signed] = _EXPECTED_TYPE.get(role, Targets)
+    try:
+        md = Metadata.from_bytes(raw)
+    except DeserializationError as e:
+        raise errors.MalformedJSONError(f"{role}: not valid TUF metadata: {_cause(e)}", role=role) from e
+    if not isinstance(md.signed, expected):
+        raise errors.MalformedJSONError(
+            f"{role}: expected metadata of type {expected.type!r}, got {md.signed.type!r}", role=role
+        )
+    try:
+        signed_bytes = md.signed_bytes
+    except Exception as e:  # securesystemslib raises FormatError for floats and the like
+        raise errors.MalformedJSONError(f"{role}: cannot be canonicalised: {e}", role=role) from e
+    return Parsed(role, raw, md, signed_bytes)
+
+
+def _cause(e: BaseException) -> str:
+    while e.__cause__ is not None:
+        e = e.__cause__
+    return str(e) or type(e).__name__
+
+
+# --- keys ---------------------------------------------------------------------------
+
+
+def compute_keyid(key: Key) -> str:
+    """The TUF key id of ``key``: sha256 of canonical ``{keytype, scheme, keyval}``."""
+    data = {"keytype": key.keytype, "scheme": key.scheme, "keyval": key.keyval}
+    return hashlib.sha256(encode_canonical(data).encode()).hexdigest()
+
+
+def _public_identity(key: Key) -> bytes:
+    """The public key material, normalised so two encodings of one key compare equal."""
+    public = str(key.keyval.get("public", ""))
+    if public.lstrip().startswith("-----BEGIN"):
+        try:
+            loaded = serialization.load_pem_public_key(public.encode())
+            return loaded.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        except ValueError:
+            pass
+    return public.strip().lower().encode()
+
+
+def _check_keys(where: str, keys: Mapping[str, Key], limits: Limits) -> None:
+    if len(keys) > limits.max_keys_per_role * 8:
+        raise errors.TooLargeError(f"{where}: {len(keys)} keys is more than allowed", role=where)
+    owners: dict[bytes, str] = {}
+    for keyid, key in keys.items():
+        computed = compute_keyid(key)
+        if keyid != computed:
+            raise errors.BadKeysError(
+                f"{where}: key id {keyid} is not the id of its key (expected {computed})",
+                role=where,
+                keyid=keyid,
+                expected_keyid=computed,
+            )
+        ident = _public_identity(key)
+        if ident in owners:
+            raise errors.BadKeysError(
+                f"{where}: one public key is listed under two key ids ({owners[ident]} and "
+                f"{keyid}); this would fake a signature threshold and may be an attack",
+                role=where,
+                keyids=[owners[ident], keyid],
+            )
+        owners[ident] = keyid
+
+
+# --- the checks ---------------------------------------------------------------------
+
+
+class _State:
+    """The candidate state: uploaded files over stored ones, parsed on demand."""
+
+    def __init__(self, stored: StoredState) -> None:
+        self._stored = stored
+        self._parsed: dict[str, Parsed | None] = {}
+        self.uploaded: dict[str, Parsed] = {}
+
+    def stored(self, role: str) -> Parsed | None:
+        if role not in self._parsed:
+            raw = self._stored.current(role)
+            self._parsed[role] = parse(role, raw) if raw is not None else None
+        return self._parsed[role]
+
+    def get(self, role: str) -> Parsed | None:
+        return self.uploaded.get(role) or self.stored(role)
+
+
+def validate_upload(
+    uploads: Mapping[str, bytes],
+    stored: StoredState,
+    *,
+    server_keys: ServerKeyIds,
+    now: datetime,
+    limits: Limits = Limits(),
+) -> ValidatedUpload:
+    """Check an upload of role files against the stored state of one GUN.
+
+    Args:
+        uploads: role name -> raw bytes, as sent by the client.
+        stored: the GUN's current stored files.
+        server_keys: ids of the online keys the signer holds for this GUN.
+        now: the reference time for expiry checks.
+
+    Raises:
+        NotaryError: the first broken rule, as a named error (see module docstring).
+    """
+    if not uploads:
+        raise errors.MalformedUploadError("the upload contains no metadata")
+    if "timestamp" in uploads:
+        raise errors.InvalidRoleError(
+            "timestamp is generated by the server and cannot be uploaded", role="timestamp"
+        )
+    for role in uploads:
+        if role not in TOP_LEVEL_ROLES:
+            check_delegated_role(role)
+
+    state = _State(stored)
+    parsed = {role: parse(role, raw) for role, raw in uploads.items()}
+    for p in parsed.values():
+        _check_structure(p, limits)
+
+    # Root first: everything else is checked against the root in force afterwards.
+    prev_root = state.stored("root")
+    new_root = parsed.get("root")
+    if new_root is not None:
+        _check_root(new_root, prev_root, server_keys, now)
+        state.uploaded["root"] = new_root
+    elif prev_root is None:
+        raise errors.BadHierarchyError(
+            "this repository has no root yet: the first upload must include root and targets"
+        )
+    root = state.get("root")
+    assert root is not None
+    if root.signed.is_expired(now):
+        raise errors.ExpiredMetadataError(
+            f"the stored root v{root.version} has expired: upload a new root first", role="root"
+        )
+
+    targets_roles = sorted(
+        (r for r in parsed if r not in ("root", "snapshot")),
+        key=lambda r: (r != "targets", r.count("/"), r),
+    )
+    for role in targets_roles:
+        state.uploaded[role] = parsed[role]
+        _check_targets(parsed[role], state, now)
+    if state.get("targets") is None:
+        raise errors.BadHierarchyError(
+            "this repository has no targets yet: the first upload must include root and targets"
+        )
+
+    server_snapshot = _holds_threshold(root.signed, "snapshot", server_keys.snapshot)
+    snapshot = parsed.get("snapshot")
+    if snapshot is not None:
+        _check_client_snapshot(snapshot, root.signed, state, stored, now)
+    elif not server_snapshot:
+        raise errors.BadHierarchyError(
+            "no snapshot in the upload, and the server does not hold this repository's "
+            "snapshot key: sign and upload snapshot, or list the server's snapshot key in root",
+            missing="snapshot",
+        )
+
+    return ValidatedUpload(
+        root=root,
+        new_root=new_root,
+        targets={r: parsed[r] for r in targets_roles},
+        snapshot=snapshot,
+        server_snapshot=snapshot is None,
+    )
+
+
+def _check_structure(p: Parsed, limits: Limits) -> None:
+    signed = p.signed
+    if isinstance(signed, Root):
+        _check_keys("root", signed.keys, limits)
+        for name, role in signed.roles.items():
+            if len(role.keyids) > limits.max_keys_per_role:
+                raise errors.TooLargeError(f"root: role {name} lists too many keys", role="root")
+    if isinstance(signed, Targets):
+        if len(signed.targets) > limits.max_targets_per_role:
+            raise errors.TooLargeError(
+                f"{p.role}: {len(signed.targets)} targets is more than the "
+                f"{limits.max_targets_per_role} allowed per role",
+                role=p.role,
+            )
+        for path in signed.targets:
+            problem = target_path_problem(path)
+            if problem:
+                raise errors.BadTargetsError(f"{p.role}: {problem}: {path[:80]!r}", role=p.role)
+        if signed.delegations is not None:
+            _check_delegations(p.role, signed, limits)
+
+
+def _check_delegations(role: str, signed: Targets, limits: Limits) -> None:
+    delegations = signed.delegations
+    assert delegations is not None
+    _check_keys(role, delegations.keys, limits)
+    roles = delegations.roles or {}
+    if len(roles) > limits.max_delegations_per_role:
+        raise errors.TooLargeError(f"{role}: too many delegated roles", role=role)
+    for name, delegated in roles.items():
+        try:
+            check_delegated_role(name)
+        except errors.InvalidRoleError as e:
+            raise errors.BadTargetsError(f"{role}: delegates to an {e.message}", role=role) from e
+        missing = [k for k in delegated.keyids if k not in delegations.keys]
+        if missing:
+            raise errors.BadTargetsError(
+                f"{role}: delegation {name} lists key ids that are not in its keys: {missing}",
+                role=role,
+            )
+    succinct = delegations.succinct_roles
+    if succinct is not None:
+        missing = [k for k in succinct.keyids if k not in delegations.keys]
+        if missing:
+            raise errors.BadTargetsError(
+                f"{role}: hash-bin delegation lists unknown key ids: {missing}", role=role
+            )
+
+
+def _holds_threshold(root: Root, role: str, held: frozenset[str]) -> bool:
+    r = root.roles[role]
+    return len(set(r.keyids) & held) >= r.threshold
+
+
+def _check_root(
+    new: Parsed, prev: Parsed | None, server_keys: ServerKeyIds, now: datetime
+) -> None:
+    root: Root = new.signed
+    stored_version = prev.version if prev else 0
+    if root.version <= stored_version:
+        raise errors.OldVersionError(
+            f"root v{root.version} is not newer than the stored root v{stored_version}",
+            role="root",
+            stored_version=stored_version,
+            sent_version=root.version,
+        )
+    if root.version != stored_version + 1:
+        raise errors.BadRootError(
+            f"expected root v{stored_version + 1}, got v{root.version}: "
+            "root versions must increase one at a time",
+            role="root",
+        )
+    if not root.consistent_snapshot:
+        raise errors.BadRootError("root must set consistent_snapshot to true", role="root")
+
+    result = root.get_root_verification_result(
+        prev.signed if prev else None, new.signed_bytes, new.md.signatures
+    )
+    if prev is not None and not result.first.verified:
+        first = result.first
+        raise errors.BadRootError(
+            f"root v{root.version} carries {len(first.signed)} of the {first.threshold} "
+            f"signatures that root v{prev.version} requires from its keys: a new root must be "
+            "signed by the previous root's keys (this may be an attack)",
+            role="root",
+            signed=sorted(first.signed),
+            threshold=first.threshold,
+        )
+    if not result.second.verified:
+        second = result.second
+        raise errors.BadRootError(
+            f"root v{root.version} carries {len(second.signed)} of the {second.threshold} "
+            "signatures it requires from its own root keys",
+            role="root",
+            signed=sorted(second.signed),
+            threshold=second.threshold,
+        )
+    if root.is_expired(now):
+        raise errors.ExpiredMetadataError(
+            f"root v{root.version} expired at {root.expires:%Y-%m-%dT%H:%M:%SZ}", role="root"
+        )
+    if not _holds_threshold(root, "timestamp", server_keys.timestamp):
+        raise errors.BadRootError(
+            "root must list the server's timestamp key for this repository "
+            "(GET .../_trust/tuf/timestamp.key) under the timestamp role",
+            role="root",
+            server_keyids=sorted(server_keys.timestamp),
+        )
+
+
+def delegator_of(role: str, get: Any) -> tuple[str, Targets]:
+    """Find the targets role that delegates to ``role``.
+
+    ``targets`` delegates top-level names (``targets/releases``, hash bins); a deeper
+    name is delegated by the role named by its path prefix (``targets/a`` for
+    ``targets/a/b``). ``get(role)`` returns a :class:`Parsed` or None.
+
+    Raises:
+        BadHierarchyError: no such role delegates to ``role``.
+    """
+    candidates = ["targets"]
+    if "/" in role and role.rsplit("/", 1)[0] != "targets":
+        candidates.append(role.rsplit("/", 1)[0])
+    for name in candidates:
+        parent = get(name)
+        if parent is not None and _delegates(parent.signed, role):
+            return name, parent.signed
+    raise errors.BadHierarchyError(
+        f"no role delegates to {role}: add the delegation to its parent first", role=role
+    )
+
+
+def _delegates(parent: Targets, role: str) -> bool:
+    d = parent.delegations
+    if d is None:
+        return False
+    if d.roles is not None and role in d.roles:
+        return True
+    return d.succinct_roles is not None and d.succinct_roles.is_delegated_role(role)
+
+
+def _check_targets(p: Parsed, state: _State, now: datetime) -> None:
+    if p.role == "targets":
+        root = state.get("root")
+        assert root is not None
+        parent_name, delegator = "root", root.signed
+    else:
+        parent_name, delegator = delegator_of(p.role, state.get)
+    stored = state.stored(p.role)
+    if stored is not None and p.version <= stored.version:
+        raise errors.OldVersionError(
+            f"{p.role} v{p.version} is not newer than the stored v{stored.version}",
+            role=p.role,
+            stored_version=stored.version,
+            sent_version=p.version,
+        )
+    result = delegator.get_verification_result(p.role, p.signed_bytes, p.md.signatures)
+    if not result.verified:
+        raise errors.BadTargetsError(
+            f"{p.role} v{p.version} is signed by {len(result.signed)} of the "
+            f"{result.threshold} keys that {parent_name} requires",
+            role=p.role,
+            signed=sorted(result.signed),
+            threshold=result.threshold,
+        )
+    if p.signed.is_expired(now):
+        raise errors.ExpiredMetadataError(
+            f"{p.role} v{p.version} expired at {p.signed.expires:%Y-%m-%dT%H:%M:%SZ}",
+            role=p.role,
+        )
+    if isinstance(delegator, Targets):
+        _check_paths(p, delegator)
+
+
+def _check_paths(p: Parsed, parent: Targets) -> None:
+    d = parent.delegations
+    assert d is not None
+    if d.roles is not None and p.role in d.roles:
+        allowed = d.roles[p.role].is_delegated_path
+    else:
+        assert d.succinct_roles is not None
+        succinct = d.succinct_roles
+        allowed = lambda path: succinct.get_role_for_target(path) == p.role  # noqa: E731
+    outside = [path for path in p.signed.targets if not allowed(path)]
+    if outside:
+        raise errors.BadTargetsError(
+            f"{p.role} signs {len(outside)} target(s) outside the paths delegated to it, "
+            f"e.g. {outside[0]!r}; this may be an attack",
+            role=p.role,
+            outside=outside[:10],
+        )
+
+
+def _check_client_snapshot(
+    p: Parsed, root: Root, state: _State, stored: StoredState, now: datetime
+) -> None:
+    result = root.get_verification_result("snapshot", p.signed_bytes, p.md.signatures)
+    if not result.verified:
+        raise errors.BadSnapshotError(
+            f"snapshot is signed by {len(result.signed)} of the {result.threshold} keys "
+            "that root requires",
+            role="snapshot",
+        )
+    prev = state.stored("snapshot")
+    if prev is not None and p.version <= prev.version:
+        raise errors.OldVersionError(
+            f"snapshot v{p.version} is not newer than the stored v{prev.version}",
+            role="snapshot",
+            stored_version=prev.version,
+            sent_version=p.version,
+        )
+    if p.signed.is_expired(now):
+        raise errors.ExpiredMetadataError("snapshot has expired", role="snapshot")
+    meta = p.signed.meta
+    names = set(stored.roles()) | set(state.uploaded)
+    for role in sorted(names - {"root", "snapshot", "timestamp"}):
+        current = state.get(role)
+        assert current is not None
+        entry = meta.get(f"{role}.json")
+        if entry is None or entry.version != current.version:
+            listed = entry.version if entry else None
+            raise errors.BadSnapshotError(
+                f"snapshot lists {role} v{listed}, but the repository's {role} is "
+                f"v{current.version}",
+                role="snapshot",
+            )
+        try:
+            entry.verify_length_and_hashes(current.raw)
+        except tuf_exceptions.LengthOrHashMismatchError as e:
+            raise errors.BadSnapshotError(f"snapshot entry for {role}: {e}", role="snapshot") from e
+    if prev is not None:
+        for name, old in prev.signed.meta.items():
+            new = meta.get(name)
+            if new is None or new.version < old.version:
+                raise errors.BadSnapshotError(
+                    f"snapshot drops or rolls back {name} (was v{old.version})", role="snapshot"
+                )
+
+
+# --- the client's view --------------------------------------------------------------
+
+
+def check_client_view(
+    trusted_root: bytes,
+    new_root: bytes | None,
+    timestamp: bytes,
+    snapshot: bytes,
+    targets: Mapping[str, bytes],
+    get: Any,
+    now: datetime,
+) -> None:
+    """Replay the candidate state through python-tuf's client-side trust rules.
+
+    ``trusted_root`` is the stored root (or the uploaded v1 for a new repository);
+    ``targets`` the targets-type roles to load (their delegators are loaded first,
+    found with :func:`delegator_of` over ``get``).
+
+    Raises:
+        InvalidUpdateError: a TUF client would refuse the state.
+    """
+    try:
+        trusted = TrustedMetadataSet(trusted_root, EnvelopeType.METADATA)
+        trusted.reference_time = now
+        if new_root is not None:
+            trusted.update_root(new_root)
+        trusted.update_timestamp(timestamp)
+        trusted.update_snapshot(snapshot)
+        loaded: set[str] = set()
+
+        def load(role: str) -> None:
+            if role in loaded:
+                return
+            parsed = get(role)
+            if role == "targets":
+                trusted.update_targets(parsed.raw)
+            else:
+                parent, _ = delegator_of(role, get)
+                load(parent)
+                trusted.update_delegated_targets(parsed.raw, role, parent)
+            loaded.add(role)
+
+        for role in ["targets", *targets]:
+            load(role)
+    except (tuf_exceptions.RepositoryError, ValueError, KeyError) as e:
+        raise errors.InvalidUpdateError(
+            f"a TUF client would refuse the resulting repository: {e}"
+        ) from e

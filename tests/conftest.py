@@ -1,0 +1,79 @@
+"""Fixtures shared by every test package: a clock, an in-process trust service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from notary_server.app import create_app
+from notary_server.config import ServerConfig
+from notary_server.service import TrustService
+from notary_server.storage.memory import MemoryStore
+from notary_signer.client import LocalKeyService
+from notary_signer.keystore.memory import MemoryKeyStore
+from tests.tufrepo import Owner
+
+
+@dataclass
+class FakeClock:
+    """A clock the test moves by hand; injected wherever the code asks the time."""
+
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc).replace(microsecond=0))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def keyservice() -> LocalKeyService:
+    return LocalKeyService(MemoryKeyStore())
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def service(store: MemoryStore, keyservice: LocalKeyService, clock: FakeClock) -> TrustService:
+    config = ServerConfig(max_file_bytes=256 * 1024, max_body_bytes=1024 * 1024)
+    return TrustService(store, keyservice, config, clock=clock)
+
+
+@pytest.fixture
+def app(service: TrustService) -> Flask:
+    return create_app(service=service)
+
+
+@pytest.fixture
+def client(app: Flask) -> Iterator[FlaskClient]:
+    with app.test_client() as c:
+        yield c
+
+
+GUN = "127.0.0.1:5000/library/app"
+
+
+@pytest.fixture
+def make_owner(service: TrustService, clock: FakeClock) -> Callable[..., Owner]:
+    """An owner of a GUN whose root lists the server-held timestamp and snapshot keys."""
+
+    def make(gun: str = GUN, *, server_snapshot: bool = True, **kwargs: object) -> Owner:
+        ts = service.server_key(gun, "timestamp")
+        snap = service.server_key(gun, "snapshot") if server_snapshot else None
+        return Owner(timestamp_key=ts, snapshot_key=snap, now=clock.now, **kwargs)  # type: ignore[arg-type]
+
+    return make
