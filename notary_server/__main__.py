@@ -1,0 +1,3 @@
+from notary_server.cli import main
+
+main()

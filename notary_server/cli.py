@@ -1,0 +1,227 @@
+"""``notary-server``: serve, migrate, renew, and the one-command development set-up.
+
+``notary-server dev`` is the embedded default: it generates a development CA and
+certificates into ``keys/``, starts ``notary-signer`` on 127.0.0.1:7899 (mutual TLS)
+and the trust server on 127.0.0.1:4443 (HTTPS), both on SQLite files under ``var/``,
+and stops both on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from notary_server.config import ConfigError, ServerConfig, load_config
+
+__all__ = ["main"]
+
+logger = logging.getLogger("notary_server")
+
+
+def _fail(message: str, hint: str | None = None) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    if hint:
+        click.echo(f"Hint: {hint}", err=True)
+    sys.exit(2)
+
+
+def _load(path: str | None) -> ServerConfig:
+    try:
+        return load_config(path, os.environ)
+    except ConfigError as e:
+        _fail(str(e), "see docs/operations.md for every setting")
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("notary_server", "notary_signer"):
+        log = logging.getLogger(name)
+        log.handlers[:] = [handler]
+        log.setLevel(level.upper())
+        log.propagate = False
+
+
+@click.group()
+@click.version_option(package_name="notary-tuf")
+def main() -> None:
+    """The TUF trust server for container images."""
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML configuration file.")
+@click.option("--no-migrate", is_flag=True, help="Do not upgrade the database schema at start-up.")
+def serve(config_path: str | None, no_migrate: bool) -> None:
+    """Serve the trust server's HTTP API."""
+    config = _load(config_path)
+    try:
+        config.check_serving()
+    except ConfigError as e:
+        _fail(str(e), "run `notary-server dev` for a development set-up with generated certificates")
+    _configure_logging(config.log_level)
+    if config.insecure_plain_http:
+        logger.warning(
+            "insecure_plain_http is on: serving plain HTTP; only do this behind a TLS-terminating proxy"
+        )
+    if not no_migrate:
+        _migrate(config.database_url)
+
+    from notary_signer.serving import serve_wsgi
+
+    def factory() -> object:
+        from notary_server.app import create_app
+
+        return create_app(config)
+
+    logger.info("trust server listening on %s:%d", config.host, config.port)
+    serve_wsgi(
+        factory,
+        host=config.host,
+        port=config.port,
+        certfile=None if config.insecure_plain_http else config.tls_cert_file,
+        keyfile=None if config.insecure_plain_http else config.tls_key_file,
+        workers=config.workers,
+        threads=config.threads,
+        name="notary-server",
+    )
+
+
+def _migrate(url: str) -> None:
+    from notary_server.storage.sql import migrate
+
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        migrate(url)
+    except Exception as e:  # noqa: BLE001 - any database failure stops start-up with one line
+        _fail(f"cannot upgrade the database schema at {_redact(url)}: {e}")
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False))
+def migrate(config_path: str | None) -> None:
+    """Create or upgrade the database schema."""
+    config = _load(config_path)
+    _migrate(config.database_url)
+    click.echo(f"database schema is up to date: {_redact(config.database_url)}")
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False))
+def renew(config_path: str | None) -> None:
+    """Renew every repository's timestamp and snapshot inside their renewal window.
+
+    Reads renew on demand already; run this from cron so that rarely read
+    repositories stay fresh for caches and mirrors too.
+    """
+    config = _load(config_path)
+    _configure_logging(config.log_level)
+    from notary_server.app import build_service
+
+    service = build_service(config)
+    renewed = 0
+    for gun in service.store.guns():
+        try:
+            renewed += service.renew(gun)
+        except Exception as e:  # noqa: BLE001 - keep going; report each failure
+            click.echo(f"Error: {gun}: {e}", err=True)
+    click.echo(f"renewed {renewed} repositories")
+
+
+@main.command()
+@click.option("--keys-dir", default="keys", show_default=True, type=click.Path(file_okay=False))
+@click.option("--var-dir", default="var", show_default=True, type=click.Path(file_okay=False))
+@click.option("--port", default=4443, show_default=True)
+@click.option("--signer-port", default=7899, show_default=True)
+def dev(keys_dir: str, var_dir: str, port: int, signer_port: int) -> None:
+    """Run signer and server on 127.0.0.1 with generated development certificates."""
+    from notary_signer.devcerts import ensure_dev_pki
+
+    keys, var = Path(keys_dir).resolve(), Path(var_dir).resolve()
+    var.mkdir(parents=True, exist_ok=True)
+    pki = ensure_dev_pki(keys)
+    env = dict(os.environ)
+    env.setdefault("NOTARY_SIGNER_DEFAULT", _dev_passphrase(keys / "dev-signer-passphrase"))
+    signer_toml = var / "dev-signer.toml"
+    signer_toml.write_text(
+        f'host = "127.0.0.1"\nport = {signer_port}\n'
+        f'tls_cert_file = "{pki.signer_cert}"\ntls_key_file = "{pki.signer_key}"\n'
+        f'client_ca_file = "{pki.ca_cert}"\ndatabase_url = "sqlite:///{var / "notary-signer.db"}"\n'
+    )
+    server_toml = var / "dev-server.toml"
+    server_toml.write_text(
+        f'host = "127.0.0.1"\nport = {port}\n'
+        f'tls_cert_file = "{pki.server_cert}"\ntls_key_file = "{pki.server_key}"\n'
+        f'database_url = "sqlite:///{var / "notary-server.db"}"\n'
+        f'signer_url = "https://127.0.0.1:{signer_port}"\nsigner_ca_file = "{pki.ca_cert}"\n'
+        f'signer_client_cert = "{pki.client_cert}"\nsigner_client_key = "{pki.client_key}"\n'
+    )
+    python = sys.executable
+    procs = [
+        subprocess.Popen([python, "-m", "notary_signer", "serve", "--config", str(signer_toml)], env=env),
+        subprocess.Popen([python, "-m", "notary_server", "serve", "--config", str(server_toml)], env=env),
+    ]
+    click.echo(
+        f"\nnotary-signer: https://127.0.0.1:{signer_port} (mutual TLS)\n"
+        f"notary-server: https://127.0.0.1:{port}\n"
+        f"CA certificate: {pki.ca_cert}\n\n"
+        f"Point a client at it:\n"
+        f"  export TRUSTCTL_SERVER=https://127.0.0.1:{port} TRUSTCTL_TLS_CA={pki.ca_cert}\n"
+        f"  curl --cacert {pki.ca_cert} https://127.0.0.1:{port}/_notary_server/health\n\n"
+        "Press Ctrl-C to stop both.\n",
+        err=True,
+    )
+    _supervise(procs)
+
+
+def _dev_passphrase(path: Path) -> str:
+    """A random passphrase for the development signer, kept (mode 0600) across restarts."""
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value
+
+
+def _supervise(procs: list[subprocess.Popen[bytes]]) -> None:
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping and all(p.poll() is None for p in procs):
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    failed = [p for p in procs if p.returncode not in (0, -signal.SIGTERM, None)]
+    if failed and not stopping:
+        _fail("a service stopped unexpectedly; see its messages above")
