@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -13,9 +14,12 @@ from flask.testing import FlaskClient
 from notary_server.app import create_app
 from notary_server.config import ServerConfig
 from notary_server.service import TrustService
+from notary_server.storage import MetadataStore
 from notary_server.storage.memory import MemoryStore
+from notary_server.storage.sql import SQLStore, migrate
 from notary_signer.client import LocalKeyService
 from notary_signer.keystore.memory import MemoryKeyStore
+from tests.pg import pg_cluster, pg_url  # noqa: F401  (pytest fixtures)
 from tests.tufrepo import Owner
 
 
@@ -42,13 +46,26 @@ def keyservice() -> LocalKeyService:
     return LocalKeyService(MemoryKeyStore())
 
 
-@pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
+    """Every in-process server test runs on each store: memory, SQLite and PostgreSQL."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'server.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    migrate(url)
+    sql = SQLStore(url)
+    try:
+        yield sql
+    finally:
+        sql.dispose()
 
 
 @pytest.fixture
-def service(store: MemoryStore, keyservice: LocalKeyService, clock: FakeClock) -> TrustService:
+def service(store: MetadataStore, keyservice: LocalKeyService, clock: FakeClock) -> TrustService:
     config = ServerConfig(max_file_bytes=256 * 1024, max_body_bytes=1024 * 1024)
     return TrustService(store, keyservice, config, clock=clock)
 

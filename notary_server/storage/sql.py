@@ -1,0 +1,375 @@
+"""The SQL :class:`~notary_server.storage.MetadataStore`: SQLite by default, PostgreSQL at scale.
+
+Every write runs in one database transaction that first takes the GUN's lock:
+
+* PostgreSQL: insert the GUN's ``repositories`` row if missing, then
+  ``SELECT ... FOR UPDATE`` it. Writers of one GUN queue up across processes and
+  replicas; writers of different GUNs do not wait for each other.
+* SQLite: ``BEGIN IMMEDIATE`` takes the database write lock (WAL mode, so readers
+  never wait), with a 10 s busy timeout.
+
+Inside the lock, :meth:`RepoTransaction.add` compares each role's stored version
+with the new one; ``UNIQUE(gun, role, version)`` backs that check up. Database
+errors surface as :class:`~notary_server.errors.StorageUnavailableError`, never raw.
+
+The schema belongs to the Alembic migrations; run :func:`migrate` at start-up::
+
+    migrate("sqlite:////var/lib/notary/server.db")
+    store = SQLStore("sqlite:////var/lib/notary/server.db")
+    with store.transaction("example.com/app") as tx:
+        tx.add([MetaUpdate("timestamp", 2, data)])
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import URL, Engine, and_, create_engine, delete, event, func, make_url, select, text
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from notary_server.errors import OldVersionError, StorageUnavailableError
+from notary_server.storage import ChangeRecord, MetadataStore, MetaUpdate, StoredFile
+from notary_server.storage.memory import MemoryStore, check_versions
+from notary_server.storage.models import Change, Repository, TufFile
+
+__all__ = ["SQLStore", "migrate", "open_store", "normalize_url", "configure_sqlite"]
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+SQLITE_BUSY_TIMEOUT_S = 10
+# Connection execution option read by the SQLite "begin" hook: DEFERRED or IMMEDIATE.
+SQLITE_BEGIN_OPTION = "notary_sqlite_begin"
+_MIGRATE_LOCK = threading.Lock()
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse ``url``; a bare ``postgresql://`` URL gets the psycopg 3 driver."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def configure_sqlite(engine: Engine) -> None:
+    """Make SQLAlchemy, not pysqlite, emit BEGIN; turn on WAL and foreign keys.
+
+    Connections opened with execution option ``notary_sqlite_begin="IMMEDIATE"``
+    take the write lock when their transaction begins. The busy timeout is
+    pysqlite's ``timeout`` connect argument (:data:`SQLITE_BUSY_TIMEOUT_S` by default).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # pysqlite must not BEGIN on its own
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
+        if mode not in ("DEFERRED", "IMMEDIATE"):
+            raise ValueError(f"bad {SQLITE_BEGIN_OPTION}: {mode!r}")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def _db_errors() -> Iterator[None]:
+    """Turn database failures into StorageUnavailableError (usable as a decorator)."""
+    try:
+        yield
+    except sa_exc.IntegrityError:
+        raise
+    except (sa_exc.DBAPIError, sa_exc.TimeoutError) as e:
+        logger.warning("metadata database unavailable: %s", e)
+        raise StorageUnavailableError() from e
+
+
+def _version_conflict(gun: str, cause: Exception) -> OldVersionError:
+    logger.info("unique violation writing %s: %s", gun, cause)
+    return OldVersionError(
+        "a concurrent update stored the same version first; fetch, rebase and retry", gun=gun
+    )
+
+
+def _current_stmt(gun: str, role: str) -> Any:
+    return (
+        select(TufFile)
+        .where(TufFile.gun == gun, TufFile.role == role)
+        .order_by(TufFile.version.desc())
+        .limit(1)
+    )
+
+
+class _SQLTransaction:
+    """Internal: the RepoTransaction handed out by SQLStore.transaction()."""
+
+    def __init__(self, session: Session, gun: str) -> None:
+        self._session = session
+        self._gun = gun
+        self.failed = False
+
+    @_db_errors()
+    def current(self, role: str) -> StoredFile | None:
+        row = self._session.scalars(_current_stmt(self._gun, role)).first()
+        return row.to_stored() if row else None
+
+    @_db_errors()
+    def current_all(self) -> dict[str, StoredFile]:
+        latest = (
+            select(TufFile.role, func.max(TufFile.version).label("version"))
+            .where(TufFile.gun == self._gun)
+            .group_by(TufFile.role)
+            .subquery()
+        )
+        stmt = select(TufFile).join(
+            latest,
+            and_(
+                TufFile.gun == self._gun,
+                TufFile.role == latest.c.role,
+                TufFile.version == latest.c.version,
+            ),
+        )
+        return {row.role: row.to_stored() for row in self._session.scalars(stmt)}
+
+    @_db_errors()
+    def add(self, updates: Sequence[MetaUpdate]) -> None:
+        if self.failed:
+            raise OldVersionError("transaction already failed with a version conflict")
+        roles = {u.role for u in updates}
+        stored = self._session.execute(
+            select(TufFile.role, func.max(TufFile.version))
+            .where(TufFile.gun == self._gun, TufFile.role.in_(roles))
+            .group_by(TufFile.role)
+        )
+        check_versions(updates, {role: version for role, version in stored})
+        now = datetime.now(UTC)
+        for u in updates:
+            data = bytes(u.data)
+            sha256 = u.sha256
+            self._session.add(
+                TufFile(
+                    gun=self._gun, role=u.role, version=u.version,
+                    sha256=sha256, data=data, created_at=now,
+                )
+            )
+            if u.role == "timestamp":
+                self._session.add(
+                    Change(
+                        created_at=now, gun=self._gun, version=u.version,
+                        sha256=sha256, category="update",
+                    )
+                )
+        try:
+            self._session.flush()
+        except sa_exc.IntegrityError as e:
+            self.failed = True  # the session's transaction is gone; commit must not happen
+            raise _version_conflict(self._gun, e) from e
+
+
+class SQLStore(MetadataStore):
+    """Metadata store on any SQLAlchemy URL (tested: SQLite, PostgreSQL via psycopg 3).
+
+    Args:
+        url: SQLAlchemy database URL, e.g. ``sqlite:////var/lib/notary/server.db``
+            or ``postgresql+psycopg://user@host/db``.
+        engine_options: extra keyword arguments for ``create_engine``
+            (``connect_args`` is merged with the defaults).
+        create: run the migrations (:func:`migrate`) before first use.
+
+    Raises:
+        StorageUnavailableError: ``create`` is set and the database cannot be reached.
+        ValueError: an in-memory SQLite URL (use ``memory://`` with :func:`open_store`).
+    """
+
+    def __init__(
+        self, url: str, *, engine_options: dict[str, Any] | None = None, create: bool = False
+    ) -> None:
+        parsed = normalize_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite" and parsed.database in (None, "", ":memory:"):
+            raise ValueError("in-memory SQLite is one database per connection: use memory://")
+        if create:
+            migrate(parsed)
+        options: dict[str, Any] = {}
+        connect_args: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_S
+        else:
+            options["pool_pre_ping"] = True
+            if parsed.get_driver_name() in ("psycopg", "psycopg2"):
+                connect_args["connect_timeout"] = 10
+        options.update(engine_options or {})
+        connect_args.update(options.pop("connect_args", {}))
+        self.engine = create_engine(parsed, connect_args=connect_args, **options)
+        if self.dialect == "sqlite":
+            configure_sqlite(self.engine)
+            write_engine = self.engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+            read_engine = self.engine
+        else:
+            write_engine = self.engine
+            # A read is one statement: skip the BEGIN/ROLLBACK round trips.
+            read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._writes = sessionmaker(write_engine, expire_on_commit=False, autoflush=False)
+        self._reads = sessionmaker(read_engine, expire_on_commit=False, autoflush=False)
+
+    def __repr__(self) -> str:
+        return f"SQLStore({self.engine.url!r})"
+
+    # -- writes --------------------------------------------------------------
+
+    def _lock_gun(self, session: Session, gun: str) -> None:
+        """Take the GUN's write lock for the rest of the session's transaction."""
+        if self.dialect == "postgresql":
+            session.execute(pg_insert(Repository).values(gun=gun).on_conflict_do_nothing())
+            session.execute(select(Repository.gun).where(Repository.gun == gun).with_for_update())
+        elif self.dialect == "sqlite":
+            # BEGIN IMMEDIATE already holds the database write lock.
+            session.execute(sqlite_insert(Repository).values(gun=gun).on_conflict_do_nothing())
+        else:
+            if session.get(Repository, gun, with_for_update=True) is None:
+                try:
+                    with session.begin_nested():
+                        session.add(Repository(gun=gun))
+                except sa_exc.IntegrityError:
+                    pass  # a concurrent writer created it; lock it below
+                session.get(Repository, gun, with_for_update=True, populate_existing=True)
+
+    @contextmanager
+    def _write_session(self, gun: str) -> Iterator[Session]:
+        session = self._writes()
+        try:
+            self._lock_gun(session, gun)
+            yield session
+        finally:
+            try:
+                session.close()  # rolls back anything not committed
+            except sa_exc.DBAPIError as e:
+                logger.warning("rollback failed, connection discarded: %s", e)
+
+    @contextmanager
+    def transaction(self, gun: str) -> Iterator[_SQLTransaction]:
+        with _db_errors(), self._write_session(gun) as session:
+            tx = _SQLTransaction(session, gun)
+            yield tx  # an exception here skips the commit: the session rolls back
+            if tx.failed:
+                raise OldVersionError("transaction failed with a version conflict", gun=gun)
+            try:
+                session.commit()
+            except sa_exc.IntegrityError as e:
+                raise _version_conflict(gun, e) from e
+
+    @_db_errors()
+    def delete(self, gun: str) -> bool:
+        with self._write_session(gun) as session:
+            result: Any = session.execute(
+                delete(TufFile).where(TufFile.gun == gun),
+                execution_options={"synchronize_session": False},
+            )
+            existed = bool(result.rowcount)
+            if existed:
+                now = datetime.now(UTC)
+                session.add(
+                    Change(created_at=now, gun=gun, version=0, sha256="", category="deletion")
+                )
+            session.commit()
+            return existed
+
+    # -- reads ---------------------------------------------------------------
+
+    def _read(self, query: Callable[[Session], Any]) -> Any:
+        with _db_errors(), self._reads() as session:
+            return query(session)
+
+    def _read_file(self, stmt: Any) -> StoredFile | None:
+        row = self._read(lambda s: s.scalars(stmt).first())
+        return row.to_stored() if row else None
+
+    def get_current(self, gun: str, role: str) -> StoredFile | None:
+        return self._read_file(_current_stmt(gun, role))
+
+    def get_version(self, gun: str, role: str, version: int) -> StoredFile | None:
+        return self._read_file(
+            select(TufFile).where(
+                TufFile.gun == gun, TufFile.role == role, TufFile.version == version
+            )
+        )
+
+    def get_checksum(self, gun: str, role: str, sha256: str) -> StoredFile | None:
+        return self._read_file(
+            select(TufFile)
+            .where(TufFile.gun == gun, TufFile.role == role, TufFile.sha256 == sha256.lower())
+            .order_by(TufFile.version.desc())
+            .limit(1)
+        )
+
+    def changefeed(self, gun: str | None, change_id: int, records: int) -> list[ChangeRecord]:
+        stmt = select(Change)
+        if gun is not None:
+            stmt = stmt.where(Change.gun == gun)
+        if records > 0:
+            if change_id == -1:
+                return []
+            stmt = stmt.where(Change.id > change_id).order_by(Change.id).limit(records)
+        elif records < 0:
+            if change_id != -1:
+                stmt = stmt.where(Change.id < change_id)
+            stmt = stmt.order_by(Change.id.desc()).limit(-records)
+        else:
+            return []
+        rows = [row.to_record() for row in self._read(lambda s: s.scalars(stmt).all())]
+        return sorted(rows, key=lambda r: r.id)
+
+    def check_health(self) -> None:
+        with _db_errors(), self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def migrate(url: str | URL) -> None:
+    """Bring the database at ``url`` to the newest schema (``alembic upgrade head``).
+
+    Safe to run from several processes (and threads) at once: on PostgreSQL an
+    advisory lock, on SQLite the write lock, serialises them.
+
+    Raises:
+        StorageUnavailableError: the database cannot be reached.
+    """
+    from alembic import command
+    from alembic.config import Config
+
+    rendered = normalize_url(url).render_as_string(hide_password=False)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
+    with _MIGRATE_LOCK:  # Alembic's context is process-global
+        try:
+            command.upgrade(config, "head")
+        except (sa_exc.DBAPIError, sa_exc.TimeoutError) as e:
+            # Start-up only, for an operator: name the cause (never the password).
+            cause = getattr(e, "orig", None) or e
+            raise StorageUnavailableError(f"cannot migrate the metadata database: {cause}") from e
+
+
+def open_store(url: str, *, create: bool = False) -> MetadataStore:
+    """``memory://`` gives a fresh MemoryStore; any other URL an SQLStore."""
+    if url.startswith("memory://"):
+        return MemoryStore()
+    return SQLStore(url, create=create)
