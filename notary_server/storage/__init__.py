@@ -136,5 +136,8 @@ class MetadataStore(Protocol):
         newest records going backwards. ``records == 0`` returns nothing.
         """
 
+    def guns(self) -> list[str]:
+        """Every GUN that has stored files, sorted."""
+
     def check_health(self) -> None:
         """Raise StorageUnavailableError when the database cannot answer."""

@@ -149,6 +149,10 @@ class MemoryStore(MetadataStore):
                 self._append_change(gun, 0, "", "deletion")
             return existed
 
+    def guns(self) -> list[str]:
+        with self._lock:
+            return sorted(g for g, files in self._files.items() if files)
+
     def changefeed(self, gun: str | None, change_id: int, records: int) -> list[ChangeRecord]:
         with self._lock:
             changes = [c for c in self._changes if gun is None or c.gun == gun]

@@ -290,6 +290,10 @@ class SQLStore(MetadataStore):
 
     # -- reads ---------------------------------------------------------------
 
+    def guns(self) -> list[str]:
+        stmt = select(TufFile.gun).distinct().order_by(TufFile.gun)
+        return list(self._read(lambda s: s.scalars(stmt).all()))
+
     def _read(self, query: Callable[[Session], Any]) -> Any:
         with _db_errors(), self._reads() as session:
             return query(session)

@@ -462,3 +462,12 @@ def test_postgres_outage_never_leaves_a_partial_write() -> None:
         assert store.changefeed(None, 0, 10) == []
         publish(store, GUN, ("root", 2))
         store.dispose()
+
+
+def test_guns_lists_repositories_with_files(store: MetadataStore) -> None:
+    assert store.guns() == []
+    publish(store, "reg/b", ("root", 1))
+    publish(store, GUN, ("root", 1))
+    assert store.guns() == sorted([GUN, "reg/b"])
+    store.delete("reg/b")
+    assert store.guns() == [GUN]
