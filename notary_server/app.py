@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from notary_server import errors
 from notary_server.api import bp
+from notary_server.auth import Access, TokenAuth
 from notary_server.config import ServerConfig
 from notary_server.metrics import Metrics
 from notary_server.service import Clock, TrustService, utcnow
@@ -36,6 +37,28 @@ _HTTP_ERRORS: dict[int, type[errors.NotaryError]] = {
     405: errors.MethodNotAllowedError,
     413: errors.TooLargeError,
 }
+
+
+def required_access(endpoint: str | None, args: dict[str, Any]) -> list[Access] | None:
+    """The grants a route needs; None for routes open to everyone (health, metrics)."""
+    gun = str(args.get("gun", ""))
+
+    def repo(*actions: str) -> list[Access]:
+        return [Access("repository", gun, actions)]
+
+    if endpoint == "tuf.get_metadata":
+        return repo("push", "pull") if str(args.get("filename", "")).endswith(".key") else repo("pull")
+    if endpoint in ("tuf.publish",):
+        return repo("push", "pull")
+    if endpoint in ("tuf.rotate_key", "tuf.delete"):
+        return repo("*")
+    if endpoint == "tuf.gun_changefeed":
+        return repo("pull")
+    if endpoint == "tuf.all_changefeed":
+        return [Access("registry", "catalog", ("*",))]
+    if endpoint in ("health", "render_metrics"):
+        return None
+    return []  # /v2/ ping and unknown routes: any valid token
 
 
 def build_service(
@@ -70,9 +93,18 @@ def create_app(
     store: MetadataStore | None = None,
     keys: KeyService | None = None,
     clock: Clock = utcnow,
+    auth: TokenAuth | None = None,
 ) -> Flask:
     config = config or (service.config if service else ServerConfig())
     service = service or build_service(config, store=store, keys=keys, clock=clock)
+    if auth is None and config.auth_type == "token":
+        auth = TokenAuth.from_bundle(
+            config.auth_root_cert_bundle,
+            realm=config.auth_realm,
+            service=config.auth_service,
+            issuer=config.auth_issuer,
+            clock=service.clock,
+        )
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
@@ -97,7 +129,9 @@ def create_app(
     def notary_error(e: errors.NotaryError) -> tuple[Response, int]:
         if e.http_status >= 500:
             logger.warning("%s %s: %s", request.method, request.path, e.message)
-        return jsonify({"errors": [e.to_dict()]}), e.http_status
+        resp = jsonify({"errors": [e.to_dict()]})
+        resp.headers.update(e.headers)
+        return resp, e.http_status
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> tuple[Response, int]:
@@ -114,6 +148,15 @@ def create_app(
     @app.before_request
     def start_timer() -> None:
         g.started = time.perf_counter()
+
+    if auth is not None:
+        token_auth = auth
+
+        @app.before_request
+        def authorize() -> None:
+            required = required_access(request.endpoint, request.view_args or {})
+            if required is not None:
+                token_auth.check(request.headers.get("Authorization"), required)
 
     @app.after_request
     def count(resp: Response) -> Response:

@@ -55,6 +55,13 @@ class ServerConfig:
     snapshot_expiry_days: float = 7
     snapshot_renew_before_days: float = 3
 
+    #: "none", or "token" for Docker registry token authentication.
+    auth_type: str = "none"
+    auth_realm: str = ""
+    auth_service: str = ""
+    auth_issuer: str = ""
+    auth_root_cert_bundle: str = ""
+
     #: Only GUNs starting with one of these are accepted (empty: all).
     gun_prefixes: tuple[str, ...] = ()
     max_body_bytes: int = 64 * 1024 * 1024
@@ -98,6 +105,12 @@ class ServerConfig:
             raise ConfigError("snapshot_renew_before_days must be less than snapshot_expiry_days")
         if self.key_algorithm not in ("ecdsa", "ed25519"):
             raise ConfigError(f"key_algorithm must be ecdsa or ed25519, got {self.key_algorithm!r}")
+        if self.auth_type not in ("none", "token"):
+            raise ConfigError(f"auth_type must be none or token, got {self.auth_type!r}")
+        if self.auth_type == "token":
+            for name in ("auth_realm", "auth_service", "auth_issuer", "auth_root_cert_bundle"):
+                if not getattr(self, name):
+                    raise ConfigError(f"{name} is required when auth_type is token")
         for p in self.gun_prefixes:
             if not p.endswith("/"):
                 raise ConfigError(f"gun_prefixes entries must end with '/': {p!r}")
@@ -109,6 +122,8 @@ class ServerConfig:
         """Checks that only matter when serving (files must exist)."""
         self.check()
         needed = ["signer_ca_file", "signer_client_cert", "signer_client_key"]
+        if self.auth_type == "token":
+            needed.append("auth_root_cert_bundle")
         if not self.insecure_plain_http:
             needed += ["tls_cert_file", "tls_key_file"]
         for name in needed:

@@ -53,6 +53,8 @@ class NotaryError(Exception):
     def __init__(self, message: str | None = None, **detail: Any) -> None:
         self.message = message or self.default_message
         self.detail = detail
+        #: Extra response headers (the ``WWW-Authenticate`` challenge of a 401).
+        self.headers: dict[str, str] = {}
         super().__init__(self.message)
 
     def to_dict(self) -> dict[str, Any]:
