@@ -42,7 +42,9 @@ class Process:
 
     def start(self, timeout: float = 30.0) -> Process:
         out = self.log.open("ab")
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -67,7 +69,11 @@ class Process:
         self.proc = None
 
     def kill(self) -> None:
-        self.stop(signal.SIGKILL)
+        """SIGKILL the whole process group (master and workers), like a machine crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
 
 
 @dataclass
@@ -78,10 +84,30 @@ class Stack:
     signer: Process
     server: Process
     url: str
+    extra: list[Process] = field(default_factory=list)
+
+    def add_server(self) -> tuple[Process, str]:
+        """Another server process (a replica) on the same database and signer."""
+        port = free_port()
+        env = {**self.server.env, "NOTARY_SERVER_PORT": str(port)}
+        url = f"https://127.0.0.1:{port}"
+        replica = Process(
+            f"notary-server-{len(self.extra) + 2}",
+            self.server.argv,
+            env,
+            f"{url}/_notary_server/health",
+            self.server.pool,
+            self.server.log.with_name(f"server-{len(self.extra) + 2}.log"),
+        ).start()
+        self.extra.append(replica)
+        return replica, url
+
+    def logs(self) -> str:
+        return "".join(p.log.read_text() for p in (self.signer, self.server, *self.extra) if p.log.exists())
 
     def stop(self) -> None:
-        self.server.stop()
-        self.signer.stop()
+        for p in (*self.extra, self.server, self.signer):
+            p.stop()
 
 
 def start_stack(tmp: Path, database_url: str | None = None, **server_env: str) -> Stack:

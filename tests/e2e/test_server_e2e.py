@@ -7,44 +7,28 @@ import json
 from pathlib import Path
 
 import urllib3
-from securesystemslib.signer import CryptoSigner, Key
+from securesystemslib.signer import CryptoSigner
 
 from tests.client_view import HTTPSFetcher, judge
 from tests.procs import Stack
-from tests.tufrepo import Owner
+from tests.e2e.remote import Remote
 
 GUN = "127.0.0.1:5000/team/app"
 
 
-def _pool(stack: Stack) -> urllib3.PoolManager:
-    return urllib3.PoolManager(ca_certs=str(stack.pki.ca_cert))
-
-
-def _server_key(stack: Stack, role: str) -> Key:
-    resp = _pool(stack).request("GET", f"{stack.url}/v2/{GUN}/_trust/tuf/{role}.key")
-    assert resp.status == 200, resp.data
-    d = json.loads(resp.data)
-    return Key.from_dict(d.pop("keyid"), d)
-
-
 def _publish(stack: Stack, files: dict[str, bytes]) -> urllib3.BaseHTTPResponse:
-    fields = [("files", (role, raw, "application/json")) for role, raw in files.items()]
-    return _pool(stack).request("POST", f"{stack.url}/v2/{GUN}/_trust/tuf/", fields=fields)
+    return Remote(stack.url, GUN, str(stack.pki.ca_cert)).publish(files)
 
 
 def _current(stack: Stack) -> dict[str, bytes]:
-    pool = _pool(stack)
-    return {
-        role: pool.request("GET", f"{stack.url}/v2/{GUN}/_trust/tuf/{role}.json").data
-        for role in ("root", "targets", "snapshot", "timestamp")
-    }
+    return Remote(stack.url, GUN, str(stack.pki.ca_cert)).current()
 
 
 def test_repository_lifecycle_over_https_survives_rotations_and_restart(stack: Stack, tmp_path: Path, monkeypatch):
     # The machine's CA variables must not matter: the client trusts exactly our CA.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent.pem")
     monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent.pem")
-    owner = Owner(timestamp_key=_server_key(stack, "timestamp"), snapshot_key=_server_key(stack, "snapshot"))
+    owner = Remote(stack.url, GUN, str(stack.pki.ca_cert)).new_owner()
     pinned = owner.root_bytes()
     owner.add_tag("v1")
     resp = _publish(stack, {"root": pinned, "targets": owner.targets_bytes()})
