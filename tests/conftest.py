@@ -36,6 +36,24 @@ class FakeClock:
         self.now += timedelta(**delta)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def suite_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every record our packages log in process, for the final secrets scan."""
+    import logging
+
+    path = tmp_path_factory.getbasetemp() / "suite.log"
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    loggers = [logging.getLogger(n) for n in ("notary_server", "notary_signer", "trustctl")]
+    for log in loggers:
+        log.addHandler(handler)
+        log.setLevel(logging.DEBUG)
+    yield path
+    for log in loggers:
+        log.removeHandler(handler)
+    handler.close()
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
