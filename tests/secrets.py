@@ -6,8 +6,6 @@ Register every passphrase or secret a test hands to our programs with ``remember
 
 from __future__ import annotations
 
-
-
 #: Secrets known when the suite starts.
 KNOWN: set[str] = {"e2e passphrase, test only"}
 
