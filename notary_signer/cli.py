@@ -1,0 +1,194 @@
+"""``notary-signer``: serve the signing service and administer its key database.
+
+Commands::
+
+    notary-signer serve [--config FILE]          HTTPS, mutual TLS required
+    notary-signer migrate [--config FILE]        upgrade the database schema
+    notary-signer reencrypt --to-alias NEW [--config FILE]
+    notary-signer generate-dev-pki DIR           development CA and certificates
+
+Settings come from the TOML file and ``NOTARY_SIGNER_*`` variables (see
+:mod:`notary_signer.config`); passphrases only from ``NOTARY_SIGNER_<ALIAS>``.
+Errors print one ``Error: ...`` line and a hint on stderr and exit 1; ``-v`` shows
+debug logs and tracebacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from notary_signer.config import SignerConfig, check_alias, load_config
+from notary_signer.errors import SignerError
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+_config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML config file (default: $NOTARY_SIGNER_CONFIG, else defaults and env only).",
+)
+
+
+@click.group()
+@click.option("-v", "--verbose", count=True, help="More logging (-v debug, -vv tracebacks).")
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
+    """The notary signing service: online TUF keys, encrypted at rest, mutual TLS only."""
+    ctx.obj = {"verbose": verbose}
+
+
+@main.command()
+@_config_option
+@click.pass_context
+def serve(ctx: click.Context, config_path: str | None) -> None:
+    """Serve the signing API over HTTPS, client certificates required."""
+    from notary_signer import db
+    from notary_signer.serving import serve_wsgi
+
+    with _errors(ctx):
+        cfg = _load(ctx, config_path)
+        cfg.check_serving(os.environ)
+        engine = db.make_engine(cfg.database_url)
+        if db.is_sqlite(cfg.database_url):
+            db.migrate(engine)
+        elif not db.is_current(engine):
+            raise SignerError(
+                "the signer database schema is not up to date",
+                hint="run `notary-signer migrate` first",
+            )
+        engine.dispose()  # each worker makes its own after the fork
+        assert cfg.tls_cert_file and cfg.tls_key_file and cfg.client_ca_file
+        serve_wsgi(
+            _factory(cfg),
+            host=cfg.host,
+            port=cfg.port,
+            certfile=cfg.tls_cert_file,
+            keyfile=cfg.tls_key_file,
+            ca_certs=cfg.client_ca_file,
+            require_client_cert=True,
+            workers=cfg.workers,
+            threads=cfg.threads,
+            name="notary-signer",
+            access_log=cfg.access_log,
+            log_level=cfg.log_level,
+        )
+
+
+@main.command()
+@_config_option
+@click.pass_context
+def migrate(ctx: click.Context, config_path: str | None) -> None:
+    """Create or upgrade the signer database schema."""
+    from notary_signer import db
+
+    with _errors(ctx):
+        cfg = _load(ctx, config_path)
+        db.migrate(db.make_engine(cfg.database_url))
+        click.echo("signer database is up to date", err=True)
+
+
+@main.command()
+@_config_option
+@click.option("--to-alias", "new_alias", required=True, help="Alias to re-encrypt every key under.")
+@click.pass_context
+def reencrypt(ctx: click.Context, config_path: str | None, new_alias: str) -> None:
+    """Re-encrypt every private key under the passphrase of NEW alias.
+
+    The passphrases of the old aliases and of the new one must all be set
+    (NOTARY_SIGNER_<ALIAS>). Afterwards set default_alias to the new alias.
+    """
+    from notary_signer import db
+    from notary_signer.crypto import KeyEncryptor
+    from notary_signer.keystore.sql import SQLKeyStore
+
+    with _errors(ctx):
+        cfg = _load(ctx, config_path)
+        alias = check_alias(new_alias)
+        engine = db.make_engine(cfg.database_url)
+        if not db.is_current(engine):
+            raise SignerError(
+                "the signer database schema is not up to date",
+                hint="run `notary-signer migrate` first",
+            )
+        store = SQLKeyStore(engine, KeyEncryptor(os.environ, alias=cfg.default_alias))
+        count = store.reencrypt(alias)
+        click.echo(f"re-encrypted {count} key(s) under alias {alias!r}")
+        if cfg.default_alias != alias:
+            click.echo(
+                f"Hint: set default_alias = {alias!r} (or NOTARY_SIGNER_DEFAULT_ALIAS) and "
+                "restart the signer, then remove the old passphrase variable",
+                err=True,
+            )
+
+
+@main.command("generate-dev-pki")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def generate_dev_pki(ctx: click.Context, directory: Path) -> None:
+    """Create a DEVELOPMENT-ONLY CA and certificates in DIRECTORY (reused if valid)."""
+    from notary_signer.devcerts import ensure_dev_pki
+
+    with _errors(ctx):
+        pki = ensure_dev_pki(directory)
+        click.echo(str(pki.directory))
+        click.echo("development PKI ready (never use it in production)", err=True)
+
+
+def _load(ctx: click.Context, config_path: str | None) -> SignerConfig:
+    cfg = load_config(config_path, os.environ)
+    _setup_logging(ctx.obj["verbose"], cfg.log_level)
+    return cfg
+
+
+def _factory(cfg: SignerConfig) -> Callable[[], Any]:
+    def build() -> Any:
+        from notary_signer.app import create_app
+
+        return create_app(cfg, environ=os.environ)
+
+    return build
+
+
+def _setup_logging(verbose: int, level: str) -> None:
+    """Configure our package logger only (never the root logger)."""
+    package = logging.getLogger("notary_signer")
+    if not package.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        package.addHandler(handler)
+    package.setLevel(logging.DEBUG if verbose else getattr(logging, level.upper()))
+
+
+@contextmanager
+def _errors(ctx: click.Context) -> Iterator[None]:
+    """Turn our errors into one ``Error:`` line plus a hint, exit status 1."""
+    try:
+        yield
+    except (SignerError, SQLAlchemyError, OSError, ValueError) as e:
+        if ctx.obj["verbose"] >= 2:
+            raise
+        if isinstance(e, SignerError):
+            message = e.message
+        elif isinstance(e, SQLAlchemyError):
+            # the driver's message, never the URL (it may hold a password)
+            message = f"database error: {getattr(e, 'orig', None) or type(e).__name__}"
+        else:
+            message = str(e)
+        click.echo(f"Error: {message}", err=True)
+        hint = getattr(e, "hint", None)
+        if hint:
+            click.echo(f"Hint: {hint}", err=True)
+        ctx.exit(1)

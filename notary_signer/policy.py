@@ -1,0 +1,162 @@
+"""What the signer agrees to do: pure checks, no I/O.
+
+The signer holds only *online* keys (``timestamp`` and ``snapshot``). Even a fully
+compromised trust server must not get anything else signed with them, so every
+request is checked here before a private key is touched:
+
+* a key is created only for an online role, a well-formed GUN and a known algorithm;
+* a payload is signed only if the request's GUN and role are the key's own, and the
+  payload is the canonical JSON (OLPC, what python-tuf signs) of a TUF ``timestamp``
+  or ``snapshot`` whose ``_type`` is the key's role. A ``root`` or ``targets``
+  payload, or any bytes that are not exactly canonical, are refused.
+
+Example::
+
+    check_sign_request(stored_key, "reg/app", "timestamp", payload)  # raises if refused
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from securesystemslib.formats import encode_canonical
+from securesystemslib.signer import Key
+from tuf.api.metadata import Snapshot, Timestamp
+
+from notary_signer.errors import BadRequestError, SignerRefusedError, UnsupportedAlgorithmError
+from notary_signer.keyservice import ONLINE_ROLES
+from notary_signer.keystore._material import ALGORITHMS
+
+if TYPE_CHECKING:
+    from notary_signer.keystore import StoredKey
+
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "check_create_request",
+    "check_gun",
+    "check_sign_request",
+    "compute_keyid",
+]
+
+logger = logging.getLogger(__name__)
+
+#: ngclient's default cap for snapshot metadata; a bigger payload is useless to clients.
+MAX_PAYLOAD_BYTES = 2_000_000
+_MAX_GUN_LENGTH = 255
+# A GUN is "host[:port]/path": printable, no whitespace or control characters.
+_GUN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]*")
+_PAYLOAD_CLASSES: dict[str, type[Timestamp | Snapshot]] = {
+    "timestamp": Timestamp,
+    "snapshot": Snapshot,
+}
+
+
+def check_gun(gun: Any) -> str:
+    """Return ``gun`` if it is a well-formed repository name.
+
+    Raises:
+        BadRequestError: not a non-empty string of allowed characters (max 255).
+    """
+    if not isinstance(gun, str) or not gun:
+        raise BadRequestError("gun must be a non-empty string")
+    if len(gun) > _MAX_GUN_LENGTH or not _GUN_RE.fullmatch(gun) or ".." in gun:
+        raise BadRequestError(f"invalid gun {gun[:80]!r}", gun=gun[:80])
+    return gun
+
+
+def check_create_request(gun: str, role: str, algorithm: str) -> None:
+    """Check a key-creation request.
+
+    Raises:
+        BadRequestError: malformed GUN.
+        SignerRefusedError: ``role`` is not an online role.
+        UnsupportedAlgorithmError: ``algorithm`` is not ecdsa or ed25519.
+    """
+    check_gun(gun)
+    if role not in ONLINE_ROLES:
+        raise SignerRefusedError(
+            f"the signer holds only timestamp and snapshot keys, not {role!r}", role=role
+        )
+    if algorithm not in ALGORITHMS:
+        raise UnsupportedAlgorithmError(
+            f"unsupported algorithm {algorithm!r}: expected one of {', '.join(ALGORITHMS)}",
+            algorithm=algorithm,
+        )
+
+
+def check_sign_request(stored_key: StoredKey, gun: str, role: str, payload: bytes) -> None:
+    """Refuse unless ``payload`` is a canonical TUF payload the key may sign.
+
+    Args:
+        stored_key: The key asked to sign.
+        gun: GUN the caller says it signs for; must be the key's.
+        role: Role the caller says it signs for; must be the key's.
+        payload: Bytes to sign.
+
+    Raises:
+        SignerRefusedError: any rule is broken; the message says which.
+    """
+    detail = {"keyid": stored_key.keyid}
+    if role not in ONLINE_ROLES:
+        raise SignerRefusedError(f"refusing to sign for role {role!r}", role=role, **detail)
+    if role != stored_key.role:
+        raise SignerRefusedError(
+            f"key is a {stored_key.role} key, request is for {role}", role=role, **detail
+        )
+    if gun != stored_key.gun:
+        raise SignerRefusedError(
+            f"key belongs to gun {stored_key.gun!r}, request is for {gun!r}", gun=gun, **detail
+        )
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise SignerRefusedError(
+            f"payload is {len(payload)} bytes, at most {MAX_PAYLOAD_BYTES} allowed", **detail
+        )
+    obj = _parse_json_object(payload, detail)
+    payload_type = obj.get("_type")
+    if payload_type != role:
+        raise SignerRefusedError(
+            f"payload _type is {payload_type!r}, expected {role!r}", role=role, **detail
+        )
+    try:
+        canonical = encode_canonical(obj)
+    except Exception as e:  # noqa: BLE001 - any failure to canonicalise means "refuse"
+        raise SignerRefusedError(f"payload cannot be canonicalised: {e}", **detail) from None
+    if not isinstance(canonical, str) or canonical.encode("utf-8") != payload:
+        raise SignerRefusedError("payload is not canonical JSON", **detail)
+    try:
+        # from_dict consumes its argument: give it a copy.
+        _PAYLOAD_CLASSES[role].from_dict(copy.deepcopy(obj))
+    except Exception as e:  # noqa: BLE001 - tuf raises several types for bad input
+        raise SignerRefusedError(
+            f"payload is not valid TUF {role} metadata: {type(e).__name__}: {e}", **detail
+        ) from None
+    logger.debug("sign request for key %s (%s/%s) passes policy", stored_key.keyid, gun, role)
+
+
+def compute_keyid(key: Key) -> str:
+    """Return the standard TUF key id of ``key``: sha256 of its canonical public part."""
+    public = {"keytype": key.keytype, "scheme": key.scheme, "keyval": key.keyval}
+    canonical = encode_canonical(public)
+    assert isinstance(canonical, str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _parse_json_object(payload: bytes, detail: dict[str, str]) -> dict[str, Any]:
+    try:
+        obj = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise SignerRefusedError(
+            f"payload is not UTF-8 JSON: {type(e).__name__}", **detail
+        ) from None
+    if not isinstance(obj, dict):
+        raise SignerRefusedError("payload is not a JSON object", **detail)
+    return obj
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not allowed")
