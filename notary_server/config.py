@@ -103,6 +103,10 @@ class ServerConfig:
             raise ConfigError("timestamp_renew_before_hours must be less than timestamp_expiry_hours")
         if self.snapshot_renew_before_days >= self.snapshot_expiry_days:
             raise ConfigError("snapshot_renew_before_days must be less than snapshot_expiry_days")
+        if self.timestamp_expiry_hours > 31 * 24:
+            raise ConfigError("timestamp_expiry_hours must be at most 744 (31 days, the signer's cap)")
+        if self.snapshot_expiry_days > 400:
+            raise ConfigError("snapshot_expiry_days must be at most 400 (the signer's cap)")
         if self.key_algorithm not in ("ecdsa", "ed25519"):
             raise ConfigError(f"key_algorithm must be ecdsa or ed25519, got {self.key_algorithm!r}")
         if self.auth_type not in ("none", "token"):

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import re
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from securesystemslib.formats import encode_canonical
@@ -50,6 +51,9 @@ MAX_PAYLOAD_BYTES = 2_000_000
 _MAX_GUN_LENGTH = 255
 # A GUN is "host[:port]/path": printable, no whitespace or control characters.
 _GUN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]*")
+#: The longest lifetime the signer grants, so that even a compromised server cannot
+#: mint far-future freshness with the online keys.
+MAX_LIFETIME = {"timestamp": timedelta(days=31), "snapshot": timedelta(days=400)}
 _PAYLOAD_CLASSES: dict[str, type[Timestamp | Snapshot]] = {
     "timestamp": Timestamp,
     "snapshot": Snapshot,
@@ -89,7 +93,9 @@ def check_create_request(gun: str, role: str, algorithm: str) -> None:
         )
 
 
-def check_sign_request(stored_key: StoredKey, gun: str, role: str, payload: bytes) -> None:
+def check_sign_request(
+    stored_key: StoredKey, gun: str, role: str, payload: bytes, now: datetime | None = None
+) -> None:
     """Refuse unless ``payload`` is a canonical TUF payload the key may sign.
 
     Args:
@@ -97,6 +103,7 @@ def check_sign_request(stored_key: StoredKey, gun: str, role: str, payload: byte
         gun: GUN the caller says it signs for; must be the key's.
         role: Role the caller says it signs for; must be the key's.
         payload: Bytes to sign.
+        now: Reference time for the lifetime cap (the current time by default).
 
     Raises:
         SignerRefusedError: any rule is broken; the message says which.
@@ -130,11 +137,18 @@ def check_sign_request(stored_key: StoredKey, gun: str, role: str, payload: byte
         raise SignerRefusedError("payload is not canonical JSON", **detail)
     try:
         # from_dict consumes its argument: give it a copy.
-        _PAYLOAD_CLASSES[role].from_dict(copy.deepcopy(obj))
+        signed = _PAYLOAD_CLASSES[role].from_dict(copy.deepcopy(obj))
     except Exception as e:  # noqa: BLE001 - tuf raises several types for bad input
         raise SignerRefusedError(
             f"payload is not valid TUF {role} metadata: {type(e).__name__}: {e}", **detail
         ) from None
+    lifetime = signed.expires - (now or datetime.now(UTC))
+    if lifetime > MAX_LIFETIME[role]:
+        raise SignerRefusedError(
+            f"{role} would be valid for {lifetime.days} days, longer than the "
+            f"{MAX_LIFETIME[role].days} days the signer grants",
+            **detail,
+        )
     logger.debug("sign request for key %s (%s/%s) passes policy", stored_key.keyid, gun, role)
 
 

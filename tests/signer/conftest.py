@@ -57,14 +57,19 @@ def canonical(signed: Timestamp | Snapshot | Root | Targets) -> bytes:
     return text.encode()
 
 
-def timestamp_payload(version: int = 1) -> bytes:
-    ts = Timestamp(version=version, expires=datetime(2031, 1, 1, tzinfo=UTC))
+def soon(days: float = 1) -> datetime:
+    """An expiry inside the signer's lifetime cap, at whole seconds."""
+    return (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0)
+
+
+def timestamp_payload(version: int = 1, expires: datetime | None = None) -> bytes:
+    ts = Timestamp(version=version, expires=expires or soon())
     ts.snapshot_meta = MetaFile(version=version)
     return canonical(ts)
 
 
 def snapshot_payload(version: int = 1) -> bytes:
-    return canonical(Snapshot(version=version, expires=datetime(2031, 1, 1, tzinfo=UTC)))
+    return canonical(Snapshot(version=version, expires=soon(7)))
 
 
 def root_payload() -> bytes:

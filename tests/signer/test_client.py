@@ -22,7 +22,7 @@ from notary_signer.errors import (
 from notary_signer.keyservice import KeyService
 from notary_signer.keystore.memory import MemoryKeyStore
 
-from .conftest import GUN, OTHER_GUN, root_payload
+from .conftest import GUN, OTHER_GUN, root_payload, soon
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def test_local_key_service_signs_tuf_metadata(keys: LocalKeyService) -> None:
     service: KeyService = keys
     key = service.create_key(GUN, "timestamp")
     assert [k.keyid for k in service.list_keys(GUN, "timestamp")] == [key.keyid]
-    md = Metadata(Timestamp(expires=datetime(2031, 1, 1, tzinfo=UTC)))
+    md = Metadata(Timestamp(expires=soon()))
     md.sign(service.get_signer(GUN, "timestamp", key))
     key.verify_signature(md.signatures[key.keyid], md.signed_bytes)
     service.check_health()

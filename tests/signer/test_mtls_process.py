@@ -31,7 +31,7 @@ from notary_signer.devcerts import DevPKI, ensure_dev_pki
 from notary_signer.errors import KeyNotFoundError, SignerRefusedError, SignerUnavailableError
 from notary_signer.keystore.sql import SQLKeyStore
 
-from .conftest import GUN, OTHER_GUN, private_needles, root_payload, targets_payload
+from .conftest import GUN, OTHER_GUN, private_needles, root_payload, soon, targets_payload
 
 pytestmark = pytest.mark.e2e
 
@@ -120,7 +120,7 @@ def _wait_healthy(running: RunningSigner, log: Path) -> None:
 
 
 def _timestamp() -> Metadata[Timestamp]:
-    ts = Timestamp(version=3, expires=datetime(2031, 1, 1, tzinfo=UTC))
+    ts = Timestamp(version=3, expires=soon())
     ts.snapshot_meta = MetaFile(version=3)
     return Metadata(ts)
 
@@ -135,7 +135,7 @@ def test_create_sign_and_verify(signer: RunningSigner) -> None:
     key.verify_signature(md.signatures[key.keyid], md.signed_bytes)
 
     snap_key = client.create_key(GUN, "snapshot", "ed25519")
-    snap = Metadata(Snapshot(expires=datetime(2031, 1, 1, tzinfo=UTC)))
+    snap = Metadata(Snapshot(expires=soon()))
     snap.sign(client.get_signer(GUN, "snapshot", snap_key))
     snap_key.verify_signature(snap.signatures[snap_key.keyid], snap.signed_bytes)
     assert client.get_key(snap_key.keyid) == snap_key

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 from securesystemslib.signer import CryptoSigner
+from tuf.api.metadata import Snapshot
 
 from notary_signer.errors import BadRequestError, SignerRefusedError, UnsupportedAlgorithmError
 from notary_signer.keystore import StoredKey
@@ -25,8 +26,10 @@ from notary_signer.policy import (
 from .conftest import (
     GUN,
     OTHER_GUN,
+    canonical,
     root_payload,
     snapshot_payload,
+    soon,
     targets_payload,
     timestamp_payload,
 )
@@ -124,6 +127,15 @@ CASES = {
     ),
     "key stored for an offline role": Case(
         stored("root"), root_payload(), "root", refused="role 'root'"
+    ),
+    "timestamp valid for a year (far-future freshness)": Case(
+        stored("timestamp"), timestamp_payload(expires=soon(365)), "timestamp", refused="longer than"
+    ),
+    "snapshot valid for two years": Case(
+        stored("snapshot"),
+        canonical(Snapshot(version=1, expires=soon(730))),
+        "snapshot",
+        refused="longer than",
     ),
     "oversized payload": Case(
         stored("timestamp"), b" " * (MAX_PAYLOAD_BYTES + 1), "timestamp", refused="at most"
