@@ -109,7 +109,9 @@ class TrustService:
         """
         self.check_gun(gun)
         check_role(role)
-        if role in ONLINE_ROLES:
+        if role == "timestamp":
+            return self._found(self._ensure_fresh(gun), gun, role)
+        if role == "snapshot":
             self._ensure_fresh(gun)
         return self._found(self.store.get_current(gun, role), gun, role)
 
@@ -265,13 +267,15 @@ class TrustService:
             return True
         return snap_expires is not None and snap_expires - now < self.expiries.snapshot_renew_before
 
-    def _ensure_fresh(self, gun: str) -> None:
+    def _ensure_fresh(self, gun: str) -> StoredFile | None:
+        """The current timestamp, renewed first if it is inside its renewal window."""
         now = self.clock()
         ts = self.store.get_current(gun, "timestamp")
         if ts is None or not self._needs_renewal(gun, ts, now):
-            return
+            return ts
         try:
             self.renew(gun)
+            return self.store.get_current(gun, "timestamp")
         except (errors.SignerUnavailableError, errors.StorageUnavailableError, errors.BadHierarchyError) as e:
             ts_expires, _ = self._expiries_of(gun, ts)
             if ts_expires <= now:
@@ -280,6 +284,7 @@ class TrustService:
                     gun=gun,
                 ) from e
             logger.warning("could not renew the timestamp of %s yet: %s", gun, e.message)
+            return ts
 
     def renew(self, gun: str) -> bool:
         """Re-sign timestamp (and the server-held snapshot) if inside the renewal window.
