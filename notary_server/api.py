@@ -31,7 +31,8 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 def service() -> TrustService:
-    return current_app.extensions["notary"]  # type: ignore[no-any-return]
+    svc: TrustService = current_app.extensions["notary"]
+    return svc
 
 
 def _metadata_response(f: StoredFile, cache_control: str) -> Response:
@@ -39,7 +40,8 @@ def _metadata_response(f: StoredFile, cache_control: str) -> Response:
     resp.set_etag(f.sha256)
     resp.headers["Cache-Control"] = cache_control
     resp.last_modified = f.created_at
-    return resp.make_conditional(request)
+    resp.make_conditional(request)
+    return resp
 
 
 @bp.get("/v2/")
@@ -124,7 +126,7 @@ def _read_upload() -> dict[str, bytes]:
         if not part.filename:
             raise errors.NoFilenameError()
         role = unquote(part.filename)
-        role = role[: -len(".json")] if role.endswith(".json") else role
+        role = role.removesuffix(".json")
         if role in uploads:
             raise errors.MalformedUploadError(f"role {role[:80]!r} appears twice in the upload")
         data = part.stream.read(config.max_file_bytes + 1)

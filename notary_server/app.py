@@ -25,7 +25,7 @@ from notary_server.service import Clock, TrustService, utcnow
 from notary_server.storage import MetadataStore
 from notary_signer.keyservice import KeyService
 
-__all__ = ["create_app", "build_service"]
+__all__ = ["build_service", "create_app"]
 
 logger = logging.getLogger(__name__)
 

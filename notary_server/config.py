@@ -20,7 +20,7 @@ from typing import Any
 from notary_server.publisher import Expiries
 from notary_server.validation import Limits
 
-__all__ = ["ServerConfig", "ConfigError", "load_config"]
+__all__ = ["ConfigError", "ServerConfig", "load_config"]
 
 ENV_PREFIX = "NOTARY_SERVER_"
 

@@ -14,9 +14,9 @@ from notary_server.errors import InvalidGunError, InvalidRoleError
 
 __all__ = [
     "TOP_LEVEL_ROLES",
+    "check_delegated_role",
     "check_gun",
     "check_role",
-    "check_delegated_role",
     "target_path_problem",
 ]
 

@@ -11,10 +11,11 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from securesystemslib.signer import Signer
 from tuf.api.exceptions import UnsignedMetadataError
-from tuf.api.metadata import MetaFile, Metadata, Snapshot, Timestamp
+from tuf.api.metadata import Metadata, MetaFile, Snapshot, Timestamp
 
 from notary_server import errors
 
@@ -65,7 +66,7 @@ def sign(signed: Snapshot | Timestamp, signers: Sequence[Signer]) -> bytes:
     Raises:
         SignerUnavailableError: a signer failed (unreachable, refused, bad signature).
     """
-    md = Metadata(signed)
+    md: Metadata[Any] = Metadata(signed)
     for signer in signers:
         try:
             md.sign(signer, append=True)

@@ -13,7 +13,8 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import ParamSpec, TypeVar
 
 from securesystemslib.signer import Key, Signer
 from tuf.api.metadata import Metadata, Root, Snapshot, Timestamp
@@ -22,19 +23,28 @@ from notary_server import errors
 from notary_server.config import ServerConfig
 from notary_server.names import check_gun, check_role
 from notary_server.publisher import Expiries, build_snapshot, build_timestamp, sign
-from notary_server.storage import ChangeRecord, MetadataStore, MetaUpdate, RepoTransaction, StoredFile
+from notary_server.storage import (
+    ChangeRecord,
+    MetadataStore,
+    MetaUpdate,
+    RepoTransaction,
+    StoredFile,
+)
 from notary_server.validation import ServerKeyIds, check_client_view, parse, validate_upload
+from notary_signer import errors as signer_errors
 from notary_signer.keyservice import ONLINE_ROLES, KeyService
 
-__all__ = ["TrustService", "Clock"]
+__all__ = ["Clock", "TrustService"]
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class _TxState:
@@ -376,12 +386,10 @@ class TrustService:
         return problems
 
     @staticmethod
-    def _signer_call(fn: Callable[..., object], *args: object) -> object:  # type: ignore[misc]
+    def _signer_call(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the signing service, mapping its errors onto the server's tree."""
-        from notary_signer import errors as signer_errors
-
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         except signer_errors.SignerRefusedError as e:
             raise errors.InvalidUpdateError(f"the signer refused: {e}") from e
         except signer_errors.SignerError as e:

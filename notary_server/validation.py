@@ -26,7 +26,7 @@ client-side trust rules, so that nothing is committed that a TUF client would re
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -46,15 +46,15 @@ from notary_server.storage import MetaUpdate
 
 __all__ = [
     "Limits",
+    "Parsed",
     "ServerKeyIds",
     "StoredState",
-    "Parsed",
     "ValidatedUpload",
-    "parse",
-    "validate_upload",
-    "delegator_of",
     "check_client_view",
     "compute_keyid",
+    "delegator_of",
+    "parse",
+    "validate_upload",
 ]
 
 
@@ -119,7 +119,7 @@ class ValidatedUpload:
         return [MetaUpdate(p.role, p.version, p.raw) for p in parts if p is not None]
 
 
-_EXPECTED_TYPE = {"root": Root, "snapshot": Snapshot}
+_EXPECTED_TYPE: dict[str, type[Signed]] = {"root": Root, "snapshot": Snapshot}
 
 
 def parse(role: str, raw: bytes) -> Parsed:
@@ -157,7 +157,9 @@ def _cause(e: BaseException) -> str:
 def compute_keyid(key: Key) -> str:
     """The TUF key id of ``key``: sha256 of canonical ``{keytype, scheme, keyval}``."""
     data = {"keytype": key.keytype, "scheme": key.scheme, "keyval": key.keyval}
-    return hashlib.sha256(encode_canonical(data).encode()).hexdigest()
+    canonical = encode_canonical(data)
+    assert canonical is not None
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _public_identity(key: Key) -> bytes:
@@ -479,12 +481,13 @@ def _check_targets(p: Parsed, state: _State, now: datetime) -> None:
 def _check_paths(p: Parsed, parent: Targets) -> None:
     d = parent.delegations
     assert d is not None
+    allowed: Callable[[str], bool]
     if d.roles is not None and p.role in d.roles:
         allowed = d.roles[p.role].is_delegated_path
     else:
         assert d.succinct_roles is not None
         succinct = d.succinct_roles
-        allowed = lambda path: succinct.get_role_for_target(path) == p.role  # noqa: E731
+        allowed = lambda path: succinct.get_role_for_target(path) == p.role
     outside = [path for path in p.signed.targets if not allowed(path)]
     if outside:
         raise errors.BadTargetsError(
@@ -549,7 +552,7 @@ def check_client_view(
     new_root: bytes | None,
     timestamp: bytes,
     snapshot: bytes,
-    targets: Mapping[str, bytes],
+    targets: Sequence[str],
     get: Any,
     now: datetime,
 ) -> None:

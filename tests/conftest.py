@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,7 @@ from tests.tufrepo import Owner
 class FakeClock:
     """A clock the test moves by hand; injected wherever the code asks the time."""
 
-    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc).replace(microsecond=0))
+    now: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
 
     def __call__(self) -> datetime:
         return self.now

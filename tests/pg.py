@@ -37,7 +37,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-__all__ = ["PostgresCluster", "find_pg_bin", "pg_cluster", "pg_url", "MISSING_MESSAGE"]
+__all__ = ["MISSING_MESSAGE", "PostgresCluster", "find_pg_bin", "pg_cluster", "pg_url"]
 
 MISSING_MESSAGE = (
     "PostgreSQL server binaries not found: install Debian's postgresql package"

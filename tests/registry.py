@@ -34,14 +34,14 @@ from typing import Any
 import urllib3
 
 __all__ = [
+    "OCI_INDEX",
+    "OCI_MANIFEST",
     "REGISTRY_BINARY",
     "RegistryProcess",
-    "start_registry",
+    "free_port",
     "push_image",
     "push_index",
-    "free_port",
-    "OCI_MANIFEST",
-    "OCI_INDEX",
+    "start_registry",
 ]
 
 REGISTRY_BINARY = os.environ.get("TRUSTCTL_TEST_REGISTRY_BINARY", "/usr/bin/docker-registry")
@@ -133,7 +133,7 @@ def start_registry(workdir: Path, *, auth: Mapping[str, Any] | None = None, time
         config.write_text(_config_yaml(storage, host, auth))
         log_path = workdir / "registry.log"
         log = log_path.open("wb")
-        proc = subprocess.Popen(  # noqa: S603 - fixed test binary
+        proc = subprocess.Popen(
             [REGISTRY_BINARY, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
         )
         log.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from securesystemslib.signer import CryptoSigner, Key
 from tuf.api.metadata import (
@@ -25,7 +25,7 @@ MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 
 
 def days(n: float, now: datetime | None = None) -> datetime:
-    return (now or datetime.now(timezone.utc)) + timedelta(days=n)
+    return (now or datetime.now(UTC)) + timedelta(days=n)
 
 
 def target_for(tag: str, content: bytes | None = None) -> TargetFile:
@@ -46,7 +46,7 @@ class Owner:
     snapshot_key: Key | None = None
     root_signers: list[CryptoSigner] = field(default_factory=lambda: [CryptoSigner.generate_ecdsa()])
     targets_signer: CryptoSigner = field(default_factory=CryptoSigner.generate_ecdsa)
-    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def __post_init__(self) -> None:
         self.root = Root(expires=days(365, self.now), consistent_snapshot=True)

@@ -18,17 +18,18 @@ and the loser sees the winner's state and gets a clean ``VERSION`` error.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, Sequence
+from typing import Protocol
 
 __all__ = [
-    "StoredFile",
-    "MetaUpdate",
     "ChangeRecord",
-    "RepoTransaction",
+    "MetaUpdate",
     "MetadataStore",
+    "RepoTransaction",
+    "StoredFile",
     "sha256_hex",
 ]
 

@@ -36,7 +36,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from notary_server.storage import ChangeRecord, StoredFile
 
-__all__ = ["Base", "TufFile", "Repository", "Change", "UTCDateTime", "ID_TYPE"]
+__all__ = ["ID_TYPE", "Base", "Change", "Repository", "TufFile", "UTCDateTime"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

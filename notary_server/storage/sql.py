@@ -41,7 +41,7 @@ from notary_server.storage import ChangeRecord, MetadataStore, MetaUpdate, Store
 from notary_server.storage.memory import MemoryStore, check_versions
 from notary_server.storage.models import Change, Repository, TufFile
 
-__all__ = ["SQLStore", "migrate", "open_store", "normalize_url", "configure_sqlite"]
+__all__ = ["SQLStore", "configure_sqlite", "migrate", "normalize_url", "open_store"]
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ class SQLStore(MetadataStore):
         self.engine = create_engine(parsed, connect_args=connect_args, **options)
         if self.dialect == "sqlite":
             configure_sqlite(self.engine)
-            write_engine = self.engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+            write_engine: Engine = self.engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
             read_engine = self.engine
         else:
             write_engine = self.engine

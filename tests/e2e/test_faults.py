@@ -19,7 +19,7 @@ from tuf.api.metadata import Metadata, Targets
 from tests.client_view import HTTPSFetcher, judge
 from tests.e2e.remote import Remote
 from tests.pg import PostgresCluster
-from tests.procs import Stack, start_stack
+from tests.procs import start_stack
 
 GUN = "127.0.0.1:5000/faults/app"
 

@@ -10,8 +10,8 @@ import urllib3
 from securesystemslib.signer import CryptoSigner
 
 from tests.client_view import HTTPSFetcher, judge
-from tests.procs import Stack
 from tests.e2e.remote import Remote
+from tests.procs import Stack
 
 GUN = "127.0.0.1:5000/team/app"
 

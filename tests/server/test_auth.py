@@ -14,7 +14,7 @@ import pytest
 from notary_server.app import create_app
 from notary_server.auth import TokenAuth
 from tests.conftest import GUN
-from tests.server.helpers import error_code, served, upload
+from tests.server.helpers import error_code
 from tests.tokens import ISSUER, REALM, SERVICE, Issuer, repo_access
 
 

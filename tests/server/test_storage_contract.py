@@ -170,9 +170,8 @@ def test_transaction_sees_its_own_staged_files(store: MetadataStore) -> None:
 def test_add_rejects_same_and_older_versions(store: MetadataStore, sent: int) -> None:
     publish(store, GUN, ("root", 1), ("targets", 3), ("timestamp", 1))
     feed = store.changefeed(None, 0, 100)
-    with pytest.raises(OldVersionError) as info:
-        with store.transaction(GUN) as tx:
-            tx.add([MetaUpdate("timestamp", 2, b"ts2"), MetaUpdate("targets", sent, b"t")])
+    with pytest.raises(OldVersionError) as info, store.transaction(GUN) as tx:
+        tx.add([MetaUpdate("timestamp", 2, b"ts2"), MetaUpdate("targets", sent, b"t")])
     assert info.value.detail == {"role": "targets", "stored_version": 3, "sent_version": sent}
     assert info.value.code == "VERSION"
     assert snapshot(store) == {"root": 1, "targets": 3, "snapshot": None, "timestamp": 1}
@@ -181,19 +180,17 @@ def test_add_rejects_same_and_older_versions(store: MetadataStore, sent: int) ->
 
 
 def test_add_rejects_repeated_role_in_one_call(store: MetadataStore) -> None:
-    with pytest.raises(OldVersionError):
-        with store.transaction(GUN) as tx:
-            tx.add([MetaUpdate("targets", 2, b"a"), MetaUpdate("targets", 2, b"b")])
+    with pytest.raises(OldVersionError), store.transaction(GUN) as tx:
+        tx.add([MetaUpdate("targets", 2, b"a"), MetaUpdate("targets", 2, b"b")])
     assert store.get_current(GUN, "targets") is None
 
 
 def test_exception_in_transaction_discards_everything(store: MetadataStore) -> None:
     publish(store, GUN, ("root", 1))
-    with pytest.raises(RuntimeError, match="validation failed"):
-        with store.transaction(GUN) as tx:
-            tx.add([MetaUpdate("root", 2, b"r2"), MetaUpdate("targets", 1, b"t1")])
-            tx.add([MetaUpdate("timestamp", 1, b"ts1")])
-            raise RuntimeError("validation failed")
+    with pytest.raises(RuntimeError, match="validation failed"), store.transaction(GUN) as tx:
+        tx.add([MetaUpdate("root", 2, b"r2"), MetaUpdate("targets", 1, b"t1")])
+        tx.add([MetaUpdate("timestamp", 1, b"ts1")])
+        raise RuntimeError("validation failed")
     assert snapshot(store) == {"root": 1, "targets": None, "snapshot": None, "timestamp": None}
     assert store.changefeed(None, 0, 100) == []
 
@@ -215,9 +212,8 @@ def test_unique_violation_is_a_version_error(
     store = SQLStore(sql_url)
     publish(store, GUN, ("root", 1))
     monkeypatch.setattr(sql_module, "check_versions", lambda *_: None)
-    with pytest.raises(OldVersionError):
-        with store.transaction(GUN) as tx:
-            tx.add([MetaUpdate("root", 1, b"dup")])
+    with pytest.raises(OldVersionError), store.transaction(GUN) as tx:
+        tx.add([MetaUpdate("root", 1, b"dup")])
     with pytest.raises(OldVersionError):  # swallowing it does not commit a broken tx
         with store.transaction(GUN) as tx:
             tx.add([MetaUpdate("targets", 1, b"t1")])
@@ -452,10 +448,9 @@ def test_postgres_outage_never_leaves_a_partial_write() -> None:
         migrate(url)
         store = SQLStore(url)
         publish(store, GUN, ("root", 1))
-        with pytest.raises(StorageUnavailableError):
-            with store.transaction(GUN) as tx:
-                tx.add([MetaUpdate("root", 2, b"r2"), MetaUpdate("timestamp", 1, b"ts")])
-                cluster.stop()
+        with pytest.raises(StorageUnavailableError), store.transaction(GUN) as tx:
+            tx.add([MetaUpdate("root", 2, b"r2"), MetaUpdate("timestamp", 1, b"ts")])
+            cluster.stop()
         _assert_unavailable(store)
         cluster.start()
         assert snapshot(store) == {"root": 1, "targets": None, "snapshot": None, "timestamp": None}

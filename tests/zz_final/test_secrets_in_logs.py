@@ -8,7 +8,6 @@ packages (captured to ``suite.log`` by the session fixture in tests/conftest.py)
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
