@@ -90,6 +90,36 @@ def delete(gun: str) -> Response:
     return jsonify({})
 
 
+def _pending_role(filename: str) -> str:
+    m = _CURRENT.match(unquote(filename))
+    if not m:
+        raise errors.MetadataNotFoundError(f"no such pending file: {filename[:100]!r}")
+    return m["role"]
+
+
+@bp.get("/v2/<path:gun>/_trust/pending/<path:filename>")
+def get_pending(gun: str, filename: str) -> Response:
+    f = service().get_pending(gun, _pending_role(filename))
+    return _metadata_response(f, "no-cache")
+
+
+@bp.put("/v2/<path:gun>/_trust/pending/<path:filename>")
+def put_pending(gun: str, filename: str) -> Response:
+    config = service().config
+    data = request.get_data(cache=False)
+    if len(data) > config.max_file_bytes:
+        raise errors.TooLargeError(f"file is larger than {config.max_file_bytes} bytes")
+    service().put_pending(gun, _pending_role(filename), data)
+    return jsonify({})
+
+
+@bp.delete("/v2/<path:gun>/_trust/pending/<path:filename>")
+def delete_pending(gun: str, filename: str) -> Response:
+    if not service().delete_pending(gun, _pending_role(filename)):
+        raise errors.MetadataNotFoundError("nothing pending for this role")
+    return jsonify({})
+
+
 @bp.get("/v2/<path:gun>/_trust/changefeed")
 def gun_changefeed(gun: str) -> Response:
     return _changefeed(gun)

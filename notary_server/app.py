@@ -48,8 +48,10 @@ def required_access(endpoint: str | None, args: dict[str, Any]) -> list[Access] 
 
     if endpoint == "tuf.get_metadata":
         return repo("push", "pull") if str(args.get("filename", "")).endswith(".key") else repo("pull")
-    if endpoint in ("tuf.publish",):
+    if endpoint in ("tuf.publish", "tuf.put_pending", "tuf.delete_pending"):
         return repo("push", "pull")
+    if endpoint == "tuf.get_pending":
+        return repo("pull")
     if endpoint in ("tuf.rotate_key", "tuf.delete"):
         return repo("*")
     if endpoint == "tuf.gun_changefeed":

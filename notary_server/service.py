@@ -30,7 +30,13 @@ from notary_server.storage import (
     RepoTransaction,
     StoredFile,
 )
-from notary_server.validation import ServerKeyIds, check_client_view, parse, validate_upload
+from notary_server.validation import (
+    ServerKeyIds,
+    check_client_view,
+    parse,
+    validate_pending,
+    validate_upload,
+)
 from notary_signer import errors as signer_errors
 from notary_signer.keyservice import ONLINE_ROLES, KeyService
 
@@ -208,6 +214,8 @@ class TrustService:
                 now,
             )
             tx.add(files)
+            for role in validated.targets:
+                tx.delete_pending(role)  # published: whatever waited for signatures is done
         logger.info(
             "published %s: %s", gun, ", ".join(f"{f.role} v{f.version}" for f in files)
         )
@@ -332,6 +340,30 @@ class TrustService:
             tx.add(files)
         logger.info("renewed %s: %s", gun, ", ".join(f"{f.role} v{f.version}" for f in files))
         return True
+
+    # --- partially signed metadata ---------------------------------------------------
+
+    def get_pending(self, gun: str, role: str) -> StoredFile:
+        self.check_gun(gun)
+        check_role(role)
+        found = self.store.get_pending(gun, role)
+        if found is None:
+            raise errors.MetadataNotFoundError(f"no pending {role} for {gun}", gun=gun, role=role)
+        return found
+
+    def put_pending(self, gun: str, role: str, raw: bytes) -> None:
+        """Keep ``raw`` (signed by fewer keys than the threshold) until it is published."""
+        self.check_gun(gun)
+        with self.store.transaction(gun) as tx:
+            parsed = validate_pending(role, raw, _TxState(tx), now=self.clock(), limits=self.config.limits)
+            tx.put_pending(MetaUpdate(role, parsed.version, raw))
+        logger.info("stored pending %s v%d for %s", role, parsed.version, gun)
+
+    def delete_pending(self, gun: str, role: str) -> bool:
+        self.check_gun(gun)
+        check_role(role)
+        with self.store.transaction(gun) as tx:
+            return tx.delete_pending(role)
 
     # --- server-held keys, deletion, health ---------------------------------------------
 

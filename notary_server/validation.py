@@ -51,6 +51,7 @@ __all__ = [
     "StoredState",
     "ValidatedUpload",
     "check_client_view",
+    "validate_pending",
     "compute_keyid",
     "delegator_of",
     "parse",
@@ -542,6 +543,55 @@ def _check_client_snapshot(
                 raise errors.BadSnapshotError(
                     f"snapshot drops or rolls back {name} (was v{old.version})", role="snapshot"
                 )
+
+
+def validate_pending(
+    role: str, raw: bytes, stored: StoredState, *, now: datetime, limits: Limits = Limits()
+) -> Parsed:
+    """Check partially signed targets metadata that waits for more signatures.
+
+    Everything a publish would check except the threshold: the next version of a
+    targets-type role, unexpired, inside its delegation's paths, and carrying at
+    least one valid signature from a key its parent delegates to.
+
+    Raises:
+        NotaryError: the named rule it breaks.
+    """
+    if role in ("root", "snapshot", "timestamp"):
+        raise errors.InvalidRoleError(
+            f"only targets and delegated roles can wait for signatures, not {role}", role=role
+        )
+    if role != "targets":
+        check_delegated_role(role)
+    p = parse(role, raw)
+    _check_structure(p, limits)
+    state = _State(stored)
+    root = state.stored("root")
+    if root is None:
+        raise errors.MetadataNotFoundError("this repository has no root yet", role=role)
+    if role == "targets":
+        parent_name, delegator = "root", root.signed
+    else:
+        parent_name, delegator = delegator_of(role, state.get)
+    current = state.stored(role)
+    if current is not None and p.version <= current.version:
+        raise errors.OldVersionError(
+            f"{role} v{p.version} is not newer than the stored v{current.version}",
+            role=role,
+            stored_version=current.version,
+            sent_version=p.version,
+        )
+    if p.signed.is_expired(now):
+        raise errors.ExpiredMetadataError(f"{role} v{p.version} has expired", role=role)
+    result = delegator.get_verification_result(role, p.signed_bytes, p.md.signatures)
+    if not result.signed:
+        raise errors.BadTargetsError(
+            f"{role} v{p.version} carries no valid signature from a key {parent_name} delegates to",
+            role=role,
+        )
+    if isinstance(delegator, Targets):
+        _check_paths(p, delegator)
+    return p
 
 
 # --- the client's view --------------------------------------------------------------

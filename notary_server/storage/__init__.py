@@ -101,6 +101,13 @@ class RepoTransaction(Protocol):
             OldVersionError: a stored version of the role is >= the update's version.
         """
 
+    def put_pending(self, update: MetaUpdate) -> None:
+        """Keep partially signed metadata for a role (replacing any), until it is
+        published or removed."""
+
+    def delete_pending(self, role: str) -> bool:
+        """Remove a role's partially signed metadata; whether there was any."""
+
 
 class MetadataStore(Protocol):
     """Versioned, content-addressed storage of TUF metadata per GUN."""
@@ -125,8 +132,12 @@ class MetadataStore(Protocol):
     def get_checksum(self, gun: str, role: str, sha256: str) -> StoredFile | None:
         """The version of ``role`` whose bytes hash to ``sha256`` (hex)."""
 
+    def get_pending(self, gun: str, role: str) -> StoredFile | None:
+        """Partially signed metadata waiting for more signatures, if any."""
+
     def delete(self, gun: str) -> bool:
-        """Remove all of a GUN's files; add a "deletion" change record if any existed."""
+        """Remove all of a GUN's files (pending ones too); add a "deletion" change
+        record if any existed."""
 
     def changefeed(self, gun: str | None, change_id: int, records: int) -> list[ChangeRecord]:
         """Change records, oldest first; ``gun=None`` reads every GUN.

@@ -54,6 +54,7 @@ class _MemoryTransaction:
         self._store = store
         self._gun = gun
         self.staged: list[StoredFile] = []
+        self.pending: dict[str, StoredFile | None] = {}  # role -> new pending (None: removed)
 
     def current(self, role: str) -> StoredFile | None:
         staged = [f for f in self.staged if f.role == role]
@@ -84,6 +85,17 @@ class _MemoryTransaction:
             )
 
 
+    def put_pending(self, update: MetaUpdate) -> None:
+        self.pending[update.role] = StoredFile(
+            self._gun, update.role, update.version, bytes(update.data), update.sha256, datetime.now(UTC)
+        )
+
+    def delete_pending(self, role: str) -> bool:
+        existed = (self.pending[role] if role in self.pending else self._store.get_pending(self._gun, role))
+        self.pending[role] = None
+        return existed is not None
+
+
 class MemoryStore(MetadataStore):
     """Dict-backed metadata store; thread-safe, not shared between processes."""
 
@@ -92,6 +104,7 @@ class MemoryStore(MetadataStore):
         self._gun_locks: dict[str, threading.Lock] = {}
         self._files: dict[str, dict[str, dict[int, StoredFile]]] = {}
         self._changes: list[ChangeRecord] = []
+        self._pending: dict[tuple[str, str], StoredFile] = {}
 
     def _gun_lock(self, gun: str) -> threading.Lock:
         with self._lock:
@@ -108,6 +121,11 @@ class MemoryStore(MetadataStore):
                     roles.setdefault(stored.role, {})[stored.version] = stored
                     if stored.role == "timestamp":
                         self._append_change(gun, stored.version, stored.sha256, "update")
+                for role, pending in tx.pending.items():
+                    if pending is None:
+                        self._pending.pop((gun, role), None)
+                    else:
+                        self._pending[(gun, role)] = pending
 
     def _append_change(self, gun: str, version: int, sha256: str, category: str) -> None:
         change_id = self._changes[-1].id + 1 if self._changes else 1
@@ -142,8 +160,14 @@ class MemoryStore(MetadataStore):
             matches = [f for f in versions.values() if f.sha256 == sha256]
             return max(matches, key=lambda f: f.version) if matches else None
 
+    def get_pending(self, gun: str, role: str) -> StoredFile | None:
+        with self._lock:
+            return self._pending.get((gun, role))
+
     def delete(self, gun: str) -> bool:
         with self._gun_lock(gun), self._lock:
+            for key in [k for k in self._pending if k[0] == gun]:
+                del self._pending[key]
             existed = bool(self._files.pop(gun, None))
             if existed:
                 self._append_change(gun, 0, "", "deletion")

@@ -104,6 +104,29 @@ class TufFile(Base):
         )
 
 
+class PendingFile(Base):
+    """Partially signed metadata waiting for more signatures: one per (gun, role)."""
+
+    __tablename__ = "pending_files"
+
+    gun: Mapped[str] = mapped_column(String(255), primary_key=True)
+    role: Mapped[str] = mapped_column(String(255), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(CHAR(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    def to_stored(self) -> StoredFile:
+        return StoredFile(
+            gun=self.gun,
+            role=self.role,
+            version=self.version,
+            data=bytes(self.data),
+            sha256=self.sha256,
+            created_at=self.created_at,
+        )
+
+
 class Repository(Base):
     """One row per GUN ever written: the per-GUN lock row."""
 

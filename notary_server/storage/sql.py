@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from notary_server.errors import OldVersionError, StorageUnavailableError
 from notary_server.storage import ChangeRecord, MetadataStore, MetaUpdate, StoredFile
 from notary_server.storage.memory import MemoryStore, check_versions
-from notary_server.storage.models import Change, Repository, TufFile
+from notary_server.storage.models import Change, PendingFile, Repository, TufFile
 
 __all__ = ["SQLStore", "configure_sqlite", "migrate", "normalize_url", "open_store"]
 
@@ -180,6 +180,26 @@ class _SQLTransaction:
             raise _version_conflict(self._gun, e) from e
 
 
+    @_db_errors()
+    def put_pending(self, update: MetaUpdate) -> None:
+        self.delete_pending(update.role)
+        self._session.add(
+            PendingFile(
+                gun=self._gun, role=update.role, version=update.version, sha256=update.sha256,
+                data=bytes(update.data), created_at=datetime.now(UTC),
+            )
+        )
+        self._session.flush()
+
+    @_db_errors()
+    def delete_pending(self, role: str) -> bool:
+        result: Any = self._session.execute(
+            delete(PendingFile).where(PendingFile.gun == self._gun, PendingFile.role == role),
+            execution_options={"synchronize_session": False},
+        )
+        return bool(result.rowcount)
+
+
 class SQLStore(MetadataStore):
     """Metadata store on any SQLAlchemy URL (tested: SQLite, PostgreSQL via psycopg 3).
 
@@ -275,6 +295,10 @@ class SQLStore(MetadataStore):
     @_db_errors()
     def delete(self, gun: str) -> bool:
         with self._write_session(gun) as session:
+            session.execute(
+                delete(PendingFile).where(PendingFile.gun == gun),
+                execution_options={"synchronize_session": False},
+            )
             result: Any = session.execute(
                 delete(TufFile).where(TufFile.gun == gun),
                 execution_options={"synchronize_session": False},
@@ -289,6 +313,11 @@ class SQLStore(MetadataStore):
             return existed
 
     # -- reads ---------------------------------------------------------------
+
+    def get_pending(self, gun: str, role: str) -> StoredFile | None:
+        stmt = select(PendingFile).where(PendingFile.gun == gun, PendingFile.role == role)
+        row = self._read(lambda s: s.scalars(stmt).first())
+        return row.to_stored() if row else None
 
     def guns(self) -> list[str]:
         stmt = select(TufFile.gun).distinct().order_by(TufFile.gun)

@@ -466,3 +466,27 @@ def test_guns_lists_repositories_with_files(store: MetadataStore) -> None:
     assert store.guns() == sorted([GUN, "reg/b"])
     store.delete("reg/b")
     assert store.guns() == [GUN]
+
+
+def test_pending_files_replace_delete_and_roll_back(store: MetadataStore) -> None:
+    assert store.get_pending(GUN, "targets/releases") is None
+    with store.transaction(GUN) as tx:
+        tx.put_pending(MetaUpdate("targets/releases", 2, b"one signature"))
+    assert store.get_pending(GUN, "targets/releases").data == b"one signature"
+    with store.transaction(GUN) as tx:
+        tx.put_pending(MetaUpdate("targets/releases", 2, b"two signatures"))
+    found = store.get_pending(GUN, "targets/releases")
+    assert (found.version, found.data) == (2, b"two signatures")
+    with pytest.raises(RuntimeError), store.transaction(GUN) as tx:
+        assert tx.delete_pending("targets/releases") is True
+        raise RuntimeError("abort")
+    assert store.get_pending(GUN, "targets/releases") is not None
+    with store.transaction(GUN) as tx:
+        assert tx.delete_pending("targets/releases") is True
+        assert tx.delete_pending("targets/releases") is False
+    assert store.get_pending(GUN, "targets/releases") is None
+    publish(store, GUN, ("root", 1))
+    with store.transaction(GUN) as tx:
+        tx.put_pending(MetaUpdate("targets/releases", 2, b"x"))
+    store.delete(GUN)
+    assert store.get_pending(GUN, "targets/releases") is None

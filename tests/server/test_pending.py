@@ -1,0 +1,62 @@
+"""Partially signed metadata waits on the server until k of n signers have signed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from securesystemslib.signer import CryptoSigner
+from tuf.api.metadata import Metadata
+
+from tests.client_view import FlaskFetcher, judge
+from tests.conftest import GUN
+from tests.server.helpers import error_code, upload
+
+RELEASES = "targets/releases"
+URL = f"/v2/{GUN}/_trust/pending/targets%2Freleases.json"
+
+
+def _team(client, make_owner):
+    owner = make_owner()
+    alice, bob = CryptoSigner.generate_ecdsa(), CryptoSigner.generate_ecdsa()
+    owner.delegate(RELEASES, [alice, bob], threshold=2)
+    files = {"root": owner.root_bytes(), "targets": owner.targets_bytes()}
+    assert upload(client, GUN, files).status_code == 200
+    return owner, alice, bob
+
+
+def test_two_of_two_signers_through_the_pending_store(client, make_owner, tmp_path: Path):
+    owner, alice, bob = _team(client, make_owner)
+    owner.add_tag("v1", role=RELEASES)
+    alice_only = owner.delegated_bytes(RELEASES, [alice])
+
+    refused = upload(client, GUN, {RELEASES: alice_only})
+    assert error_code(refused) == (400, "INVALID_UPDATE", "BAD_TARGETS")
+    assert b"signed by 1 of the 2" in refused.data
+
+    assert client.get(URL).status_code == 404
+    assert client.put(URL, data=alice_only).status_code == 200
+    pending = client.get(URL)
+    assert pending.status_code == 200 and pending.data == alice_only
+
+    md = Metadata.from_bytes(pending.data)
+    md.sign(bob, append=True)
+    both = md.to_bytes()
+    assert upload(client, GUN, {RELEASES: both}).status_code == 200
+    assert client.get(URL).status_code == 404  # published: nothing waits any more
+    assert judge(tmp_path, "http://localhost", GUN, "v1", FlaskFetcher(client), owner.root_bytes()) is not None
+
+
+def test_pending_store_refuses_what_could_never_be_published(client, make_owner):
+    owner, alice, bob = _team(client, make_owner)
+    owner.add_tag("v1", role=RELEASES)
+    stranger = owner.delegated_bytes(RELEASES, [CryptoSigner.generate_ecdsa()])
+    assert error_code(client.put(URL, data=stranger)) == (400, "INVALID_UPDATE", "BAD_TARGETS")
+    assert error_code(client.put(URL, data=b"{nope")) [:2] == (400, "MALFORMED_JSON")
+    root_url = f"/v2/{GUN}/_trust/pending/root.json"
+    assert error_code(client.put(root_url, data=owner.root_bytes()))[:2] == (400, "INVALID_ROLE")
+    owner.delegated[RELEASES].version = 1  # the stored version
+    stale = owner.delegated_bytes(RELEASES, [alice])
+    upload(client, GUN, {RELEASES: owner.delegated_bytes(RELEASES, [alice, bob])})
+    assert error_code(client.put(URL, data=stale))[:2] == (409, "VERSION")
+    assert client.get(URL).status_code == 404
+    assert client.delete(URL).status_code == 404
