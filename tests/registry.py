@@ -111,7 +111,9 @@ def _config_yaml(root: Path, addr: str, auth: Mapping[str, Any] | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def start_registry(workdir: Path, *, auth: Mapping[str, Any] | None = None, timeout: float = 20.0) -> RegistryProcess:
+def start_registry(
+    workdir: Path, *, auth: Mapping[str, Any] | None = None, timeout: float = 20.0
+) -> RegistryProcess:
     """Start docker-registry on a free loopback port and wait until it answers.
 
     Args:
@@ -152,7 +154,9 @@ def start_registry(workdir: Path, *, auth: Mapping[str, Any] | None = None, time
             time.sleep(0.05)
         else:
             reg.stop()
-            raise RuntimeError(f"docker-registry did not answer on {host} within {timeout}s:\n{reg.log()}")
+            raise RuntimeError(
+                f"docker-registry did not answer on {host} within {timeout}s:\n{reg.log()}"
+            )
     raise RuntimeError(f"docker-registry exited at start:\n{last_error}")
 
 
@@ -177,15 +181,24 @@ def _upload_blob(base: str, repo: str, data: bytes, headers: Mapping[str, str]) 
         "PUT",
         f"{location}{sep}digest={digest}",
         body=data,
-        headers={**headers, "Content-Type": "application/octet-stream", "Content-Length": str(len(data))},
+        headers={
+            **headers,
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(len(data)),
+        },
     )
     _check(r, 201, "finish blob upload")
     return digest
 
 
-def _put_manifest(base: str, repo: str, ref: str, body: bytes, media_type: str, headers: Mapping[str, str]) -> str:
+def _put_manifest(
+    base: str, repo: str, ref: str, body: bytes, media_type: str, headers: Mapping[str, str]
+) -> str:
     r = _HTTP.request(
-        "PUT", f"{base}/v2/{repo}/manifests/{ref}", body=body, headers={**headers, "Content-Type": media_type}
+        "PUT",
+        f"{base}/v2/{repo}/manifests/{ref}",
+        body=body,
+        headers={**headers, "Content-Type": media_type},
     )
     _check(r, 201, f"put manifest {repo}:{ref}")
     return _digest(body)
@@ -255,10 +268,19 @@ def push_index(
     entries = []
     for platform, content in sorted(platforms.items()):
         os_name, _, arch = platform.partition("/")
-        digest, size, media_type = push_image(registry_url, repo, f"{tag}-{os_name}-{arch}", content, headers=headers)
-        entries.append(
-            {"mediaType": media_type, "digest": digest, "size": size, "platform": {"os": os_name, "architecture": arch}}
+        digest, size, media_type = push_image(
+            registry_url, repo, f"{tag}-{os_name}-{arch}", content, headers=headers
         )
-    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}, sort_keys=True).encode()
+        entries.append(
+            {
+                "mediaType": media_type,
+                "digest": digest,
+                "size": size,
+                "platform": {"os": os_name, "architecture": arch},
+            }
+        )
+    index = json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}, sort_keys=True
+    ).encode()
     digest = _put_manifest(registry_url, repo, tag, index, OCI_INDEX, dict(headers or {}))
     return digest, len(index), OCI_INDEX

@@ -1,0 +1,1 @@
+"""Command modules: one per area (sign/verify/pull, admin, signers, keys, trust)."""

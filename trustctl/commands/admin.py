@@ -1,0 +1,300 @@
+"""Repository administration: ``init``, ``status``, ``reset``, ``publish``, ``delete``,
+``inspect``, ``revoke``, ``witness``."""
+
+from __future__ import annotations
+
+import click
+
+from trustctl.admin import initialize
+from trustctl.changes import Changelist
+from trustctl.cli import TrustctlCommand, pass_ctx
+from trustctl.commands._common import (
+    ensure_pinned,
+    gun_arg,
+    image_with_tag,
+    publish_data,
+    publish_lines,
+    publish_staged,
+)
+from trustctl.context import TrustContext
+from trustctl.edits import RELEASES
+from trustctl.errors import TagNotSignedError, UsageError
+from trustctl.keys import ALGORITHMS
+from trustctl.output import table
+from trustctl.reference import parse_reference
+from trustctl.verify import inspect_repository, iso
+
+__all__ = ["register"]
+
+
+@click.command("init", cls=TrustctlCommand)
+@click.argument("gun")
+@click.option(
+    "--root-key",
+    metavar="KEYID",
+    help="Reuse this root key (key id or a prefix of at least 6 hex digits).",
+)
+@click.option(
+    "--algorithm",
+    type=click.Choice(ALGORITHMS),
+    default="ecdsa",
+    show_default=True,
+    help="For new keys.",
+)
+@pass_ctx
+def init_cmd(tctx: TrustContext, gun: str, root_key: str | None, algorithm: str) -> None:
+    """Create the trust repository GUN (REGISTRY/REPOSITORY) on the trust server.
+
+    Creates root and targets keys, lists the server-held snapshot and timestamp keys
+    in root v1, publishes, and pins root v1 locally.
+    """
+    gun = gun_arg(gun)
+    with tctx.trust.lock(gun):
+        r = initialize(
+            gun,
+            client=tctx.client,
+            keystore=tctx.keystore,
+            trust=tctx.trust,
+            root_keyid=root_key,
+            algorithm=algorithm,
+            clock=tctx.clock,
+        )
+    data = {
+        "gun": gun,
+        "root_keyid": r.root_keyid,
+        "targets_keyid": r.targets_keyid,
+        "snapshot_keyid": r.snapshot_keyid,
+        "timestamp_keyid": r.timestamp_keyid,
+        "root_version": 1,
+    }
+    tctx.printer.result(
+        "init",
+        data,
+        [
+            f"OK: initialized {gun}",
+            f"  root key:     {r.root_keyid} (keep it offline; back it up with `trustctl key export`)",
+            f"  targets key:  {r.targets_keyid}",
+            f"  server keys:  snapshot {r.snapshot_keyid[:16]}…, timestamp {r.timestamp_keyid[:16]}…",
+            f"  pinned:       root v1; give deployers `trustctl trust export {gun}` output to pin",
+        ],
+    )
+
+
+@click.command("status", cls=TrustctlCommand)
+@click.argument("gun")
+@pass_ctx
+def status_cmd(tctx: TrustContext, gun: str) -> None:
+    """List the changes staged for GUN (works offline)."""
+    gun = gun_arg(gun)
+    changes = Changelist(tctx.trust.changes_dir(gun)).entries()
+    rows = [[str(i), c.action, c.describe(), c.created] for i, c in enumerate(changes, 1)]
+    lines = [f"{len(changes)} staged change(s) for {gun}"] + (
+        table(["#", "ACTION", "CHANGE", "STAGED AT"], rows) if rows else []
+    )
+    data = {
+        "gun": gun,
+        "changes": [
+            {"number": i, **c.to_dict(), "description": c.describe()}
+            for i, c in enumerate(changes, 1)
+        ],
+    }
+    tctx.printer.result("status", data, lines)
+
+
+@click.command("reset", cls=TrustctlCommand)
+@click.argument("gun")
+@click.option(
+    "-n",
+    "--number",
+    "numbers",
+    type=int,
+    multiple=True,
+    help="Drop change #N (see status). Repeatable.",
+)
+@click.option("--all", "drop_all", is_flag=True, help="Drop every staged change.")
+@pass_ctx
+def reset_cmd(tctx: TrustContext, gun: str, numbers: tuple[int, ...], drop_all: bool) -> None:
+    """Drop staged changes of GUN."""
+    gun = gun_arg(gun)
+    if not numbers and not drop_all:
+        raise UsageError("say which changes to drop: --number N (see `trustctl status`) or --all")
+    with tctx.trust.lock(gun):
+        dropped = Changelist(tctx.trust.changes_dir(gun)).reset(None if drop_all else numbers)
+    tctx.printer.result(
+        "reset",
+        {"gun": gun, "dropped": [c.to_dict() for c in dropped]},
+        [f"OK: dropped {len(dropped)} staged change(s) of {gun}"],
+    )
+
+
+@click.command("publish", cls=TrustctlCommand)
+@click.argument("gun")
+@click.option(
+    "--replace-pending", is_flag=True, help="Discard other content waiting for signatures."
+)
+@pass_ctx
+def publish_cmd(tctx: TrustContext, gun: str, replace_pending: bool) -> None:
+    """Publish GUN's staged changes (rebasing on concurrent publishes)."""
+    gun = gun_arg(gun)
+    with tctx.trust.lock(gun):
+        tctx.trust.require_pinned(gun)
+        result, changes = publish_staged(tctx, gun, replace_pending=replace_pending)
+    head = (
+        f"OK: nothing staged for {gun}"
+        if not changes
+        else f"OK: published {len(changes)} change(s) of {gun}"
+    )
+    if result.pending:
+        head = f"Pending: {gun} has changes waiting for more signatures"
+    tctx.printer.result(
+        "publish",
+        {"gun": gun, **publish_data(result, changes)},
+        [head, *publish_lines(gun, result)],
+    )
+
+
+@click.command("revoke", cls=TrustctlCommand)
+@click.argument("image")
+@click.option("--no-publish", is_flag=True, help="Only stage the change.")
+@pass_ctx
+def revoke_cmd(tctx: TrustContext, image: str, no_publish: bool) -> None:
+    """Remove IMAGE:TAG's signature from every role you can sign."""
+    ref = image_with_tag(image)
+    gun = ref.gun
+    with tctx.trust.lock(gun):
+        tctx.trust.require_pinned(gun)
+        change = Changelist(tctx.trust.changes_dir(gun)).add(
+            "remove-target", tag=ref.tag, role=None
+        )
+        if no_publish:
+            tctx.printer.result(
+                "revoke",
+                {"gun": gun, "tag": ref.tag, "status": "staged"},
+                [f"Staged: revoke {gun}:{ref.tag}"],
+            )
+            return
+        result, changes = publish_staged(tctx, gun, new=change)
+    tctx.printer.result(
+        "revoke",
+        {"gun": gun, "tag": ref.tag, **publish_data(result, changes)},
+        [f"OK: revoked {gun}:{ref.tag}", *publish_lines(gun, result)],
+    )
+
+
+@click.command("witness", cls=TrustctlCommand)
+@click.argument("gun")
+@click.option("--role", default=RELEASES, show_default=True, help="Role to re-sign.")
+@pass_ctx
+def witness_cmd(tctx: TrustContext, gun: str, role: str) -> None:
+    """Re-sign a role of GUN without changing it (adds your signature, renews expiry)."""
+    gun = gun_arg(gun)
+    with tctx.trust.lock(gun):
+        tctx.trust.require_pinned(gun)
+        change = Changelist(tctx.trust.changes_dir(gun)).add("witness", role=role)
+        result, changes = publish_staged(tctx, gun, new=change)
+    tctx.printer.result(
+        "witness",
+        {"gun": gun, "role": role, **publish_data(result, changes)},
+        [f"OK: re-signed {role} of {gun}", *publish_lines(gun, result)],
+    )
+
+
+@click.command("delete", cls=TrustctlCommand)
+@click.argument("gun")
+@click.option(
+    "--remote", is_flag=True, help="Also delete the trust data on the server (admin access)."
+)
+@pass_ctx
+def delete_cmd(tctx: TrustContext, gun: str, remote: bool) -> None:
+    """Forget GUN locally (pinned root, cache, staged changes); keys are kept.
+
+    With --remote, the server's trust data for GUN is deleted too: every deployer
+    will fail to verify its tags until it is re-created and re-pinned.
+    """
+    gun = gun_arg(gun)
+    with tctx.trust.lock(gun):
+        if remote:
+            tctx.client.delete(gun)
+        had_pin = tctx.trust.unpin(gun)
+        dropped = Changelist(tctx.trust.changes_dir(gun)).reset(None)
+    data = {"gun": gun, "remote": remote, "unpinned": had_pin, "dropped_changes": len(dropped)}
+    where = "locally and on the trust server" if remote else "locally (the server keeps its data)"
+    tctx.printer.result("delete", data, [f"OK: deleted {gun} {where}"])
+
+
+@click.command("inspect", cls=TrustctlCommand)
+@click.argument("image")
+@click.option(
+    "--tofu", is_flag=True, help="If no root is pinned, trust the server's root (announced)."
+)
+@pass_ctx
+def inspect_cmd(tctx: TrustContext, image: str, tofu: bool) -> None:
+    """Show IMAGE's signed tags (or one IMAGE:TAG), signers, roles and expiry."""
+    ref = parse_reference(image)
+    with tctx.trust.lock(ref.gun):
+        ensure_pinned(tctx, ref.gun, tofu=tofu)
+        repo = tctx.open_trusted(ref.gun)
+        try:
+            pending = tctx.pending_store()
+        except Exception:  # noqa: BLE001 - informational only
+            pending = None
+        report = inspect_repository(repo, tag=ref.tag, pending=pending)
+    if ref.tag and not report.tags:
+        raise TagNotSignedError(
+            f"{ref.gun}:{ref.tag} is not signed", hint=f"see `trustctl inspect {ref.gun}`"
+        )
+    fresh = iso(report.fresh_until) if report.fresh_until else "?"
+    lines = [f"{ref.gun}: {len(report.tags)} signed tag(s), trust data fresh until {fresh}", ""]
+    rows = [[t.tag, t.digest, str(t.length), t.signed_by_text()] for t in report.tags]
+    lines += table(["TAG", "DIGEST", "SIZE", "SIGNED BY"], rows) if rows else ["(no signed tags)"]
+    if report.signers:
+        releases = next((r for r in report.roles if r.role == RELEASES), None)
+        need = f"{releases.threshold} of {len(releases.keyids)} keys" if releases else "?"
+        lines += ["", f"Signers ({RELEASES} needs {need}):"]
+        lines += table(
+            ["NAME", "KEY IDS"],
+            [
+                [n, ", ".join(k[:16] + "…" for k in ids)]
+                for n, ids in sorted(report.signers.items())
+            ],
+        )
+    lines += ["", "Roles:"]
+    lines += table(
+        ["ROLE", "VERSION", "EXPIRES", "THRESHOLD", "KEY IDS"],
+        [
+            [
+                r.role,
+                str(r.version),
+                iso(r.expires),
+                str(r.threshold),
+                ", ".join(k[:16] + "…" for k in r.keyids),
+            ]
+            for r in report.roles
+        ],
+    )
+    if report.pending is not None:
+        p = report.pending
+        lines += [
+            "",
+            (
+                f"Waiting for signatures: {p.role} v{p.md.signed.version} {p.changes_text()} "
+                f"({len(p.signed_keyids)} of {p.threshold})"
+            ),
+        ]
+    for role, message in report.failures.items():
+        lines += ["", f"NOT VERIFIED: {role}: {message}"]
+    tctx.printer.result("inspect", report.to_dict(), lines)
+
+
+def register(group: click.Group) -> None:
+    for command in (
+        init_cmd,
+        status_cmd,
+        reset_cmd,
+        publish_cmd,
+        revoke_cmd,
+        witness_cmd,
+        delete_cmd,
+        inspect_cmd,
+    ):
+        group.add_command(command)

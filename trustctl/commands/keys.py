@@ -1,0 +1,236 @@
+"""``key generate|list|import|export|rotate|remove``: the local key store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from trustctl.admin import rotation_changes
+from trustctl.cli import TrustctlCommand, TrustctlGroup, pass_ctx
+from trustctl.commands._common import gun_arg, publish_data, publish_lines
+from trustctl.context import TrustContext
+from trustctl.edits import check_signer_name
+from trustctl.errors import UsageError
+from trustctl.keys import ALGORITHMS, ROLES, load_public_key_file, public_key_to_pem
+from trustctl.output import table
+
+__all__ = ["register"]
+
+
+@click.group("key", cls=TrustctlGroup)
+def key_group() -> None:
+    """Keys: generate, list, import, export, rotate."""
+
+
+@key_group.command("generate", cls=TrustctlCommand)
+@click.argument("name")
+@click.option("--algorithm", type=click.Choice(ALGORITHMS), default="ecdsa", show_default=True)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where to write NAME.pub.",
+)
+@pass_ctx
+def key_generate(tctx: TrustContext, name: str, algorithm: str, directory: Path) -> None:
+    """Create a signer key pair for team member NAME; writes NAME.pub for the owner.
+
+    The private key stays encrypted in the trust dir (TRUSTCTL_DELEGATION_PASSPHRASE).
+    """
+    check_signer_name(name)
+    pub_path = directory / f"{name}.pub"
+    if pub_path.exists():
+        raise UsageError(f"{pub_path} already exists; choose another NAME or --dir")
+    info = tctx.keystore.generate("delegation", name=name, algorithm=algorithm)
+    directory.mkdir(parents=True, exist_ok=True)
+    pub_path.write_bytes(public_key_to_pem(info.public))
+    data = {
+        "name": name,
+        "keyid": info.keyid,
+        "algorithm": info.algorithm,
+        "public_key_file": str(pub_path),
+    }
+    tctx.printer.result(
+        "key generate",
+        data,
+        [
+            f"OK: generated signer key {info.keyid} for {name}",
+            (
+                f"  public key:   {pub_path} (give it to the repository owner: "
+                f"`trustctl signer add {name} --key {pub_path.name} GUN`)"
+            ),
+        ],
+    )
+
+
+@key_group.command("list", cls=TrustctlCommand)
+@pass_ctx
+def key_list(tctx: TrustContext) -> None:
+    """List the keys in the local key store (no passphrase needed)."""
+    keys = tctx.keystore.all_keys()
+    rows = [[k.role, k.gun or "-", k.name or "-", k.keyid, k.algorithm] for k in keys]
+    lines = table(["ROLE", "GUN", "NAME", "KEY ID", "ALGORITHM"], rows) if rows else ["(no keys)"]
+    data = {
+        "keys": [
+            {
+                "keyid": k.keyid,
+                "role": k.role,
+                "gun": k.gun,
+                "name": k.name,
+                "algorithm": k.algorithm,
+                "path": str(k.path),
+            }
+            for k in keys
+        ]
+    }
+    tctx.printer.result("key list", data, lines)
+
+
+@key_group.command("import", cls=TrustctlCommand)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--role", type=click.Choice(ROLES), help="Default: the file's role header, else delegation."
+)
+@click.option("--gun", help="Repository the key belongs to (root and targets keys).")
+@click.option("--name", help="Signer name (delegation keys).")
+@pass_ctx
+def key_import(
+    tctx: TrustContext, file: Path, role: str | None, gun: str | None, name: str | None
+) -> None:
+    """Import private key(s) from a PEM FILE (encrypted or not).
+
+    An encrypted file is opened with TRUSTCTL_IMPORT_PASSPHRASE (else the role's
+    passphrase); the key is stored encrypted with the role's passphrase.
+    """
+    if gun:
+        gun = gun_arg(gun)
+
+    def input_passphrase() -> str | None:
+        value = tctx.environ.get("TRUSTCTL_IMPORT_PASSPHRASE")
+        if value:
+            return value
+        if tctx.keystore.passphrases.interactive:
+            return str(click.prompt(f"Passphrase of {file.name}", hide_input=True, err=True))
+        return None
+
+    infos = tctx.keystore.import_pem(
+        file.read_bytes(), role=role, gun=gun, name=name, input_passphrase=input_passphrase
+    )
+    data = {
+        "keys": [{"keyid": k.keyid, "role": k.role, "gun": k.gun, "name": k.name} for k in infos]
+    }
+    tctx.printer.result("key import", data, [f"OK: imported {k.role} key {k.keyid}" for k in infos])
+
+
+@key_group.command("export", cls=TrustctlCommand)
+@click.argument("keyids", nargs=-1, required=True)
+@click.option(
+    "--public", is_flag=True, help="Export public keys (PEM) instead of encrypted private keys."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file (mode 0600).",
+)
+@pass_ctx
+def key_export(
+    tctx: TrustContext, keyids: tuple[str, ...], public: bool, output: Path | None
+) -> None:
+    """Export keys (by id or id prefix): encrypted private PEM, or --public."""
+    infos = [tctx.keystore.find(k) for k in keyids]
+    blobs = [
+        public_key_to_pem(i.public) if public else tctx.keystore.export(i.keyid) for i in infos
+    ]
+    text = b"".join(blobs)
+    data: dict[str, object] = {"keyids": [i.keyid for i in infos], "public": public}
+    if output is not None:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644 if public else 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(text)
+        data["output"] = str(output)
+        tctx.printer.result("key export", data, [f"OK: wrote {len(infos)} key(s) to {output}"])
+        return
+    data["pem"] = text.decode()
+    tctx.printer.result("key export", data, [text.decode().rstrip("\n")])
+
+
+@key_group.command("remove", cls=TrustctlCommand)
+@click.argument("keyid")
+@click.option(
+    "--yes", is_flag=True, required=True, help="Confirm: the private key is deleted for good."
+)
+@pass_ctx
+def key_remove(tctx: TrustContext, keyid: str, yes: bool) -> None:
+    """Delete a private key from the local key store (export it first!)."""
+    info = tctx.keystore.find(keyid)
+    tctx.keystore.remove(info.keyid)
+    tctx.printer.result("key remove", {"keyid": info.keyid}, [f"OK: removed key {info.keyid}"])
+
+
+@key_group.command("rotate", cls=TrustctlCommand)
+@click.argument("gun")
+@click.argument("role")
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Rotate to this public key (a signer's new key, or a key already in your store).",
+)
+@click.option("--algorithm", type=click.Choice(ALGORITHMS), default="ecdsa", show_default=True)
+@pass_ctx
+def key_rotate(
+    tctx: TrustContext, gun: str, role: str, key_file: Path | None, algorithm: str
+) -> None:
+    """Rotate ROLE's key of GUN: root, targets, snapshot, timestamp, or a signer name.
+
+    Publishes at once (staged changes are left alone). A new root is signed by the
+    old and the new root keys, so deployers follow it without any change.
+    """
+    gun = gun_arg(gun)
+    new_public = load_public_key_file(key_file) if key_file else None
+    with tctx.trust.lock(gun):
+        repo = tctx.open_trusted(gun)
+        rotation = rotation_changes(
+            gun,
+            role,
+            repo=repo,
+            client=tctx.client,
+            keystore=tctx.keystore,
+            new_public=new_public,
+            algorithm=algorithm,
+        )
+        result = tctx.publisher(gun).publish(rotation.changes)
+    for warning in result.warnings:
+        tctx.printer.warn(warning)
+    data = {
+        "gun": gun,
+        "role": rotation.role,
+        "new_keyid": rotation.new_keyid,
+        "old_keyids": list(rotation.old_keyids),
+        "complete": not rotation.next_steps,
+        "next_steps": list(rotation.next_steps),
+        **publish_data(result, []),
+    }
+    head = f"OK: rotated the {rotation.role} key of {gun}"
+    if rotation.next_steps:
+        head = f"OK: added the new {rotation.role} key of {gun}; the old one stays until the signer re-signed"
+    tctx.printer.result(
+        "key rotate",
+        data,
+        [
+            head,
+            f"  new key:      {rotation.new_keyid}",
+            f"  old key(s):   {', '.join(rotation.old_keyids) or '-'}",
+            *publish_lines(gun, result),
+            *(f"  next:         {step}" for step in rotation.next_steps),
+        ],
+    )
+
+
+def register(group: click.Group) -> None:
+    group.add_command(key_group)

@@ -1,0 +1,188 @@
+"""``signer add|remove|list``: delegate tag signing to team members (k of n)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import click
+
+from trustctl.admin import key_doc
+from trustctl.changes import Change, Changelist
+from trustctl.cli import TrustctlCommand, TrustctlGroup, pass_ctx
+from trustctl.commands._common import gun_arg, publish_data, publish_lines, publish_staged
+from trustctl.context import TrustContext
+from trustctl.edits import RELEASES, check_signer_name, signer_roles
+from trustctl.keys import load_public_key_file
+from trustctl.output import table
+
+__all__ = ["register"]
+
+
+@click.group("signer", cls=TrustctlGroup)
+def signer_group() -> None:
+    """Signers: team members who may sign tags into targets/releases."""
+
+
+def _publish_or_stage(
+    tctx: TrustContext,
+    gun: str,
+    command: str,
+    head: str,
+    data: Mapping[str, object],
+    no_publish: bool,
+    change: Change,
+) -> None:
+    if no_publish:
+        tctx.printer.result(command, {**data, "status": "staged"}, [f"Staged: {head}"])
+        return
+    result, changes = publish_staged(tctx, gun, new=change)
+    tctx.printer.result(
+        command,
+        {**data, **publish_data(result, changes)},
+        [f"OK: {head}", *publish_lines(gun, result)],
+    )
+
+
+@signer_group.command("add", cls=TrustctlCommand)
+@click.argument("name")
+@click.argument("gun")
+@click.option(
+    "--key",
+    "key_files",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The signer's public key (PEM from `trustctl key generate`). Repeatable.",
+)
+@click.option(
+    "--threshold",
+    type=click.IntRange(min=1),
+    help="Signer keys needed for a tag to count (k of n).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Even if signed tags would stop verifying (raising the threshold).",
+)
+@click.option("--no-publish", is_flag=True, help="Only stage the change.")
+@pass_ctx
+def signer_add(
+    tctx: TrustContext,
+    name: str,
+    gun: str,
+    key_files: tuple[Path, ...],
+    threshold: int | None,
+    force: bool,
+    no_publish: bool,
+) -> None:
+    """Let NAME sign tags of GUN with the given public key(s).
+
+    Adding keys to an existing signer adds them to that signer.
+    """
+    name = check_signer_name(name)
+    gun = gun_arg(gun)
+    keys = [load_public_key_file(path) for path in key_files]
+    with tctx.trust.lock(gun):
+        tctx.trust.require_pinned(gun)
+        change = Changelist(tctx.trust.changes_dir(gun)).add(
+            "add-signer",
+            name=name,
+            keys=[key_doc(k) for k in keys],
+            threshold=threshold,
+            force=force,
+        )
+        extra = f", threshold {threshold}" if threshold else ""
+        data = {"gun": gun, "name": name, "keyids": [k.keyid for k in keys], "threshold": threshold}
+        _publish_or_stage(
+            tctx,
+            gun,
+            "signer add",
+            f"added signer {name} to {gun}{extra}",
+            data,
+            no_publish,
+            change,
+        )
+
+
+@signer_group.command("remove", cls=TrustctlCommand)
+@click.argument("name")
+@click.argument("gun")
+@click.option(
+    "--key",
+    "keyids",
+    multiple=True,
+    metavar="KEYID",
+    help="Remove only this key of the signer. Repeatable.",
+)
+@click.option(
+    "--threshold", type=click.IntRange(min=1), help="New threshold for the remaining signer keys."
+)
+@click.option("--force", is_flag=True, help="Even if signed tags would stop verifying.")
+@click.option("--no-publish", is_flag=True, help="Only stage the change.")
+@pass_ctx
+def signer_remove(
+    tctx: TrustContext,
+    name: str,
+    gun: str,
+    keyids: tuple[str, ...],
+    threshold: int | None,
+    force: bool,
+    no_publish: bool,
+) -> None:
+    """Stop counting NAME's signatures on GUN's tags."""
+    gun = gun_arg(gun)
+    with tctx.trust.lock(gun):
+        tctx.trust.require_pinned(gun)
+        change = Changelist(tctx.trust.changes_dir(gun)).add(
+            "remove-signer",
+            name=name,
+            keyids=list(keyids) or None,
+            threshold=threshold,
+            force=force,
+        )
+        data = {"gun": gun, "name": name, "keyids": list(keyids), "threshold": threshold}
+        what = (
+            f"key(s) {', '.join(k[:12] + '…' for k in keyids)} of signer {name}"
+            if keyids
+            else f"signer {name}"
+        )
+        _publish_or_stage(
+            tctx, gun, "signer remove", f"removed {what} from {gun}", data, no_publish, change
+        )
+
+
+@signer_group.command("list", cls=TrustctlCommand)
+@click.argument("gun")
+@pass_ctx
+def signer_list(tctx: TrustContext, gun: str) -> None:
+    """List GUN's signers, their key ids and the threshold (from verified metadata)."""
+    gun = gun_arg(gun)
+    with tctx.trust.lock(gun):
+        repo = tctx.open_trusted(gun)
+        repo.refresh()
+        targets = repo.targets.signed
+    owners = signer_roles(targets)
+    roles = targets.delegations.roles if targets.delegations is not None else None
+    releases = (roles or {}).get(RELEASES)
+    threshold = releases.threshold if releases else None
+    data = {
+        "gun": gun,
+        "threshold": threshold,
+        "keys": len(releases.keyids) if releases else 0,
+        "signers": [{"name": n, "keyids": ids} for n, ids in sorted(owners.items())],
+    }
+    if not owners:
+        lines = [f"{gun} has no signers: tags are signed with the owner's targets key"]
+    else:
+        lines = [
+            f"{gun}: a tag counts when {threshold} of {len(releases.keyids) if releases else 0} signer keys sign it"
+        ]
+        lines += table(
+            ["NAME", "KEY IDS"], [[n, ", ".join(ids)] for n, ids in sorted(owners.items())]
+        )
+    tctx.printer.result("signer list", data, lines)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(signer_group)

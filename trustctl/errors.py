@@ -1,0 +1,237 @@
+"""trustctl's error tree: every failure a user can see, with an exit code and a hint.
+
+Each class names what went wrong; the CLI prints ``Error: <message>`` and, when there
+is one, ``Hint: <hint>`` on stderr, and exits with the class's ``exit_code``:
+
+* 0 success;
+* 1 trust failure: unsigned, digest mismatch, stale or rolled-back metadata, a
+  refused update, anything that may be an attack;
+* 2 usage or local set-up: a malformed reference, a missing key or passphrase, no
+  pinned root, rejected credentials;
+* 3 network: the trust server or the registry cannot be reached or is unavailable.
+
+Lower layers raise these with ``raise ... from e``; the CLI shows the traceback only
+with ``-vv``.
+
+Example:
+    >>> err = DigestMismatchError("v1 moved", hint="deploy by digest")
+    >>> (err.code, err.exit_code)
+    ('DIGEST_MISMATCH', 1)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "EXIT_NETWORK",
+    "EXIT_OK",
+    "EXIT_TRUST",
+    "EXIT_USAGE",
+    "AlreadyInitializedError",
+    "AuthenticationError",
+    "ConfigError",
+    "CopyFailedError",
+    "DigestMismatchError",
+    "InvalidReferenceError",
+    "ManifestNotFoundError",
+    "MissingKeyError",
+    "NetworkError",
+    "NoPinnedRootError",
+    "NotInitializedError",
+    "PassphraseError",
+    "PendingConflictError",
+    "PendingUnsupportedError",
+    "PublishConflictError",
+    "RegistryProtocolError",
+    "RegistryUnavailableError",
+    "RollbackError",
+    "ServerRejectedError",
+    "ServerUnavailableError",
+    "SignerPolicyError",
+    "StaleMetadataError",
+    "TagNotSignedError",
+    "TamperedMetadataError",
+    "ThresholdError",
+    "ToolMissingError",
+    "TrustError",
+    "TrustctlError",
+    "UnknownRepositoryError",
+    "UntrustedSignatureError",
+    "UsageError",
+    "WrongPassphraseError",
+]
+
+EXIT_OK = 0
+EXIT_TRUST = 1
+EXIT_USAGE = 2
+EXIT_NETWORK = 3
+
+
+class TrustctlError(Exception):
+    """Base of every error trustctl reports to a user.
+
+    Args:
+        message: one line saying what went wrong, with expected and actual values.
+        hint: one line saying what to do about it (optional).
+        **detail: machine-readable facts for ``--json`` output.
+    """
+
+    code: ClassVar[str] = "ERROR"
+    exit_code: ClassVar[int] = EXIT_TRUST
+    default_hint: ClassVar[str | None] = None
+
+    def __init__(self, message: str, *, hint: str | None = None, **detail: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+        self.detail = detail
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as the ``error`` member of a ``--json`` document."""
+        out: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "exit_code": self.exit_code,
+            "hint": self.hint,
+        }
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+# --- exit 2: usage and local set-up -------------------------------------------------
+
+
+class UsageError(TrustctlError):
+    code = "USAGE"
+    exit_code = EXIT_USAGE
+
+
+class InvalidReferenceError(UsageError):
+    code = "INVALID_REFERENCE"
+    default_hint = "expected REGISTRY[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST], e.g. 127.0.0.1:5000/library/app:v1"
+
+
+class ConfigError(UsageError):
+    code = "CONFIG"
+
+
+class NotInitializedError(UsageError):
+    code = "NOT_INITIALIZED"
+
+
+class AlreadyInitializedError(UsageError):
+    code = "ALREADY_INITIALIZED"
+
+
+class MissingKeyError(UsageError):
+    code = "MISSING_KEY"
+
+
+class PassphraseError(UsageError):
+    code = "NO_PASSPHRASE"
+
+
+class WrongPassphraseError(PassphraseError):
+    code = "WRONG_PASSPHRASE"
+
+
+class NoPinnedRootError(UsageError):
+    code = "NO_PINNED_ROOT"
+
+
+class PendingUnsupportedError(UsageError):
+    code = "PENDING_UNSUPPORTED"
+
+
+class ToolMissingError(UsageError):
+    code = "TOOL_MISSING"
+
+
+class AuthenticationError(UsageError):
+    code = "UNAUTHORIZED"
+
+
+# --- exit 1: trust failures ---------------------------------------------------------
+
+
+class TrustError(TrustctlError):
+    code = "TRUST"
+    exit_code = EXIT_TRUST
+
+
+class TagNotSignedError(TrustError):
+    code = "NOT_SIGNED"
+
+
+class UnknownRepositoryError(TrustError):
+    code = "UNKNOWN_REPOSITORY"
+
+
+class DigestMismatchError(TrustError):
+    code = "DIGEST_MISMATCH"
+
+
+class StaleMetadataError(TrustError):
+    code = "STALE"
+
+
+class RollbackError(TrustError):
+    code = "ROLLBACK"
+
+
+class UntrustedSignatureError(TrustError):
+    code = "BAD_SIGNATURE"
+
+
+class TamperedMetadataError(TrustError):
+    code = "TAMPERED"
+
+
+class SignerPolicyError(TrustError):
+    code = "SIGNER_POLICY"
+
+
+class ServerRejectedError(TrustError):
+    code = "REJECTED"
+
+
+class ManifestNotFoundError(TrustError):
+    code = "MANIFEST_NOT_FOUND"
+
+
+class RegistryProtocolError(TrustError):
+    code = "REGISTRY_PROTOCOL"
+
+
+class PendingConflictError(TrustError):
+    code = "PENDING_CONFLICT"
+
+
+class ThresholdError(TrustError):
+    code = "THRESHOLD"
+
+
+class PublishConflictError(TrustError):
+    code = "CONFLICT"
+
+
+class CopyFailedError(TrustctlError):
+    code = "COPY_FAILED"
+
+
+# --- exit 3: network ----------------------------------------------------------------
+
+
+class NetworkError(TrustctlError):
+    code = "NETWORK"
+    exit_code = EXIT_NETWORK
+
+
+class ServerUnavailableError(NetworkError):
+    code = "SERVER_UNAVAILABLE"
+
+
+class RegistryUnavailableError(NetworkError):
+    code = "REGISTRY_UNAVAILABLE"

@@ -1,0 +1,206 @@
+"""Root pinning and the per-repository directories under the trust dir.
+
+No trust on first use by default: verification of a GUN starts from a root that was
+pinned on purpose, by ``trustctl init`` (the owner), by ``trustctl trust pin GUN
+ROOT_FILE`` or ``--keyid`` (a deployer who got the root or its key id out of band),
+or by an explicit ``--tofu`` that says which root keys it accepted. From the pinned
+root, python-tuf follows every later root rotation (each new root must be signed by
+the previous one), so deployers need no change when the owner rotates keys.
+
+Layout, per GUN::
+
+    <trust dir>/tuf/<gun>/pinned_root.json   the trust anchor (raw bytes)
+    <trust dir>/tuf/<gun>/pin.json           how and when it was pinned
+    <trust dir>/tuf/<gun>/metadata/          python-tuf's verified cache
+    <trust dir>/tuf/<gun>/changes/           staged changes (see changes.py)
+    <trust dir>/tuf/<gun>/.lock              one trustctl at a time per GUN
+
+Example:
+    >>> store = TrustStore(Path("~/.trustctl").expanduser())  # doctest: +SKIP
+    >>> store.pin("127.0.0.1:5000/app", root_bytes, source="file root.json")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tuf.api.exceptions import UnsignedMetadataError
+from tuf.api.metadata import Metadata, Root
+from tuf.api.serialization import DeserializationError
+
+from trustctl.errors import NoPinnedRootError, UntrustedSignatureError, UsageError
+
+__all__ = ["PinnedRoot", "TrustStore", "parse_root", "write_atomic"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PinnedRoot:
+    """A pinned root: its bytes and what it says about itself."""
+
+    gun: str
+    data: bytes
+    version: int
+    keyids: tuple[str, ...]
+    threshold: int
+    source: str
+    pinned_at: str
+
+
+def parse_root(data: bytes, *, what: str) -> Metadata[Root]:
+    """Parse root metadata and check it is signed by a threshold of its own root keys.
+
+    Raises:
+        UsageError: not root metadata.
+        UntrustedSignatureError: not self-signed by a threshold of its root keys.
+    """
+    try:
+        md = Metadata[Root].from_bytes(data)
+    except DeserializationError as e:
+        raise UsageError(f"{what} is not TUF root metadata: {e}") from e
+    if not isinstance(md.signed, Root):
+        raise UsageError(f"{what} is {md.signed.type} metadata, not root")
+    try:
+        md.signed.verify_delegate(Root.type, md.signed_bytes, md.signatures)
+    except UnsignedMetadataError as e:
+        raise UntrustedSignatureError(
+            f"{what} is not signed by a threshold of its own root keys: {e}; refusing to pin it"
+        ) from e
+    return md
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class TrustStore:
+    """Per-GUN state under ``<trust dir>/tuf``."""
+
+    def __init__(self, trust_dir: Path) -> None:
+        self.trust_dir = trust_dir
+        self.root = trust_dir / "tuf"
+
+    def gun_dir(self, gun: str) -> Path:
+        # GUNs are validated by reference.parse_gun: no "..", no control characters.
+        return self.root / gun
+
+    def cache_dir(self, gun: str) -> Path:
+        path = self.gun_dir(gun) / "metadata"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def changes_dir(self, gun: str) -> Path:
+        return self.gun_dir(gun) / "changes"
+
+    @contextlib.contextmanager
+    def lock(self, gun: str) -> Iterator[None]:
+        """Hold the GUN's lock file (python-tuf's cache is single-process)."""
+        directory = self.gun_dir(gun)
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / ".lock", "a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    # --- pinning -------------------------------------------------------------------
+
+    def pinned(self, gun: str) -> PinnedRoot | None:
+        path = self.gun_dir(gun) / "pinned_root.json"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        md = parse_root(data, what=f"the pinned root of {gun} ({path})")
+        info: dict[str, str] = {}
+        with contextlib.suppress(OSError, ValueError):
+            info = json.loads((self.gun_dir(gun) / "pin.json").read_text())
+        role = md.signed.roles[Root.type]
+        return PinnedRoot(
+            gun,
+            data,
+            md.signed.version,
+            tuple(role.keyids),
+            role.threshold,
+            str(info.get("source", "unknown")),
+            str(info.get("pinned_at", "")),
+        )
+
+    def require_pinned(self, gun: str) -> PinnedRoot:
+        """The pinned root of ``gun``.
+
+        Raises:
+            NoPinnedRootError: nothing is pinned for ``gun``.
+        """
+        pinned = self.pinned(gun)
+        if pinned is None:
+            raise NoPinnedRootError(
+                f"no root is pinned for {gun}, so nothing about it can be verified yet",
+                hint=f"get the repository's root.json from its owner and run `trustctl trust pin {gun} root.json` "
+                f"(or `trustctl trust pin {gun} --keyid ID`; --tofu trusts whatever the server sends)",
+            )
+        return pinned
+
+    def pin(self, gun: str, data: bytes, *, source: str) -> PinnedRoot:
+        """Pin ``data`` (root metadata) as the trust anchor of ``gun``.
+
+        The verified cache is dropped, so the next verification starts from the pin.
+
+        Raises:
+            UsageError / UntrustedSignatureError: not a self-signed root.
+        """
+        parse_root(data, what="the root to pin")
+        directory = self.gun_dir(gun)
+        write_atomic(directory / "pinned_root.json", data)
+        pinned_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        write_atomic(
+            directory / "pin.json", json.dumps({"source": source, "pinned_at": pinned_at}).encode()
+        )
+        self.clear_cache(gun)
+        pinned = self.pinned(gun)
+        assert pinned is not None
+        logger.info("pinned root v%d of %s (%s)", pinned.version, gun, source)
+        return pinned
+
+    def unpin(self, gun: str) -> bool:
+        """Forget the pin and the cache of ``gun``. True when something was pinned."""
+        directory = self.gun_dir(gun)
+        existed = (directory / "pinned_root.json").exists()
+        for name in ("pinned_root.json", "pin.json"):
+            with contextlib.suppress(FileNotFoundError):
+                (directory / name).unlink()
+        self.clear_cache(gun)
+        return existed
+
+    def clear_cache(self, gun: str) -> None:
+        shutil.rmtree(self.gun_dir(gun) / "metadata", ignore_errors=True)
+
+    def list_pinned(self) -> list[str]:
+        """GUNs with a pinned root, sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            str(p.parent.relative_to(self.root)) for p in self.root.rglob("pinned_root.json")
+        )

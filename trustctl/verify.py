@@ -1,0 +1,423 @@
+"""Verify before deploy: is this tag signed, by whom, until when, and still served?
+
+:func:`verify_tag` takes a :class:`~trustctl.trusted.TrustedRepository` (python-tuf's
+client workflow from the pinned root) and answers with a :class:`VerifiedTag`, or
+raises a :class:`~trustctl.errors.TrustError` saying exactly what failed:
+
+* the tag is not in any trusted role (and, if known, that it is still waiting for
+  signatures: "1 of 2");
+* a required signer (``--signer``) did not sign the metadata that carries the tag;
+* the registry now serves a different digest for the tag than the signed one
+  (both digests named), or no longer serves the signed digest at all.
+
+Who signed: a tag in ``targets`` is signed by the repository owner's targets key; a
+tag in ``targets/releases`` is signed by the signers whose keys contributed a valid
+signature to that role's metadata (key ids mapped to names through the
+``targets/<name>`` delegations).
+
+:func:`inspect_repository` lists every signed tag with the same facts.
+
+Example:
+    >>> result = verify_tag(repo, parse_reference("127.0.0.1:5000/app:v1"), registry=registry)  # doctest: +SKIP
+    >>> result.digest  # doctest: +SKIP
+    'sha256:...'
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from tuf.api.metadata import Targets
+
+from trustctl.edits import RELEASES, signer_roles
+from trustctl.errors import (
+    DigestMismatchError,
+    ManifestNotFoundError,
+    NetworkError,
+    PendingUnsupportedError,
+    SignerPolicyError,
+    TagNotSignedError,
+    TamperedMetadataError,
+    TrustctlError,
+)
+from trustctl.pending import PendingRole, PendingStore, read_pending
+from trustctl.reference import ImageRef
+from trustctl.registry import RegistryClient
+from trustctl.trusted import FoundTarget, TrustedRepository
+
+__all__ = [
+    "REGISTRY_DIGEST",
+    "REGISTRY_SKIP",
+    "REGISTRY_TAG",
+    "RepoReport",
+    "TagReport",
+    "VerifiedTag",
+    "inspect_repository",
+    "iso",
+    "verify_tag",
+]
+
+logger = logging.getLogger(__name__)
+
+REGISTRY_TAG = "tag"  # the tag must resolve to the signed digest (verify)
+REGISTRY_DIGEST = "digest"  # the signed digest must still be served (pull)
+REGISTRY_SKIP = "skip"
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class TagReport:
+    """One signed tag."""
+
+    tag: str
+    digest: str
+    length: int
+    media_type: str | None
+    role: str
+    signers: tuple[str, ...]
+    signed_keyids: tuple[str, ...]
+    threshold: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "digest": self.digest,
+            "length": self.length,
+            "media_type": self.media_type,
+            "role": self.role,
+            "signers": list(self.signers),
+            "signed_by_keyids": list(self.signed_keyids),
+            "threshold": self.threshold,
+        }
+
+    def signed_by_text(self) -> str:
+        if self.role == "targets":
+            return "repository owner (targets key)"
+        names = ", ".join(self.signers) or "unnamed keys"
+        return f"{names} ({self.role}, {len(self.signed_keyids)} of {self.threshold} required)"
+
+
+@dataclass(frozen=True)
+class VerifiedTag:
+    """The answer of :func:`verify_tag`."""
+
+    gun: str
+    tag: str
+    report: TagReport
+    fresh_until: datetime
+    expires: Mapping[str, datetime]
+    registry_mode: str
+    registry_digest: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def digest(self) -> str:
+        return self.report.digest
+
+    @property
+    def pinned_reference(self) -> str:
+        return f"{self.gun}@{self.digest}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.report.to_dict()
+        d.update(
+            {
+                "image": f"{self.gun}:{self.tag}",
+                "gun": self.gun,
+                "pinned_reference": self.pinned_reference,
+                "fresh_until": iso(self.fresh_until),
+                "expires": {role: iso(moment) for role, moment in sorted(self.expires.items())},
+                "registry": {
+                    "checked": self.registry_mode != REGISTRY_SKIP,
+                    "mode": self.registry_mode,
+                    "digest": self.registry_digest,
+                    "match": None
+                    if self.registry_mode == REGISTRY_SKIP
+                    else self.registry_digest == self.digest,
+                },
+                "warnings": list(self.warnings),
+            }
+        )
+        return d
+
+
+def _report(repo: TrustedRepository, found: FoundTarget) -> TagReport:
+    target = found.target
+    sha256 = target.hashes.get("sha256")
+    if not sha256:
+        raise TamperedMetadataError(
+            f"{found.path} in {found.role} has no sha256 hash, so it cannot be matched with a manifest"
+        )
+    custom = target.custom if isinstance(target.custom, dict) else {}
+    media_type = custom.get("mediaType") if isinstance(custom.get("mediaType"), str) else None
+    if found.role == "targets":
+        root = repo.root.signed
+        md = repo.targets
+        check = root.get_verification_result("targets", md.signed_bytes, md.signatures)
+        return TagReport(
+            found.path,
+            f"sha256:{sha256}",
+            target.length,
+            media_type,
+            "targets",
+            (),
+            tuple(sorted(check.signed)),
+            check.threshold,
+        )
+    role_md = repo.role(found.role, found.parent)
+    assert role_md is not None
+    delegator = repo.delegator(found.role)
+    check = delegator.get_verification_result(found.role, role_md.signed_bytes, role_md.signatures)
+    owners = signer_roles(repo.targets.signed)
+    signed = set(check.signed)
+    names = tuple(sorted(name for name, ids in owners.items() if signed & set(ids)))
+    return TagReport(
+        found.path,
+        f"sha256:{sha256}",
+        target.length,
+        media_type,
+        found.role,
+        names,
+        tuple(sorted(signed)),
+        check.threshold,
+    )
+
+
+def _pending_note(
+    repo: TrustedRepository, pending: PendingStore | None, tag: str
+) -> tuple[str, dict[str, Any]]:
+    if pending is None:
+        return "", {}
+    try:
+        waiting = read_pending(pending, repo, RELEASES)
+    except (PendingUnsupportedError, NetworkError, TrustctlError) as e:
+        logger.debug("no pending signatures available: %s", e)
+        return "", {}
+    if waiting is None or tag not in waiting.added:
+        return "", {}
+    owners = signer_roles(repo.targets.signed)
+    names = sorted(n for n, ids in owners.items() if set(ids) & waiting.signed_keyids)
+    text = (
+        f"; it is waiting for signatures in {RELEASES}: signed by {len(waiting.signed_keyids)} of "
+        f"{waiting.threshold} required ({', '.join(names) or 'unnamed keys'})"
+    )
+    return text, {
+        "pending": {
+            "signatures": len(waiting.signed_keyids),
+            "threshold": waiting.threshold,
+            "signers": names,
+        }
+    }
+
+
+def verify_tag(
+    repo: TrustedRepository,
+    ref: ImageRef,
+    *,
+    registry: RegistryClient | None,
+    registry_mode: str = REGISTRY_TAG,
+    required_signers: Sequence[str] = (),
+    pending: PendingStore | None = None,
+) -> VerifiedTag:
+    """Verify ``ref``'s tag against the trusted metadata (and the registry).
+
+    Raises:
+        TagNotSignedError: no trusted role carries the tag.
+        SignerPolicyError: a required signer did not sign it.
+        DigestMismatchError / ManifestNotFoundError: the registry disagrees.
+        TrustctlError: verification (stale, rollback, forged...), network errors.
+    """
+    if ref.tag is None:
+        raise ValueError("verify_tag needs a tag")
+    repo.refresh()
+    found = repo.lookup(ref.tag)
+    if found is None:
+        note, detail = _pending_note(repo, pending, ref.tag)
+        raise TagNotSignedError(
+            f"{ref.gun}:{ref.tag} is not signed{note}",
+            hint="a tag counts once enough signers have signed it (`trustctl sign`)"
+            if note
+            else f"sign it with `trustctl sign {ref.gun}:{ref.tag}`; signed tags: `trustctl inspect {ref.gun}`",
+            **detail,
+        )
+    report = _report(repo, found)
+    for name in required_signers:
+        if name not in report.signers:
+            who = (
+                "the repository owner's targets key"
+                if report.role == "targets"
+                else (", ".join(report.signers) or "unnamed keys")
+            )
+            raise SignerPolicyError(
+                f"{ref.gun}:{ref.tag} is signed by {who}, not by {name}",
+                hint=f"see who may sign with `trustctl signer list {ref.gun}`",
+                required=name,
+                signers=list(report.signers),
+            )
+    expires = repo.expiries()
+    fresh_until = min(expires.values())
+    warnings: list[str] = []
+    registry_digest = None
+    if registry is not None and registry_mode != REGISTRY_SKIP:
+        registry_digest, warnings = _check_registry(registry, ref, report.digest, registry_mode)
+    return VerifiedTag(
+        ref.gun,
+        ref.tag,
+        report,
+        fresh_until,
+        expires,
+        registry_mode if registry else REGISTRY_SKIP,
+        registry_digest,
+        tuple(warnings),
+    )
+
+
+def _check_registry(
+    registry: RegistryClient, ref: ImageRef, signed: str, mode: str
+) -> tuple[str | None, list[str]]:
+    tag_ref = ImageRef(ref.registry, ref.repository, ref.tag)
+    if mode == REGISTRY_TAG:
+        try:
+            served = registry.resolve(tag_ref).digest
+        except ManifestNotFoundError as e:
+            raise DigestMismatchError(
+                f"{ref.gun}:{ref.tag} is signed as {signed}, but the registry no longer has that tag",
+                hint=f"deploy by digest: `trustctl pull {ref.gun}:{ref.tag}` prints the signed reference",
+                signed_digest=signed,
+                registry_digest=None,
+            ) from e
+        if served != signed:
+            raise DigestMismatchError(
+                f"{ref.gun}:{ref.tag} is signed as {signed}, but the registry now serves {served}: the tag was "
+                "moved after signing, or someone is serving other content",
+                hint="deploy the signed digest (`trustctl pull` prints it), or sign the new image if it is meant to be",
+                signed_digest=signed,
+                registry_digest=served,
+            )
+        return served, []
+    if not registry.has_manifest(tag_ref, signed):
+        raise ManifestNotFoundError(
+            f"the registry no longer serves the signed manifest {signed} of {ref.gun}:{ref.tag}",
+            hint="the image was deleted or garbage-collected; push and sign it again",
+        )
+    warnings = []
+    tag_digest: str | None
+    try:
+        tag_digest = registry.resolve(tag_ref).digest
+    except ManifestNotFoundError:
+        tag_digest = None
+    if tag_digest != signed:
+        warnings.append(
+            f"the registry's tag {ref.tag} now points at {tag_digest or 'nothing'}, not the signed {signed}; "
+            "use the pinned reference"
+        )
+    return signed, warnings
+
+
+@dataclass(frozen=True)
+class RoleReport:
+    role: str
+    version: int
+    expires: datetime
+    keyids: tuple[str, ...]
+    threshold: int
+
+
+@dataclass
+class RepoReport:
+    """What :func:`inspect_repository` found."""
+
+    gun: str
+    tags: list[TagReport] = field(default_factory=list)
+    signers: dict[str, list[str]] = field(default_factory=dict)
+    roles: list[RoleReport] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    pending: PendingRole | None = None
+    fresh_until: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        pending = None
+        if self.pending is not None:
+            p = self.pending
+            pending = {
+                "role": p.role,
+                "version": p.md.signed.version,
+                "signatures": len(p.signed_keyids),
+                "threshold": p.threshold,
+                "adds": sorted(p.added),
+                "removes": list(p.removed),
+            }
+        return {
+            "gun": self.gun,
+            "tags": [t.to_dict() for t in self.tags],
+            "signers": [{"name": n, "keyids": ids} for n, ids in sorted(self.signers.items())],
+            "roles": [
+                {
+                    "role": r.role,
+                    "version": r.version,
+                    "expires": iso(r.expires),
+                    "keyids": list(r.keyids),
+                    "threshold": r.threshold,
+                }
+                for r in self.roles
+            ],
+            "unverified_roles": self.failures,
+            "pending": pending,
+            "fresh_until": iso(self.fresh_until) if self.fresh_until else None,
+        }
+
+
+def inspect_repository(
+    repo: TrustedRepository, *, tag: str | None = None, pending: PendingStore | None = None
+) -> RepoReport:
+    """Every signed tag (or just ``tag``), the signers, the roles and their expiry."""
+    repo.refresh()
+    report = RepoReport(repo.gun)
+    found, failures = repo.all_targets()
+    report.failures = {role: e.message for role, e in failures.items()}
+    for hit in found:
+        if tag is None or hit.path == tag:
+            report.tags.append(_report(repo, hit))
+    targets: Targets = repo.targets.signed
+    report.signers = signer_roles(targets)
+    root = repo.root.signed
+    versions = {
+        "root": root.version,
+        "timestamp": repo.timestamp.version,
+        "snapshot": repo.snapshot.version,
+        "targets": targets.version,
+    }
+    for name in ("root", "targets", "snapshot", "timestamp"):
+        r = root.roles[name]
+        expires = {
+            "root": root.expires,
+            "targets": targets.expires,
+            "snapshot": repo.snapshot.expires,
+            "timestamp": repo.timestamp.expires,
+        }[name]
+        report.roles.append(RoleReport(name, versions[name], expires, tuple(r.keyids), r.threshold))
+    delegations = targets.delegations
+    for name, role in ((delegations.roles or {}) if delegations is not None else {}).items():
+        if name in failures:
+            continue
+        md = repo.role(name, "targets")
+        if md is not None:
+            report.roles.append(
+                RoleReport(
+                    name, md.signed.version, md.signed.expires, tuple(role.keyids), role.threshold
+                )
+            )
+    report.fresh_until = min(repo.expiries().values())
+    if pending is not None:
+        try:
+            report.pending = read_pending(pending, repo, RELEASES) if delegations else None
+        except TrustctlError as e:
+            logger.debug("no pending signatures available: %s", e)
+    return report
