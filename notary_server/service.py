@@ -31,6 +31,7 @@ from notary_server.storage import (
     StoredFile,
 )
 from notary_server.validation import (
+    Parsed,
     ServerKeyIds,
     check_client_view,
     parse,
@@ -88,6 +89,19 @@ class _Freshness:
             self._items[sha256] = value
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
+
+
+def _merge_signatures(existing: bytes, new: Parsed) -> bytes:
+    """Two co-signers of the same payload: keep both signatures; otherwise the new wins."""
+    try:
+        old = parse(new.role, existing)
+    except errors.NotaryError:
+        return new.raw
+    if old.signed_bytes != new.signed_bytes:
+        return new.raw
+    for keyid, sig in new.md.signatures.items():
+        old.md.signatures[keyid] = sig
+    return old.md.to_bytes()
 
 
 class TrustService:
@@ -356,6 +370,9 @@ class TrustService:
         self.check_gun(gun)
         with self.store.transaction(gun) as tx:
             parsed = validate_pending(role, raw, _TxState(tx), now=self.clock(), limits=self.config.limits)
+            existing = self.store.get_pending(gun, role)
+            if existing is not None:
+                raw = _merge_signatures(existing.data, parsed)
             tx.put_pending(MetaUpdate(role, parsed.version, raw))
         logger.info("stored pending %s v%d for %s", role, parsed.version, gun)
 

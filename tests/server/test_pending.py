@@ -60,3 +60,22 @@ def test_pending_store_refuses_what_could_never_be_published(client, make_owner)
     assert error_code(client.put(URL, data=stale))[:2] == (409, "VERSION")
     assert client.get(URL).status_code == 404
     assert client.delete(URL).status_code == 404
+
+
+def test_co_signers_of_the_same_payload_are_merged_not_replaced(client, make_owner):
+    owner, alice, bob = _team(client, make_owner)
+    owner.add_tag("v1", role=RELEASES)
+    # both fetched "nothing pending" and PUT at the same moment
+    assert client.put(URL, data=owner.delegated_bytes(RELEASES, [alice])).status_code == 200
+    assert client.put(URL, data=owner.delegated_bytes(RELEASES, [bob])).status_code == 200
+    merged = Metadata.from_bytes(client.get(URL).data)
+    assert set(merged.signatures) == {alice.public_key.keyid, bob.public_key.keyid}
+    assert upload(client, GUN, {RELEASES: merged.to_bytes()}).status_code == 200
+
+    # different content replaces what waited
+    owner.add_tag("v2", role=RELEASES)
+    assert client.put(URL, data=owner.delegated_bytes(RELEASES, [alice])).status_code == 200
+    owner.add_tag("v3", role=RELEASES)
+    owner.delegated[RELEASES].version -= 1
+    assert client.put(URL, data=owner.delegated_bytes(RELEASES, [bob])).status_code == 200
+    assert set(Metadata.from_bytes(client.get(URL).data).signatures) == {bob.public_key.keyid}
