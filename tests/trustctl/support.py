@@ -29,6 +29,7 @@ from notary_server.config import ServerConfig
 from notary_server.storage.memory import MemoryStore
 from notary_signer.client import LocalKeyService
 from notary_signer.keystore.memory import MemoryKeyStore
+from tests.secrets import remember
 from trustctl.cli import main
 from trustctl.context import Overrides
 from trustctl.transport import DEFAULT_MAX_BYTES, MultipartFile, Response, Transport
@@ -167,6 +168,9 @@ class Person:
         self.env.setdefault("TRUSTCTL_ROOT_PASSPHRASE", f"{self.name} root passphrase")
         self.env.setdefault("TRUSTCTL_TARGETS_PASSPHRASE", f"{self.name} targets passphrase")
         self.env.setdefault("TRUSTCTL_DELEGATION_PASSPHRASE", f"{self.name} delegation passphrase")
+        for name, value in self.env.items():
+            if name.endswith("PASSPHRASE"):
+                remember(value)  # the final log scan looks for it
 
     def run(self, *args: str, env: Mapping[str, str] | None = None) -> Run:
         environ = {**self.env, **(env or {})}

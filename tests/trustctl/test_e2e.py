@@ -25,6 +25,7 @@ import urllib3
 
 from tests.procs import Stack, start_stack
 from tests.registry import RegistryProcess, free_port, push_image
+from tests.secrets import remember
 from tests.trustctl import schema
 from tests.trustctl.httpd import Reply, Request, Server, serve
 from tests.trustctl.support import unique_repo
@@ -67,6 +68,8 @@ class User:
             for k, v in os.environ.items()
             if not k.startswith(("TRUSTCTL_", "DOCKER_CONTENT_TRUST"))
         }
+        for role in ("root", "targets", "delegation"):
+            remember(f"{self.name} {role} passphrase")  # the final log scan looks for it
         return {
             **base,
             # The machine's CA variables point at the system bundle, which does not know

@@ -16,7 +16,7 @@ from tests.secrets import KNOWN
 PATTERNS = [
     re.compile(rb"PRIVATE KEY"),
     re.compile(rb"\"private\"\s*:\s*\"[^\"]+\""),
-    re.compile(rb"passphrase\s*[=:]\s*\S{6,}", re.IGNORECASE),
+    re.compile(rb"passphrase\s*=\s*\S", re.IGNORECASE),
 ]
 
 
