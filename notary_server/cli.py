@@ -21,6 +21,7 @@ from typing import NoReturn
 import click
 
 from notary_server.config import ConfigError, ServerConfig, load_config
+from notary_server.wsgi import configure_logging
 
 __all__ = ["main"]
 
@@ -41,16 +42,6 @@ def _load(path: str | None) -> ServerConfig:
         _fail(str(e), "see docs/operations.md for every setting")
 
 
-def _configure_logging(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name in ("notary_server", "notary_signer"):
-        log = logging.getLogger(name)
-        log.handlers[:] = [handler]
-        log.setLevel(level.upper())
-        log.propagate = False
-
-
 @click.group()
 @click.version_option(package_name="notary-tuf")
 def main() -> None:
@@ -67,32 +58,17 @@ def serve(config_path: str | None, no_migrate: bool) -> None:
         config.check_serving()
     except ConfigError as e:
         _fail(str(e), "run `notary-server dev` for a development set-up with generated certificates")
-    _configure_logging(config.log_level)
+    configure_logging(config.log_level)
     if config.insecure_plain_http:
         logger.warning(
             "insecure_plain_http is on: serving plain HTTP; only do this behind a TLS-terminating proxy"
         )
     if not no_migrate:
         _migrate(config.database_url)
+    logger.info("trust server listening on %s:%d (%s)", config.host, config.port, config.wsgi_server)
+    from notary_server.wsgi import serve as run
 
-    from notary_signer.serving import serve_wsgi
-
-    def factory() -> object:
-        from notary_server.app import create_app
-
-        return create_app(config)
-
-    logger.info("trust server listening on %s:%d", config.host, config.port)
-    serve_wsgi(
-        factory,
-        host=config.host,
-        port=config.port,
-        certfile=None if config.insecure_plain_http else config.tls_cert_file,
-        keyfile=None if config.insecure_plain_http else config.tls_key_file,
-        workers=config.workers,
-        threads=config.threads,
-        name="notary-server",
-    )
+    run(config, config_path)
 
 
 def _migrate(url: str) -> None:
@@ -131,7 +107,7 @@ def renew(config_path: str | None) -> None:
     repositories stay fresh for caches and mirrors too.
     """
     config = _load(config_path)
-    _configure_logging(config.log_level)
+    configure_logging(config.log_level)
     from notary_server.app import build_service
 
     service = build_service(config)

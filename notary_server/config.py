@@ -39,6 +39,8 @@ class ServerConfig:
     insecure_plain_http: bool = False
     workers: int = 2
     threads: int = 8
+    #: "granian" (default, faster by measurement) or "gunicorn".
+    wsgi_server: str = "granian"
 
     database_url: str = "sqlite:///var/notary-server.db"
 
@@ -109,6 +111,8 @@ class ServerConfig:
             raise ConfigError("snapshot_expiry_days must be at most 400 (the signer's cap)")
         if self.key_algorithm not in ("ecdsa", "ed25519"):
             raise ConfigError(f"key_algorithm must be ecdsa or ed25519, got {self.key_algorithm!r}")
+        if self.wsgi_server not in ("granian", "gunicorn"):
+            raise ConfigError(f"wsgi_server must be granian or gunicorn, got {self.wsgi_server!r}")
         if self.auth_type not in ("none", "token"):
             raise ConfigError(f"auth_type must be none or token, got {self.auth_type!r}")
         if self.auth_type == "token":

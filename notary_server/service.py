@@ -104,6 +104,37 @@ def _merge_signatures(existing: bytes, new: Parsed) -> bytes:
     return old.md.to_bytes()
 
 
+class _FileCache:
+    """Stored files by (gun, role, sha256), bounded in bytes. Correct across replicas:
+    a file's bytes never change, and "which file is current" is always asked of the
+    database (a cheap query of version and checksum)."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._items: OrderedDict[tuple[str, str, str], StoredFile] = OrderedDict()
+        self._bytes = 0
+        self._max = max_bytes
+        self._lock = threading.Lock()
+
+    def get(self, gun: str, role: str, sha256: str) -> StoredFile | None:
+        with self._lock:
+            found = self._items.get((gun, role, sha256))
+            if found is not None:
+                self._items.move_to_end((gun, role, sha256))
+            return found
+
+    def put(self, f: StoredFile) -> None:
+        if len(f.data) > self._max // 8:
+            return
+        with self._lock:
+            key = (f.gun, f.role, f.sha256)
+            if key not in self._items:
+                self._items[key] = f
+                self._bytes += len(f.data)
+            while self._bytes > self._max:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= len(old.data)
+
+
 class TrustService:
     def __init__(
         self,
@@ -118,6 +149,7 @@ class TrustService:
         self.config = config or ServerConfig()
         self.clock = clock
         self._freshness = _Freshness()
+        self._files = _FileCache()
 
     @property
     def expiries(self) -> Expiries:
@@ -143,7 +175,20 @@ class TrustService:
             return self._found(self._ensure_fresh(gun), gun, role)
         if role == "snapshot":
             self._ensure_fresh(gun)
-        return self._found(self.store.get_current(gun, role), gun, role)
+        return self._found(self._current(gun, role), gun, role)
+
+    def _current(self, gun: str, role: str) -> StoredFile | None:
+        """The current file, from the cache when the database says it is still current."""
+        digest = self.store.current_digest(gun, role)
+        if digest is None:
+            return None
+        cached = self._files.get(gun, role, digest[1])
+        if cached is not None:
+            return cached
+        found = self.store.get_current(gun, role)
+        if found is not None:
+            self._files.put(found)
+        return found
 
     def get_version(self, gun: str, role: str, version: int) -> StoredFile:
         self.check_gun(gun)
@@ -302,12 +347,12 @@ class TrustService:
     def _ensure_fresh(self, gun: str) -> StoredFile | None:
         """The current timestamp, renewed first if it is inside its renewal window."""
         now = self.clock()
-        ts = self.store.get_current(gun, "timestamp")
+        ts = self._current(gun, "timestamp")
         if ts is None or not self._needs_renewal(gun, ts, now):
             return ts
         try:
             self.renew(gun)
-            return self.store.get_current(gun, "timestamp")
+            return self._current(gun, "timestamp")
         except (errors.SignerUnavailableError, errors.StorageUnavailableError, errors.BadHierarchyError) as e:
             ts_expires, _ = self._expiries_of(gun, ts)
             if ts_expires <= now:

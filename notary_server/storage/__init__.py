@@ -126,6 +126,10 @@ class MetadataStore(Protocol):
     def get_current(self, gun: str, role: str) -> StoredFile | None:
         """The highest stored version of ``role``."""
 
+    def current_digest(self, gun: str, role: str) -> tuple[int, str] | None:
+        """(version, sha256) of the current file of ``role``: a cheap query that lets
+        readers serve cached bytes and still see every new version at once."""
+
     def get_version(self, gun: str, role: str, version: int) -> StoredFile | None:
         """Exactly ``version`` of ``role``."""
 

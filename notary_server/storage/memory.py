@@ -150,6 +150,10 @@ class MemoryStore(MetadataStore):
             versions = self._files.get(gun, {}).get(role)
             return versions[max(versions)] if versions else None
 
+    def current_digest(self, gun: str, role: str) -> tuple[int, str] | None:
+        found = self.get_current(gun, role)
+        return (found.version, found.sha256) if found else None
+
     def get_version(self, gun: str, role: str, version: int) -> StoredFile | None:
         with self._lock:
             return self._files.get(gun, {}).get(role, {}).get(version)

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Engine, and_, create_engine, delete, event, func, make_url, select, text
+from sqlalchemy import URL, Engine, and_, bindparam, create_engine, delete, event, func, make_url, select, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -103,6 +103,20 @@ def _version_conflict(gun: str, cause: Exception) -> OldVersionError:
     return OldVersionError(
         "a concurrent update stored the same version first; fetch, rebase and retry", gun=gun
     )
+
+
+_FILE_COLUMNS = (
+    TufFile.gun, TufFile.role, TufFile.version, TufFile.data, TufFile.sha256, TufFile.created_at,
+)
+
+
+# Built once: the hottest query of the server (every read of a current file).
+_CURRENT_DIGEST = (
+    select(TufFile.version, TufFile.sha256)
+    .where(TufFile.gun == bindparam("gun"), TufFile.role == bindparam("role"))
+    .order_by(TufFile.version.desc())
+    .limit(1)
+)
 
 
 def _current_stmt(gun: str, role: str) -> Any:
@@ -245,6 +259,7 @@ class SQLStore(MetadataStore):
             read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._writes = sessionmaker(write_engine, expire_on_commit=False, autoflush=False)
         self._reads = sessionmaker(read_engine, expire_on_commit=False, autoflush=False)
+        self._read_engine = read_engine
 
     def __repr__(self) -> str:
         return f"SQLStore({self.engine.url!r})"
@@ -327,12 +342,22 @@ class SQLStore(MetadataStore):
         with _db_errors(), self._reads() as session:
             return query(session)
 
+    def _first(self, stmt: Any) -> Any:
+        """One row through SQLAlchemy Core: the hot read path skips the ORM."""
+        with _db_errors(), self._read_engine.connect() as conn:
+            return conn.execute(stmt).first()
+
     def _read_file(self, stmt: Any) -> StoredFile | None:
-        row = self._read(lambda s: s.scalars(stmt).first())
-        return row.to_stored() if row else None
+        row = self._first(stmt.with_only_columns(*_FILE_COLUMNS))
+        return StoredFile(row[0], row[1], row[2], bytes(row[3]), row[4], row[5]) if row else None
 
     def get_current(self, gun: str, role: str) -> StoredFile | None:
         return self._read_file(_current_stmt(gun, role))
+
+    def current_digest(self, gun: str, role: str) -> tuple[int, str] | None:
+        with _db_errors(), self._read_engine.connect() as conn:
+            row = conn.execute(_CURRENT_DIGEST, {"gun": gun, "role": role}).first()
+        return (row[0], row[1]) if row else None
 
     def get_version(self, gun: str, role: str, version: int) -> StoredFile | None:
         return self._read_file(

@@ -1,0 +1,79 @@
+"""WSGI entry points: the app built from the environment, and the servers that run it.
+
+The trust server runs under granian by default (measured: about 1.5x the requests per
+second of gunicorn's gthread workers for the same 2 worker processes; see
+docs/performance.md); ``wsgi_server = "gunicorn"`` selects gunicorn instead. Worker
+processes build their own app (their own database connections) from the same
+configuration file and ``NOTARY_SERVER_*`` variables as the parent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from notary_server.config import ServerConfig, load_config
+
+__all__ = ["app_from_environment", "serve", "CONFIG_FILE_ENV"]
+
+#: Names the configuration file for worker processes.
+CONFIG_FILE_ENV = "NOTARY_SERVER_CONFIG_FILE"
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("notary_server", "notary_signer"):
+        log = logging.getLogger(name)
+        log.handlers[:] = [handler]
+        log.setLevel(level.upper())
+        log.propagate = False
+
+
+def app_from_environment() -> Any:
+    """The app for one worker process (granian's and gunicorn's factory)."""
+    from notary_server.app import create_app
+
+    config = load_config(os.environ.get(CONFIG_FILE_ENV) or None, os.environ)
+    configure_logging(config.log_level)
+    return create_app(config)
+
+
+def serve(config: ServerConfig, config_path: str | None) -> None:
+    """Run the server until SIGINT or SIGTERM."""
+    if config_path:
+        os.environ[CONFIG_FILE_ENV] = os.path.abspath(config_path)
+    tls = not config.insecure_plain_http
+    if config.wsgi_server == "granian":
+        from granian import Granian
+        from granian.constants import Interfaces, SSLProtocols
+
+        Granian(
+            "notary_server.wsgi:app_from_environment",
+            factory=True,
+            interface=Interfaces.WSGI,
+            address=config.host,
+            port=config.port,
+            workers=config.workers,
+            blocking_threads=config.threads,
+            ssl_cert=Path(config.tls_cert_file) if tls else None,
+            ssl_key=Path(config.tls_key_file) if tls else None,
+            ssl_protocol_min=SSLProtocols.tls12,
+            respawn_failed_workers=True,
+            log_access=False,
+        ).serve()
+        return
+    from notary_signer.serving import serve_wsgi
+
+    serve_wsgi(
+        app_from_environment,
+        host=config.host,
+        port=config.port,
+        certfile=config.tls_cert_file if tls else None,
+        keyfile=config.tls_key_file if tls else None,
+        workers=config.workers,
+        threads=config.threads,
+        name="notary-server",
+    )
