@@ -57,7 +57,7 @@ def _trustctl(tmp: Path, stack_url: str, ca: Path, user: str | None, *args: str)
     if user:
         env.update(TRUSTCTL_SERVER_USERNAME=user, TRUSTCTL_SERVER_PASSWORD=remember(USERS[user][0]))
     return subprocess.run(
-        [sys.executable, "-m", "trustctl", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "trustctl", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
     )
 
 
