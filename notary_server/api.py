@@ -22,10 +22,11 @@ __all__ = ["bp"]
 
 bp = Blueprint("tuf", __name__)
 
-_KEY = re.compile(r"^(?P<role>[a-z]+)\.key$")
-_BY_VERSION = re.compile(r"^(?P<version>[0-9]{1,10})\.(?P<role>.+)\.json$")
-_BY_CHECKSUM = re.compile(r"^(?P<role>.+)\.(?P<sha256>[0-9a-f]{64})\.json$")
-_CURRENT = re.compile(r"^(?P<role>.+)\.json$")
+# Used with fullmatch: "$" would let a trailing newline through.
+_KEY = re.compile(r"(?P<role>[a-z]+)\.key")
+_BY_VERSION = re.compile(r"(?P<version>[0-9]{1,10})\.(?P<role>.+)\.json")
+_BY_CHECKSUM = re.compile(r"(?P<role>.+)\.(?P<sha256>[0-9a-f]{64})\.json")
+_CURRENT = re.compile(r"(?P<role>.+)\.json")
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -53,16 +54,16 @@ def ping() -> Response:
 def get_metadata(gun: str, filename: str) -> Response:
     svc = service()
     filename = unquote(filename)
-    if m := _KEY.match(filename):
+    if m := _KEY.fullmatch(filename):
         key = svc.server_key(gun, m["role"])
         return jsonify({"keyid": key.keyid, **key.to_dict()})
-    if m := _BY_VERSION.match(filename):
+    if m := _BY_VERSION.fullmatch(filename):
         f = svc.get_version(gun, m["role"], int(m["version"]))
         return _metadata_response(f, IMMUTABLE)
-    if m := _BY_CHECKSUM.match(filename):
+    if m := _BY_CHECKSUM.fullmatch(filename):
         f = svc.get_checksum(gun, m["role"], m["sha256"])
         return _metadata_response(f, IMMUTABLE)
-    if m := _CURRENT.match(filename):
+    if m := _CURRENT.fullmatch(filename):
         f = svc.get_current(gun, m["role"])
         max_age = svc.config.current_max_age_seconds
         return _metadata_response(f, f"public, max-age={max_age}, must-revalidate")
@@ -71,7 +72,7 @@ def get_metadata(gun: str, filename: str) -> Response:
 
 @bp.post("/v2/<path:gun>/_trust/tuf/<path:filename>")
 def rotate_key(gun: str, filename: str) -> tuple[Response, int]:
-    m = _KEY.match(unquote(filename))
+    m = _KEY.fullmatch(unquote(filename))
     if not m:
         raise errors.MethodNotAllowedError("POST is allowed on .../timestamp.key and .../snapshot.key")
     key = service().rotate_server_key(gun, m["role"])
@@ -91,7 +92,7 @@ def delete(gun: str) -> Response:
 
 
 def _pending_role(filename: str) -> str:
-    m = _CURRENT.match(unquote(filename))
+    m = _CURRENT.fullmatch(unquote(filename))
     if not m:
         raise errors.MetadataNotFoundError(f"no such pending file: {filename[:100]!r}")
     return m["role"]

@@ -28,11 +28,12 @@ MAX_TARGET_PATH_LENGTH = 1024
 
 # host[:port] then one or more path components, like a Docker image repository.
 _GUN_RE = re.compile(
-    r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?"
-    r"(?:/[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)+$"
+    r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?"
+    r"(?:/[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)+"
 )
+# Matched with fullmatch: "$" would accept a trailing newline.
 # A role segment: letters, digits, '.', '_', '-', never "." or "..".
-_ROLE_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+_ROLE_SEGMENT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 
 
 def check_gun(gun: str, prefixes: tuple[str, ...] = ()) -> str:
@@ -41,7 +42,7 @@ def check_gun(gun: str, prefixes: tuple[str, ...] = ()) -> str:
     A GUN is ``registry-host[:port]/path`` (``127.0.0.1:5000/library/app``). When
     ``prefixes`` is not empty, the GUN must start with one of them.
     """
-    if len(gun) > MAX_GUN_LENGTH or not _GUN_RE.match(gun) or ".." in gun.split("/"):
+    if len(gun) > MAX_GUN_LENGTH or not _GUN_RE.fullmatch(gun) or ".." in gun.split("/"):
         raise InvalidGunError(
             f"invalid repository name {gun[:80]!r}: expected host[:port]/path",
             gun=gun[:MAX_GUN_LENGTH],
@@ -76,7 +77,7 @@ def check_delegated_role(role: str) -> str:
         or len(role) > MAX_ROLE_LENGTH
         or role in TOP_LEVEL_ROLES
         or not role[0].isalpha()  # "5.x.json" must read as version 5 of x, never role "5.x"
-        or not all(_ROLE_SEGMENT_RE.match(s) for s in segments)
+        or not all(_ROLE_SEGMENT_RE.fullmatch(s) for s in segments)
     ):
         raise InvalidRoleError(f"invalid role name {role[:80]!r}", role=role[:MAX_ROLE_LENGTH])
     return role
