@@ -20,6 +20,7 @@ from securesystemslib.signer import Key, Signer
 from tuf.api.metadata import Metadata, Root, Snapshot, Timestamp
 
 from notary_server import errors
+from notary_server.clientview import check_client_view
 from notary_server.config import ServerConfig
 from notary_server.names import check_gun, check_role
 from notary_server.publisher import Expiries, build_snapshot, build_timestamp, sign
@@ -33,7 +34,6 @@ from notary_server.storage import (
 from notary_server.validation import (
     Parsed,
     ServerKeyIds,
-    check_client_view,
     parse,
     validate_pending,
     validate_upload,

@@ -19,28 +19,23 @@ Rules (DESIGN section 4), in the order they are checked:
   consistent with every targets role, never dropping or rolling back an entry;
   otherwise the server must hold the snapshot key.
 
-:func:`check_client_view` then replays the candidate state through python-tuf's own
+:func:`notary_server.clientview.check_client_view` then replays the candidate state through python-tuf's own
 client-side trust rules, so that nothing is committed that a TUF client would refuse.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from cryptography.hazmat.primitives import serialization
-from securesystemslib.formats import encode_canonical
-from securesystemslib.signer import Key
 from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import Metadata, Root, Signed, Snapshot, Targets
 from tuf.api.serialization import DeserializationError
-from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
-from tuf.ngclient.config import EnvelopeType
 
 from notary_server import errors
+from notary_server.keycheck import check_keys
 from notary_server.names import TOP_LEVEL_ROLES, check_delegated_role, target_path_problem
 from notary_server.storage import MetaUpdate
 
@@ -50,11 +45,9 @@ __all__ = [
     "ServerKeyIds",
     "StoredState",
     "ValidatedUpload",
-    "check_client_view",
-    "validate_pending",
-    "compute_keyid",
     "delegator_of",
     "parse",
+    "validate_pending",
     "validate_upload",
 ]
 
@@ -150,55 +143,6 @@ def _cause(e: BaseException) -> str:
     while e.__cause__ is not None:
         e = e.__cause__
     return str(e) or type(e).__name__
-
-
-# --- keys ---------------------------------------------------------------------------
-
-
-def compute_keyid(key: Key) -> str:
-    """The TUF key id of ``key``: sha256 of canonical ``{keytype, scheme, keyval}``."""
-    data = {"keytype": key.keytype, "scheme": key.scheme, "keyval": key.keyval}
-    canonical = encode_canonical(data)
-    assert canonical is not None
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _public_identity(key: Key) -> bytes:
-    """The public key material, normalised so two encodings of one key compare equal."""
-    public = str(key.keyval.get("public", ""))
-    if public.lstrip().startswith("-----BEGIN"):
-        try:
-            loaded = serialization.load_pem_public_key(public.encode())
-            return loaded.public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        except ValueError:
-            pass
-    return public.strip().lower().encode()
-
-
-def _check_keys(where: str, keys: Mapping[str, Key], limits: Limits) -> None:
-    if len(keys) > limits.max_keys_per_role * 8:
-        raise errors.TooLargeError(f"{where}: {len(keys)} keys is more than allowed", role=where)
-    owners: dict[bytes, str] = {}
-    for keyid, key in keys.items():
-        computed = compute_keyid(key)
-        if keyid != computed:
-            raise errors.BadKeysError(
-                f"{where}: key id {keyid} is not the id of its key (expected {computed})",
-                role=where,
-                keyid=keyid,
-                expected_keyid=computed,
-            )
-        ident = _public_identity(key)
-        if ident in owners:
-            raise errors.BadKeysError(
-                f"{where}: one public key is listed under two key ids ({owners[ident]} and "
-                f"{keyid}); this would fake a signature threshold and may be an attack",
-                role=where,
-                keyids=[owners[ident], keyid],
-            )
-        owners[ident] = keyid
 
 
 # --- the checks ---------------------------------------------------------------------
@@ -308,7 +252,7 @@ def validate_upload(
 def _check_structure(p: Parsed, limits: Limits) -> None:
     signed = p.signed
     if isinstance(signed, Root):
-        _check_keys("root", signed.keys, limits)
+        check_keys("root", signed.keys, limits.max_keys_per_role * 8)
         for name, role in signed.roles.items():
             if len(role.keyids) > limits.max_keys_per_role:
                 raise errors.TooLargeError(f"root: role {name} lists too many keys", role="root")
@@ -330,7 +274,7 @@ def _check_structure(p: Parsed, limits: Limits) -> None:
 def _check_delegations(role: str, signed: Targets, limits: Limits) -> None:
     delegations = signed.delegations
     assert delegations is not None
-    _check_keys(role, delegations.keys, limits)
+    check_keys(role, delegations.keys, limits.max_keys_per_role * 8)
     roles = delegations.roles or {}
     if len(roles) > limits.max_delegations_per_role:
         raise errors.TooLargeError(f"{role}: too many delegated roles", role=role)
@@ -592,53 +536,3 @@ def validate_pending(
     if isinstance(delegator, Targets):
         _check_paths(p, delegator)
     return p
-
-
-# --- the client's view --------------------------------------------------------------
-
-
-def check_client_view(
-    trusted_root: bytes,
-    new_root: bytes | None,
-    timestamp: bytes,
-    snapshot: bytes,
-    targets: Sequence[str],
-    get: Any,
-    now: datetime,
-) -> None:
-    """Replay the candidate state through python-tuf's client-side trust rules.
-
-    ``trusted_root`` is the stored root (or the uploaded v1 for a new repository);
-    ``targets`` the targets-type roles to load (their delegators are loaded first,
-    found with :func:`delegator_of` over ``get``).
-
-    Raises:
-        InvalidUpdateError: a TUF client would refuse the state.
-    """
-    try:
-        trusted = TrustedMetadataSet(trusted_root, EnvelopeType.METADATA)
-        trusted.reference_time = now
-        if new_root is not None:
-            trusted.update_root(new_root)
-        trusted.update_timestamp(timestamp)
-        trusted.update_snapshot(snapshot)
-        loaded: set[str] = set()
-
-        def load(role: str) -> None:
-            if role in loaded:
-                return
-            parsed = get(role)
-            if role == "targets":
-                trusted.update_targets(parsed.raw)
-            else:
-                parent, _ = delegator_of(role, get)
-                load(parent)
-                trusted.update_delegated_targets(parsed.raw, role, parent)
-            loaded.add(role)
-
-        for role in ["targets", *targets]:
-            load(role)
-    except (tuf_exceptions.RepositoryError, ValueError, KeyError) as e:
-        raise errors.InvalidUpdateError(
-            f"a TUF client would refuse the resulting repository: {e}"
-        ) from e

@@ -16,7 +16,7 @@ from typing import Any
 
 from notary_server.config import ServerConfig, load_config
 
-__all__ = ["app_from_environment", "serve", "CONFIG_FILE_ENV"]
+__all__ = ["CONFIG_FILE_ENV", "app_from_environment", "serve"]
 
 #: Names the configuration file for worker processes.
 CONFIG_FILE_ENV = "NOTARY_SERVER_CONFIG_FILE"
