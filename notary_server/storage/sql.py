@@ -263,6 +263,13 @@ class SQLStore(MetadataStore):
         self._writes = sessionmaker(write_engine, expire_on_commit=False, autoflush=False)
         self._reads = sessionmaker(read_engine, expire_on_commit=False, autoflush=False)
         self._read_engine = read_engine
+        # Current-file checks use raw pooled connections; on PostgreSQL a pool of its
+        # own in autocommit mode, so a check is one round trip (no BEGIN, no ROLLBACK).
+        self._digest_engine = (
+            self.engine
+            if self.dialect == "sqlite"
+            else create_engine(parsed, connect_args=connect_args, isolation_level="AUTOCOMMIT", **options)
+        )
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         self._digest_sql = (
             f"SELECT version, sha256 FROM tuf_files WHERE gun = {mark} AND role = {mark} "
@@ -368,7 +375,7 @@ class SQLStore(MetadataStore):
         # on a pooled connection, about 8x cheaper than going through SQLAlchemy.
         try:
             with _db_errors():
-                conn = self._read_engine.raw_connection()
+                conn = self._digest_engine.raw_connection()
             try:
                 cursor = conn.cursor()
                 cursor.execute(self._digest_sql, (gun, role))
@@ -419,6 +426,8 @@ class SQLStore(MetadataStore):
 
     def dispose(self) -> None:
         """Close every pooled connection."""
+        if self._digest_engine is not self.engine:
+            self._digest_engine.dispose()
         self.engine.dispose()
 
 
