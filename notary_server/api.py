@@ -50,6 +50,22 @@ def ping() -> Response:
     return jsonify({})
 
 
+def lookup_metadata(svc: TrustService, gun: str, filename: str) -> tuple[StoredFile, str] | None:
+    """The stored file a metadata file name asks for, with its Cache-Control; None
+    when the name is not a metadata file name (``*.key`` included).
+
+    Shared by the Flask view and the WSGI fast path (notary_server/fastpath.py).
+    """
+    if m := _BY_VERSION.fullmatch(filename):
+        return svc.get_version(gun, m["role"], int(m["version"])), IMMUTABLE
+    if m := _BY_CHECKSUM.fullmatch(filename):
+        return svc.get_checksum(gun, m["role"], m["sha256"]), IMMUTABLE
+    if m := _CURRENT.fullmatch(filename):
+        max_age = svc.config.current_max_age_seconds
+        return svc.get_current(gun, m["role"]), f"public, max-age={max_age}, must-revalidate"
+    return None
+
+
 @bp.get("/v2/<path:gun>/_trust/tuf/<path:filename>")
 def get_metadata(gun: str, filename: str) -> Response:
     svc = service()
@@ -57,17 +73,10 @@ def get_metadata(gun: str, filename: str) -> Response:
     if m := _KEY.fullmatch(filename):
         key = svc.server_key(gun, m["role"])
         return jsonify({"keyid": key.keyid, **key.to_dict()})
-    if m := _BY_VERSION.fullmatch(filename):
-        f = svc.get_version(gun, m["role"], int(m["version"]))
-        return _metadata_response(f, IMMUTABLE)
-    if m := _BY_CHECKSUM.fullmatch(filename):
-        f = svc.get_checksum(gun, m["role"], m["sha256"])
-        return _metadata_response(f, IMMUTABLE)
-    if m := _CURRENT.fullmatch(filename):
-        f = svc.get_current(gun, m["role"])
-        max_age = svc.config.current_max_age_seconds
-        return _metadata_response(f, f"public, max-age={max_age}, must-revalidate")
-    raise errors.MetadataNotFoundError(f"no such trust file: {filename[:100]!r}")
+    found = lookup_metadata(svc, gun, filename)
+    if found is None:
+        raise errors.MetadataNotFoundError(f"no such trust file: {filename[:100]!r}")
+    return _metadata_response(*found)
 
 
 @bp.post("/v2/<path:gun>/_trust/tuf/<path:filename>")

@@ -168,4 +168,8 @@ def create_app(
             metrics.observe(operation, request.method, resp.status_code, time.perf_counter() - started)
         return resp
 
+    if auth is None:
+        from notary_server.fastpath import FastReads
+
+        app.wsgi_app = FastReads(app.wsgi_app, service, metrics)  # type: ignore[method-assign]
     return app

@@ -156,3 +156,27 @@ def test_health_and_metrics(client):
     client.get("/v2/")
     text = client.get("/metrics").data.decode()
     assert 'notary_server_http_requests_total{operation="tuf.ping",method="GET",status="200"} 1' in text
+
+
+def test_fast_path_answers_exactly_like_flask(app, client, make_owner):
+    """notary_server/fastpath.py answers GETs of metadata; Flask must answer the same."""
+    from werkzeug.test import Client
+
+    owner = make_owner()
+    owner.add_tag("v1")
+    upload(client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()})
+    flask_only = Client(app.wsgi_app.app)  # the Flask app behind the fast path
+    etag = client.get(f"/v2/{GUN}/_trust/tuf/targets.json").headers["ETag"]
+    for path, headers in [
+        (f"/v2/{GUN}/_trust/tuf/timestamp.json", {}),
+        (f"/v2/{GUN}/_trust/tuf/1.root.json", {}),
+        (f"/v2/{GUN}/_trust/tuf/targets.json", {"If-None-Match": etag}),
+        (f"/v2/{GUN}/_trust/tuf/targets.{etag.strip(chr(34))}.json", {}),
+        (f"/v2/{GUN}/_trust/tuf/9.root.json", {}),
+        (f"/v2/{GUN}/_trust/tuf/1.targets%2Fnobody.json", {}),
+        ("/v2/bad..gun/_trust/tuf/root.json", {}),
+    ]:
+        fast, slow = client.get(path, headers=headers), flask_only.get(path, headers=headers)
+        assert (fast.status_code, fast.data) == (slow.status_code, slow.data), path
+        for h in ("ETag", "Cache-Control", "Content-Type"):
+            assert fast.headers.get(h) == slow.headers.get(h), (path, h)
