@@ -183,15 +183,19 @@ def _rollback_snapshot(c: Ctx) -> None:
 
 
 def _rollback_targets(c: Ctx) -> None:
-    c.sign_tag("v2")
-    ok(c.deployer.run("verify", c.ref))
+    """Revoke v1, then point a forged snapshot back at the targets file (or hash bin)
+    that still carried it: a mix-and-match with stolen online keys."""
+    ok(c.owner.run("revoke", c.ref))
+    gone = c.deployer.run("verify", c.ref)
+    assert gone.exit_code == 1 and "not signed" in gone.stderr, str(gone)  # the deployer saw it
     c.mark()
-    _forge_online(
-        c,
-        lambda s: s.meta.__setitem__(
-            "targets.json", MetaFile(version=s.meta["targets.json"].version - 1)
-        ),
-    )
+
+    def roll_back(snapshot: Snapshot) -> None:
+        name = max(snapshot.meta, key=lambda n: snapshot.meta[n].version)
+        assert snapshot.meta[name].version > 1
+        snapshot.meta[name] = MetaFile(version=snapshot.meta[name].version - 1)
+
+    _forge_online(c, roll_back)
 
 
 def _rollback_root(c: Ctx) -> None:
@@ -204,7 +208,8 @@ def _mix_and_match_without_keys(c: Ctx) -> None:
     ts = c.current_timestamp()
     name = f"{ts.signed.snapshot_meta.version}.snapshot.json"
     doc = json.loads(c.tuf(name))
-    doc["signed"]["meta"]["targets.json"]["version"] = 1
+    entry = doc["signed"]["meta"]["targets.json"]
+    entry["version"] = entry["version"] + 1 if entry["version"] == 1 else 1
     c.mitm.replay(f"/{name}", json.dumps(doc).encode())
     for f in (c.deployer.trust_dir / "tuf").rglob("snapshot.json"):
         f.unlink()
