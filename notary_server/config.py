@@ -72,6 +72,8 @@ class ServerConfig:
     max_targets_per_role: int = 200_000
     max_delegations_per_role: int = 1024
     max_keys_per_role: int = 256
+    max_json_depth: int = 16
+    max_target_path_length: int = 1024
 
     #: Cache lifetime of "current" files (role.json); versioned files are immutable.
     current_max_age_seconds: int = 30
@@ -95,6 +97,8 @@ class ServerConfig:
             max_targets_per_role=self.max_targets_per_role,
             max_delegations_per_role=self.max_delegations_per_role,
             max_keys_per_role=self.max_keys_per_role,
+            max_json_depth=self.max_json_depth,
+            max_target_path_length=self.max_target_path_length,
         )
 
     def check(self) -> None:

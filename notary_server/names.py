@@ -83,7 +83,7 @@ def check_delegated_role(role: str) -> str:
     return role
 
 
-def target_path_problem(path: str) -> str | None:
+def target_path_problem(path: str, max_length: int = MAX_TARGET_PATH_LENGTH) -> str | None:
     """Say what is wrong with a target path, or None when it is acceptable.
 
     Target paths are tags or path-like names. Refused: empty, too long, not NFC
@@ -92,8 +92,8 @@ def target_path_problem(path: str) -> str | None:
     """
     if not path:
         return "empty target path"
-    if len(path) > MAX_TARGET_PATH_LENGTH:
-        return f"target path longer than {MAX_TARGET_PATH_LENGTH} characters"
+    if len(path) > max_length:
+        return f"target path longer than {max_length} characters"
     if unicodedata.normalize("NFC", path) != path:
         return "target path is not NFC-normalised"
     if any(unicodedata.category(c).startswith("C") for c in path):

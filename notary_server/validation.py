@@ -59,6 +59,9 @@ class Limits:
     max_targets_per_role: int = 200_000
     max_delegations_per_role: int = 1_024
     max_keys_per_role: int = 256
+    #: Nesting depth of free-form JSON (target ``custom`` data, unrecognised fields).
+    max_json_depth: int = 16
+    max_target_path_length: int = 1024
 
 
 @dataclass(frozen=True)
@@ -249,8 +252,31 @@ def validate_upload(
     )
 
 
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value (iterative: no recursion limit to hit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in node)
+    return deepest
+
+
+def _check_depth(role: str, free_form: Any, limits: Limits) -> None:
+    if free_form and _depth(free_form) > limits.max_json_depth:
+        raise errors.TooLargeError(
+            f"{role}: free-form JSON nested deeper than {limits.max_json_depth} levels", role=role
+        )
+
+
 def _check_structure(p: Parsed, limits: Limits) -> None:
     signed = p.signed
+    _check_depth(p.role, p.md.unrecognized_fields, limits)
+    _check_depth(p.role, signed.unrecognized_fields, limits)
     if isinstance(signed, Root):
         check_keys("root", signed.keys, limits.max_keys_per_role * 8)
         for name, role in signed.roles.items():
@@ -263,10 +289,11 @@ def _check_structure(p: Parsed, limits: Limits) -> None:
                 f"{limits.max_targets_per_role} allowed per role",
                 role=p.role,
             )
-        for path in signed.targets:
-            problem = target_path_problem(path)
+        for path, target in signed.targets.items():
+            problem = target_path_problem(path, limits.max_target_path_length)
             if problem:
                 raise errors.BadTargetsError(f"{p.role}: {problem}: {path[:80]!r}", role=p.role)
+            _check_depth(p.role, target.unrecognized_fields, limits)
         if signed.delegations is not None:
             _check_delegations(p.role, signed, limits)
 

@@ -84,7 +84,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataSt
 
 @pytest.fixture
 def service(store: MetadataStore, keyservice: LocalKeyService, clock: FakeClock) -> TrustService:
-    config = ServerConfig(max_file_bytes=256 * 1024, max_body_bytes=1024 * 1024)
+    config = ServerConfig(
+        max_file_bytes=256 * 1024, max_body_bytes=1024 * 1024, max_targets_per_role=50, max_parts=20
+    )
     return TrustService(store, keyservice, config, clock=clock)
 
 

@@ -167,6 +167,34 @@ def _oversized_body(o: Owner, client: Any) -> dict[str, bytes]:
     return {f"targets/r{i}": b"x" * (limit // 3) for i in range(4)}
 
 
+def _deeply_nested_custom(o: Owner, client: Any) -> dict[str, bytes]:
+    tf = o.add_tag("v9")
+    nested: Any = "bottom"
+    for _ in range(40):
+        nested = {"n": nested}
+    tf.unrecognized_fields["custom"] = {"mediaType": "x", "deep": nested}
+    return {"targets": o.targets_bytes()}
+
+
+def _too_many_targets(o: Owner, client: Any) -> dict[str, bytes]:
+    limit = client.application.extensions["notary"].config.max_targets_per_role
+    for i in range(limit + 1):
+        o.targets.targets[f"t{i}"] = o.targets.targets["v1"]
+    o.targets.version += 1
+    return {"targets": o.targets_bytes()}
+
+
+def _target_name_too_long(o: Owner, client: Any) -> dict[str, bytes]:
+    o.add_tag("v" * 2000)
+    return {"targets": o.targets_bytes()}
+
+
+def _too_many_parts(o: Owner, client: Any) -> Any:
+    limit = client.application.extensions["notary"].config.max_parts
+    data = {"files": [(io.BytesIO(b"{}"), f"targets/r{i}") for i in range(limit + 1)]}
+    return client.post(f"/v2/{GUN}/_trust/tuf/", data=data, content_type="multipart/form-data")
+
+
 def _not_multipart(o: Owner, client: Any) -> Any:
     return client.post(f"/v2/{GUN}/_trust/tuf/", data=o.targets_bytes(), content_type="application/json")
 
@@ -207,6 +235,10 @@ CASES: dict[str, Case] = {
     "GUN with traversal": Case(_bad_gun, 400, "INVALID_GUN"),
     "oversized file": Case(_oversized_file, 413, "TOO_LARGE"),
     "oversized body": Case(_oversized_body, 413, "TOO_LARGE"),
+    "custom data nested too deep": Case(_deeply_nested_custom, 413, "TOO_LARGE"),
+    "too many targets in one role": Case(_too_many_targets, 413, "TOO_LARGE"),
+    "target name too long": Case(_target_name_too_long, 400, "INVALID_UPDATE", "BAD_TARGETS"),
+    "too many parts": Case(_too_many_parts, 413, "TOO_LARGE"),
     "not multipart": Case(_not_multipart, 400, "MALFORMED_UPLOAD"),
     "part without a filename": Case(_part_without_filename, 400, "NO_FILENAME"),
     "empty upload": Case(_empty_upload, 400, "MALFORMED_UPLOAD"),
