@@ -41,14 +41,16 @@ from trustctl.errors import (
     UsageError,
 )
 from trustctl.keys import KeyStore, compute_keyid
+from trustctl.layout import DEFAULT_HASH_BINS, bit_length_for, owner_bins, owner_bins_delegations
 from trustctl.trust import TrustStore
 from trustctl.trusted import TrustedRepository
 
-__all__ = ["ROTATABLE", "InitResult", "initialize", "key_doc", "rotation_changes"]
+__all__ = ["BINS_KEY_NAME", "ROTATABLE", "InitResult", "initialize", "key_doc", "rotation_changes"]
 
 logger = logging.getLogger(__name__)
 
 ROTATABLE = ("root", "targets", "timestamp", "snapshot")
+BINS_KEY_NAME = "bins"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class InitResult:
     timestamp_keyid: str
     snapshot_keyid: str
     root_bytes: bytes
+    bins_keyid: str | None = None
+    hash_bins: int = 0
 
 
 def key_doc(key: Key) -> dict[str, object]:
@@ -85,14 +89,20 @@ def initialize(
     root_keyid: str | None = None,
     algorithm: str = "ecdsa",
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    hash_bins: int = DEFAULT_HASH_BINS,
 ) -> InitResult:
     """Create ``gun`` on the trust server and pin its root locally.
+
+    With ``hash_bins`` (a power of two; 0 for the flat layout) ``targets`` delegates
+    succinct hash bins to a new *bins key* (see :mod:`trustctl.layout`); the bins are
+    created with their first tag.
 
     Raises:
         AlreadyInitializedError: the server already has a root for ``gun``.
         MissingKeyError: ``root_keyid`` is not in the key store.
         TrustctlError: network, server or passphrase errors.
     """
+    bit_length = bit_length_for(hash_bins)
     if client.get_file(gun, "1.root.json") is not None:
         raise AlreadyInitializedError(
             f"{gun} already has trust data on the server",
@@ -118,7 +128,12 @@ def initialize(
     root.add_key(timestamp_key, "timestamp")
     root_md = Metadata(root)
     root_md.sign(keystore.signer(root_info.keyid, purpose=f"new repository {gun}"))
-    targets_md = Metadata(Targets(expires=now + timedelta(days=EXPIRY_DAYS["targets"])))
+    targets = Targets(expires=now + timedelta(days=EXPIRY_DAYS["targets"]))
+    bins_info = None
+    if bit_length:
+        bins_info = keystore.generate("targets", gun=gun, name=BINS_KEY_NAME, algorithm=algorithm)
+        targets.delegations = owner_bins_delegations([bins_info.public], [], bit_length)
+    targets_md = Metadata(targets)
     targets_md.sign(keystore.signer(targets_info.keyid, purpose=f"new repository {gun}"))
     root_bytes = root_md.to_bytes()
     client.publish(gun, {"root": root_bytes, "targets": targets_md.to_bytes()})
@@ -130,6 +145,8 @@ def initialize(
         timestamp_key.keyid,
         snapshot_key.keyid,
         root_bytes,
+        bins_info.keyid if bins_info is not None else None,
+        2**bit_length if bit_length else 0,
     )
 
 
@@ -161,6 +178,18 @@ def rotation_changes(
     """
     repo.refresh()
     root = repo.root.signed
+    if role == BINS_KEY_NAME:
+        owner = owner_bins(repo.targets.signed)
+        if owner is None:
+            raise UsageError(f"{gun} keeps its tags in targets (no hash bins): rotate `targets`")
+        if new_public is not None and keystore.get(new_public.keyid) is None:
+            raise MissingKeyError("the new bins key must be in your key store (import it first)")
+        key = (
+            new_public
+            or keystore.generate("targets", gun=gun, name=BINS_KEY_NAME, algorithm=algorithm).public
+        )
+        change = Change("rotate-bins", "rotate-bins", {"key": key_doc(key)})
+        return Rotation(BINS_KEY_NAME, [change], key.keyid, owner.keyids)
     if role in ROTATABLE:
         old = tuple(root.roles[role].keyids)
         if role in ("timestamp", "snapshot"):

@@ -13,7 +13,9 @@ Example::
 
 from __future__ import annotations
 
+import importlib
 import logging
+import math
 import os
 import sys
 import traceback
@@ -26,7 +28,7 @@ import click
 from trustctl import __version__
 from trustctl.context import Overrides, Settings, TrustContext, load_config_file
 from trustctl.errors import EXIT_TRUST, EXIT_USAGE, TrustctlError, UsageError
-from trustctl.output import Printer
+from trustctl.output import Printer, one_line
 
 __all__ = ["TrustctlCommand", "TrustctlGroup", "main", "pass_ctx"]
 
@@ -51,13 +53,30 @@ class TrustctlCommand(click.Command):
 
 class TrustctlGroup(click.Group):
     """A group whose subcommands are :class:`TrustctlCommand` and whose ``main``
-    renders errors instead of raising them."""
+    renders errors instead of raising them.
+
+    ``lazy_modules`` maps command names to the :mod:`trustctl.commands` module that
+    registers them, imported only when that command runs (or ``--help`` lists all).
+    """
 
     command_class = TrustctlCommand
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_modules: dict[str, str] = {}
 
     def group(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("cls", TrustctlGroup)
         return super().group(*args, **kwargs)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_modules})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = self.lazy_modules.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(f"trustctl.commands.{module}").register(self)
+        return super().get_command(ctx, cmd_name)
 
     def main(
         self,
@@ -126,21 +145,35 @@ def _command_name(ctx: click.Context | None) -> str | None:
 
 class _ClickLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        prefix = "Warning: " if record.levelno >= logging.WARNING else ""
-        click.echo(f"{prefix}{record.getMessage()}", err=True)
+        if record.levelno >= logging.WARNING:
+            click.echo(f"Warning: {one_line(record.getMessage())}", err=True)
+        else:
+            click.echo(record.getMessage(), err=True)
 
 
 def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    for name in ("trustctl", "tuf") if verbosity >= 2 else ("trustctl",):
+    for name in ("trustctl", "tuf"):
         log = logging.getLogger(name)
         log.handlers = [h for h in log.handlers if not isinstance(h, _ClickLogHandler)]
+        if name == "tuf" and verbosity < 2:
+            # undo an earlier -vv in the same process (tests run the CLI in process)
+            log.setLevel(logging.NOTSET)
+            log.propagate = True
+            continue
         log.addHandler(_ClickLogHandler())
         log.setLevel(level)
         log.propagate = False
 
 
 pass_ctx = click.make_pass_decorator(TrustContext)
+
+
+def _positive_seconds(value: float) -> float:
+    """``--timeout``: a finite number of seconds above 0 (urllib3 refuses the rest)."""
+    if not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value} is not a positive number of seconds")
+    return value
 
 
 @click.group(
@@ -203,6 +236,7 @@ pass_ctx = click.make_pass_decorator(TrustContext)
     "--timeout",
     envvar="TRUSTCTL_TIMEOUT",
     type=float,
+    callback=lambda _ctx, _param, value: _positive_seconds(value),
     default=30.0,
     show_default=True,
     help="Network timeout (s).",
@@ -246,11 +280,13 @@ def main(
     )
 
 
-def _register() -> None:
-    from trustctl.commands import admin, keys, sign, signers, trust
-
-    for module in (sign, admin, signers, keys, trust):
-        module.register(main)
-
-
-_register()
+# Each command's module (and what it imports) is loaded only when that command runs.
+main.lazy_modules = {
+    **dict.fromkeys(("sign", "verify", "pull"), "sign"),
+    **dict.fromkeys(
+        ("init", "status", "reset", "publish", "revoke", "witness", "delete", "inspect"), "admin"
+    ),
+    "signer": "signers",
+    "key": "keys",
+    "trust": "trust",
+}

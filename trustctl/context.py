@@ -24,22 +24,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from trustctl.client import ServerClient
-from trustctl.credentials import CredentialStore
 from trustctl.errors import ConfigError
-from trustctl.fetcher import TransportFetcher
-from trustctl.keys import DEFAULT_KDF_ITERATIONS, KeyStore, PassphraseSource, Prompt
 from trustctl.output import Printer
-from trustctl.pending import DirectoryPendingStore, PendingStore, ServerPendingStore
 from trustctl.reference import is_loopback_host, split_host_port
-from trustctl.registry import RegistryClient
-from trustctl.repo import Publisher, Services
-from trustctl.transport import HttpTransport, Transport
-from trustctl.trust import TrustStore
-from trustctl.trusted import TrustedRepository
+
+# Collaborators are imported when first built, so a command loads only what it uses
+# (`verify` never loads the key store, the publisher or skopeo support).
+if TYPE_CHECKING:
+    from trustctl.client import ServerClient
+    from trustctl.keys import KeyStore, Prompt
+    from trustctl.pending import PendingStore
+    from trustctl.registry import RegistryClient
+    from trustctl.repo import Publisher
+    from trustctl.transport import Transport
+    from trustctl.trust import TrustStore
+    from trustctl.trusted import TrustedRepository
 
 __all__ = ["Overrides", "Settings", "TrustContext", "load_config_file"]
 
@@ -129,10 +131,14 @@ class TrustContext:
 
     @cached_property
     def trust(self) -> TrustStore:
+        from trustctl.trust import TrustStore
+
         return TrustStore(self.settings.trust_dir)
 
     @cached_property
     def keystore(self) -> KeyStore:
+        from trustctl.keys import DEFAULT_KDF_ITERATIONS, KeyStore, PassphraseSource
+
         interactive = self.overrides.interactive
         if interactive is None:
             interactive = sys.stdin.isatty()
@@ -179,6 +185,9 @@ class TrustContext:
     def server_transport(self) -> Transport:
         if self.overrides.server_transport is not None:
             return self.overrides.server_transport
+        from trustctl.credentials import CredentialStore
+        from trustctl.transport import HttpTransport
+
         creds = CredentialStore(environ=self.environ, env_prefix="TRUSTCTL_SERVER")
         return HttpTransport(
             ca_file=_check_file(self.settings.tls_ca, "--tls-ca"),
@@ -190,6 +199,9 @@ class TrustContext:
     def registry_transport(self) -> Transport:
         if self.overrides.registry_transport is not None:
             return self.overrides.registry_transport
+        from trustctl.credentials import CredentialStore
+        from trustctl.transport import HttpTransport
+
         creds = CredentialStore(environ=self.environ, env_prefix="TRUSTCTL_REGISTRY")
         return HttpTransport(
             ca_file=_check_file(self.settings.registry_ca, "--registry-ca"),
@@ -199,10 +211,14 @@ class TrustContext:
 
     @cached_property
     def client(self) -> ServerClient:
+        from trustctl.client import ServerClient
+
         return ServerClient(self.server, self.server_transport)
 
     @cached_property
     def registry(self) -> RegistryClient:
+        from trustctl.registry import RegistryClient
+
         return RegistryClient(
             transport=self.registry_transport,
             insecure_registries=self.settings.insecure_registries,
@@ -210,6 +226,8 @@ class TrustContext:
         )
 
     def pending_store(self) -> PendingStore:
+        from trustctl.pending import DirectoryPendingStore, ServerPendingStore
+
         if self.settings.pending_dir is not None:
             return DirectoryPendingStore(self.settings.pending_dir)
         return ServerPendingStore(self.client)
@@ -220,6 +238,9 @@ class TrustContext:
         Raises:
             NoPinnedRootError: nothing pinned for ``gun``.
         """
+        from trustctl.fetcher import TransportFetcher
+        from trustctl.trusted import TrustedRepository
+
         pinned = self.trust.require_pinned(gun)
         fetcher = TransportFetcher(self.server_transport, scope=f"repository:{gun}:pull")
         return TrustedRepository(
@@ -232,6 +253,8 @@ class TrustContext:
         )
 
     def publisher(self, gun: str) -> Publisher:
+        from trustctl.repo import Publisher, Services
+
         services = Services(
             client=self.client,
             keystore=self.keystore,

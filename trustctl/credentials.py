@@ -22,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import logging
 import os
@@ -129,7 +128,7 @@ def _from_auth_entry(entry: dict[str, Any]) -> Credentials | None:
     if isinstance(auth, str) and auth:
         try:
             name, sep, secret = base64.b64decode(auth).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, non-ASCII text, or not UTF-8
             logger.warning("ignoring a malformed 'auth' entry in the Docker config")
             return None
         if sep:
@@ -152,19 +151,19 @@ def _run_helper(name: str, server: str) -> Credentials | None:
             check=False,
             env=dict(os.environ),
         )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        logger.warning("credential helper %s failed: %s", program, e)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as e:  # ValueError: a NUL in the name
+        logger.warning("credential helper %r failed: %s", program, e)
         return None
     if proc.returncode != 0:
-        logger.debug("credential helper %s has no credentials for %s", program, server)
+        logger.debug("credential helper %r has no credentials for %r", program, server)
         return None
     try:
         data = json.loads(proc.stdout)
         user, secret = data["Username"], data["Secret"]
     except (ValueError, KeyError, TypeError):
-        logger.warning("credential helper %s returned unreadable output", program)
+        logger.warning("credential helper %r returned unreadable output", program)
         return None
     if user == "<token>":  # an identity token: OAuth refresh flow, not supported
-        logger.warning("credential helper %s returned an identity token; ignoring it", program)
+        logger.warning("credential helper %r returned an identity token; ignoring it", program)
         return None
     return Credentials(str(user), str(secret))

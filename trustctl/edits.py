@@ -19,17 +19,40 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from securesystemslib.signer import Key
-from tuf.api.metadata import DelegatedRole, Delegations, Metadata, Root, TargetFile, Targets
+from tuf.api.metadata import (
+    DelegatedRole,
+    Delegations,
+    Metadata,
+    Role,
+    Root,
+    SuccinctRoles,
+    TargetFile,
+    Targets,
+)
 
 from trustctl.errors import MissingKeyError, UntrustedSignatureError, UsageError
-from trustctl.keys import KeyStore
-from trustctl.trusted import TrustedRepository
+from trustctl.layout import (
+    RELEASES,
+    RELEASES_BINS_PREFIX,
+    BinSet,
+    check_signer_name,
+    named_owner_bins,
+    owner_bin_for,
+    owner_bins,
+    parent_candidates,
+    releases_bins,
+    signer_roles,
+    succinct_to_named,
+)
+
+if TYPE_CHECKING:
+    from trustctl.keys import KeyStore
+    from trustctl.trusted import TrustedRepository
 
 __all__ = [
     "APPLY",
@@ -40,32 +63,7 @@ __all__ = [
     "signer_roles",
 ]
 
-RELEASES = "targets/releases"
 EXPIRY_DAYS = {"root": 365, "targets": 365, "delegation": 365}
-SIGNER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-
-
-def check_signer_name(name: str) -> str:
-    """A signer name: ``[a-z0-9][a-z0-9_-]*``, not ``releases``.
-
-    Raises:
-        UsageError: invalid or reserved.
-    """
-    if not SIGNER_NAME_RE.match(name) or name == "releases":
-        raise UsageError(
-            f"invalid signer name {name!r}: use lowercase letters, digits, '_' and '-' ('releases' is reserved)"
-        )
-    return name
-
-
-def signer_roles(targets: Targets) -> dict[str, list[str]]:
-    """Signer name -> key ids, from the ``targets/<name>`` delegations."""
-    roles = targets.delegations.roles if targets.delegations is not None else None
-    out: dict[str, list[str]] = {}
-    for role_name, role in (roles or {}).items():
-        if role_name.startswith("targets/") and role_name != RELEASES and role_name.count("/") == 1:
-            out[role_name.split("/", 1)[1]] = list(role.keyids)
-    return out
 
 
 class Plan:
@@ -111,9 +109,38 @@ class Plan:
                     self.base_version[role] = md.signed.version
                 else:
                     md = Metadata(Targets(version=1, expires=self.now))
-                    self.base_version.setdefault(role, 0)
+                    # a role dropped from the delegations earlier may still be published
+                    self.base_version.setdefault(role, self.repo.version_of(role))
             self.roles[role] = md
         return self.roles[role].signed
+
+    def parent(self, role: str) -> str:
+        """The role that delegates ``role`` *as edited in this plan* (root for targets).
+
+        Raises:
+            UsageError: nothing delegates ``role``.
+        """
+        if role == "targets":
+            return Root.type
+        for candidate in parent_candidates(role):
+            if candidate != role and _delegates(self.working(candidate), role):
+                return candidate
+        raise UsageError(f"{role} is not delegated in {self.repo.gun}")
+
+    def delegator(self, role: str) -> Root | Targets:
+        parent = self.parent(role)
+        return self.root if parent == Root.type else self.working(parent)
+
+    def keyids_for(self, role: str) -> list[str]:
+        """The keys that may sign ``role`` (from its delegator in this plan)."""
+        return list(self.delegator(role).get_delegated_role(role).keyids)
+
+    def releases(self) -> Targets | None:
+        """The working ``targets/releases``, or None when ``targets`` does not delegate it."""
+        d = self.working("targets").delegations
+        if d is None or d.roles is None or RELEASES not in d.roles:
+            return None
+        return self.working(RELEASES)
 
     def mark(self, role: str) -> None:
         self.working(role)
@@ -124,42 +151,107 @@ class Plan:
         return bool(self.keystore.held(keyids))
 
     def delegations(self) -> dict[str, DelegatedRole]:
+        """``targets``' named delegations (owner bins are made named first, if any)."""
         t = self.working("targets")
         if t.delegations is None:
             t.delegations = Delegations(keys={}, roles={})
         if t.delegations.roles is None:
-            raise UsageError(
-                "this repository uses hash-bin delegations, which trustctl cannot edit"
-            )
+            if (
+                t.delegations.succinct_roles is None
+                or t.delegations.succinct_roles.name_prefix != "bins"
+            ):
+                raise UsageError(
+                    "this repository's hash-bin delegations were not made by trustctl, which cannot edit them"
+                )
+            self._name_owner_bins()
+        assert t.delegations.roles is not None
         return t.delegations.roles
+
+    def _name_owner_bins(self) -> None:
+        """Succinct owner bins -> named roles, so signers can be delegated next to them.
+
+        Every bin a TUF client may visit before ``targets/releases`` must be in the
+        snapshot, so the bins that do not exist yet are created empty (signed with
+        the owner's bins key, which must be here).
+        """
+        targets = self.working("targets")
+        names = succinct_to_named(targets)
+        missing = [n for n in names if self.repo.version_of(n) == 0]
+        if missing and not self.holds(self.keyids_for(names[0])):
+            raise MissingKeyError(
+                f"adding the first signer to {self.repo.gun} creates its {len(missing)} empty hash bins, "
+                "which needs the owner's bins key",
+                hint="run this where `trustctl init` ran, or import the bins key (`trustctl key import`)",
+            )
+        for name in missing:
+            self.mark(name)
+        self.warnings.append(
+            f"the owner's hash bins of {self.repo.gun} are now delegated by name next to the signers"
+            + (f" ({len(missing)} empty bins created)" if missing else "")
+        )
 
 
 # --- applying changes ------------------------------------------------------------------
 
 
+def _signer_keyids(targets: Targets) -> list[str]:
+    return [k for ids in signer_roles(targets).values() for k in ids]
+
+
 def _choose_role(plan: Plan, tag: str) -> str:
-    roles = plan.working("targets").delegations
-    releases = roles.roles.get(RELEASES) if roles is not None and roles.roles else None
-    if releases is not None and plan.holds(releases.keyids):
-        return RELEASES
-    if plan.holds(plan.root.roles["targets"].keyids):
-        return "targets"
+    """Where this user signs ``tag``: a signer's role (a signer bin, or flat
+    ``targets/releases``) when they hold a signer key, else the owner's (an owner bin,
+    or flat ``targets``)."""
+    targets = plan.working("targets")
+    roles = targets.delegations.roles if targets.delegations is not None else None
+    releases = roles.get(RELEASES) if roles else None
     gun = plan.repo.gun
+    if releases is not None and plan.holds([*releases.keyids, *_signer_keyids(targets)]):
+        signer_bins = releases_bins(plan.working(RELEASES))
+        if signer_bins is not None:
+            if plan.holds(signer_bins.keyids):
+                return signer_bins.bin_for(tag)
+        elif plan.holds(releases.keyids):
+            return RELEASES
+    owner = owner_bins(targets)
+    if owner is not None:
+        name = owner_bin_for(targets, tag)
+        if name is not None and plan.holds(owner.keyids):
+            return name
+        if plan.holds(plan.root.roles["targets"].keyids):
+            raise MissingKeyError(
+                f"you hold the targets key of {gun} but not its bins key, which signs tags",
+                hint="import the bins key made by `trustctl init` (`trustctl key import`), or pass "
+                "--role targets to sign into targets itself",
+            )
+    elif plan.holds(plan.root.roles["targets"].keyids):
+        return "targets"
     if releases is not None:
         raise MissingKeyError(
-            f"you hold neither the targets key of {gun} nor a signer key of {RELEASES}, so you cannot sign {tag}",
+            f"you hold neither the owner's keys of {gun} nor a signer key of {RELEASES}, so you cannot sign {tag}",
             hint=f"ask the owner to run `trustctl signer add NAME --key YOUR.pub {gun}` (create the key with "
             "`trustctl key generate NAME`)",
         )
+    extra = " (nor its bins key)" if owner is not None else ""
     raise MissingKeyError(
-        f"you do not hold the targets key of {gun}, so you cannot sign {tag}",
+        f"you do not hold the targets key of {gun}{extra}, so you cannot sign {tag}",
         hint="sign on the machine that ran `trustctl init`, import the key with `trustctl key import`, or ask "
         "the owner to add you as a signer",
     )
 
 
+def _resolve_role(plan: Plan, role: str, tag: str) -> str:
+    """``--role``: ``targets/releases`` means its bin for ``tag`` when it has bins."""
+    if role == RELEASES and plan.releases() is not None:
+        signer_bins = releases_bins(plan.working(RELEASES))
+        if signer_bins is not None:
+            return signer_bins.bin_for(tag)
+    return role
+
+
 def _apply_add_target(plan: Plan, d: dict[str, Any]) -> list[str]:
-    role = d.get("role") or _choose_role(plan, d["tag"])
+    role = _resolve_role(plan, d["role"], d["tag"]) if d.get("role") else None
+    role = role or _choose_role(plan, d["tag"])
     target = TargetFile(
         length=int(d["length"]),
         hashes={"sha256": str(d["sha256"])},
@@ -180,20 +272,22 @@ def _delegated_roles(plan: Plan) -> dict[str, DelegatedRole]:
 
 def _apply_remove_target(plan: Plan, d: dict[str, Any]) -> list[str]:
     tag = d["tag"]
-    delegated = _delegated_roles(plan)
-    candidates = [d["role"]] if d.get("role") else ["targets", *delegated]
+    if d.get("role"):
+        candidates = [_resolve_role(plan, d["role"], tag)]
+    else:
+        # the roles a lookup of the tag visits: one bin per bin set, never all bins
+        candidates = [name for name, _parent in plan.repo.roles_for(tag)]
     removed, blocked = [], []
     for role in candidates:
-        if role != "targets" and role not in delegated:
-            continue
-        parent_keyids = (
-            plan.root.roles["targets"].keyids if role == "targets" else delegated[role].keyids
-        )
         if role != "targets" and plan.repo.version_of(role) == 0 and role not in plan.roles:
+            continue
+        try:
+            keyids = plan.keyids_for(role)
+        except (UsageError, ValueError):
             continue
         if tag not in plan.working(role).targets:
             continue
-        if not plan.holds(parent_keyids):
+        if not plan.holds(keyids):
             blocked.append(role)
             continue
         del plan.working(role).targets[tag]
@@ -215,46 +309,84 @@ def _load_key(doc: dict[str, Any]) -> Key:
     return Key.from_dict(keyid, body)
 
 
+def _binned(plan: Plan) -> bool:
+    """Whether signers get hash bins here: the owner's tags are in bins."""
+    return owner_bins(plan.working("targets")) is not None
+
+
+def _signer_bins(plan: Plan) -> SuccinctRoles:
+    """The working ``targets/releases``' succinct bins (created when missing)."""
+    releases = plan.working(RELEASES)
+    d = releases.delegations
+    if d is None or d.succinct_roles is None:
+        owner = owner_bins(plan.working("targets"))
+        assert owner is not None
+        releases.delegations = Delegations(
+            keys={},
+            succinct_roles=SuccinctRoles([], 1, owner.bit_length, RELEASES_BINS_PREFIX),
+        )
+        d = releases.delegations
+    assert d.succinct_roles is not None
+    return d.succinct_roles
+
+
 def _apply_add_signer(plan: Plan, d: dict[str, Any]) -> list[str]:
     name = check_signer_name(d["name"])
+    binned = _binned(plan)
     roles = plan.delegations()
     targets = plan.working("targets")
     if RELEASES not in roles:
-        existing = dict(roles)
-        roles.clear()
-        roles[RELEASES] = DelegatedRole(RELEASES, [], 1, False, paths=["*"])
-        roles.update(existing)
+        if binned:
+            # targets/releases only delegates the signers' bins; the owner signs it
+            roles[RELEASES] = DelegatedRole(RELEASES, [], 1, False, paths=["*"])
+            for keyid in plan.root.roles["targets"].keyids:
+                targets.add_key(plan.root.get_key(keyid), RELEASES)
+        else:
+            existing = dict(roles)
+            roles.clear()
+            roles[RELEASES] = DelegatedRole(RELEASES, [], 1, False, paths=["*"])
+            roles.update(existing)
     role_name = f"targets/{name}"
     if role_name not in roles:
         # paths=[]: the role names a signer and matches no tag, so no single signer can
         # publish tags around the targets/releases threshold.
         roles[role_name] = DelegatedRole(role_name, [], 1, False, paths=[])
     owners = signer_roles(targets)
+    signer_bins = _signer_bins(plan) if binned else None
     for doc in d["keys"]:
         key = _load_key(doc)
         for other, ids in owners.items():
             if other != name and key.keyid in ids:
                 raise UsageError(f"key {key.keyid[:12]}… already belongs to signer {other}")
-        targets.add_key(key, RELEASES)
+        if signer_bins is None:
+            targets.add_key(key, RELEASES)
+        else:
+            plan.working(RELEASES).add_key(key)
         targets.add_key(key, role_name)
+    threshold_role: Role = signer_bins if signer_bins is not None else roles[RELEASES]
     if d.get("threshold"):
-        roles[RELEASES].threshold = int(d["threshold"])
-    _check_threshold(roles[RELEASES])
+        threshold_role.threshold = int(d["threshold"])
+    _check_threshold(threshold_role)
     plan.force = plan.force or bool(d.get("force"))
     plan.mark("targets")
+    if signer_bins is not None:
+        plan.mark(RELEASES)
+        return ["targets", RELEASES]
     return ["targets"]
 
 
 def _apply_remove_signer(plan: Plan, d: dict[str, Any]) -> list[str]:
     name = d["name"]
-    roles = plan.delegations()
     targets = plan.working("targets")
     role_name = f"targets/{name}"
-    if role_name not in roles:
+    if targets.delegations is None or role_name not in (targets.delegations.roles or {}):
         raise UsageError(
             f"{plan.repo.gun} has no signer named {name!r}",
             hint=f"see `trustctl signer list {plan.repo.gun}`",
         )
+    roles = plan.delegations()
+    signer_bins = releases_bins(plan.working(RELEASES)) if RELEASES in roles else None
+    releases_md = plan.working(RELEASES) if signer_bins is not None else None
     keep = set(d.get("except_keyids") or ())
     keyids = [k for k in (d.get("keyids") or list(roles[role_name].keyids)) if k not in keep]
     for keyid in keyids:
@@ -264,34 +396,54 @@ def _apply_remove_signer(plan: Plan, d: dict[str, Any]) -> list[str]:
         still_used = any(
             keyid in ids for other, ids in signer_roles(targets).items() if other != name
         )
-        if not still_used and RELEASES in roles and keyid in roles[RELEASES].keyids:
+        if still_used:
+            continue
+        if releases_md is not None and signer_bins is not None:
+            if keyid in signer_bins.keyids:
+                releases_md.revoke_key(keyid)
+        elif RELEASES in roles and keyid in roles[RELEASES].keyids:
             roles[RELEASES].keyids.remove(keyid)
     if not roles[role_name].keyids:
         del roles[role_name]
     releases = roles.get(RELEASES)
+    threshold_role: Role | None = releases
+    if releases_md is not None:
+        threshold_role = _signer_bins(plan)
     if d.get("threshold"):
-        if releases is None:
+        if threshold_role is None:
             raise UsageError("there is no signer threshold to set: no signers are left")
-        releases.threshold = int(d["threshold"])
-    if releases is not None and not releases.keyids:
+        threshold_role.threshold = int(d["threshold"])
+    changed = ["targets"]
+    if threshold_role is not None and not threshold_role.keyids:
         del roles[RELEASES]
-        if plan.repo.version_of(RELEASES) > 0:
+        published = plan.repo.version_of(RELEASES) > 0
+        if published:
             plan.warnings.append(
                 f"no signers are left: tags signed in {RELEASES} are no longer trusted; sign them again with "
-                "the targets key if they should stay"
+                "the owner's key if they should stay"
             )
-    elif releases is not None:
-        _check_threshold(releases)
+    elif threshold_role is not None:
+        _check_threshold(threshold_role)
+        if releases_md is not None:
+            plan.mark(RELEASES)
+            changed.append(RELEASES)
     _drop_unused_keys(targets)
     plan.force = plan.force or bool(d.get("force"))
     plan.mark("targets")
-    return ["targets"]
+    return changed
 
 
 def _apply_set_threshold(plan: Plan, d: dict[str, Any]) -> list[str]:
     roles = plan.delegations()
     if RELEASES not in roles:
         raise UsageError(f"{plan.repo.gun} has no signers yet: add one with `trustctl signer add`")
+    signer_bins = releases_bins(plan.working(RELEASES))
+    if signer_bins is not None:
+        succinct = _signer_bins(plan)
+        succinct.threshold = int(d["threshold"])
+        _check_threshold(succinct)
+        plan.mark(RELEASES)
+        return [RELEASES]
     roles[RELEASES].threshold = int(d["threshold"])
     _check_threshold(roles[RELEASES])
     plan.mark("targets")
@@ -303,14 +455,43 @@ def _apply_witness(plan: Plan, d: dict[str, Any]) -> list[str]:
     if role == Root.type:  # re-sign root as is: renews its expiry
         plan.root_dirty = True
         return [role]
-    if role != "targets" and role not in _delegated_roles(plan):
-        if d.get("if_published"):
-            return []
-        raise UsageError(f"{plan.repo.gun} has no role {role!r}")
+    if role == RELEASES and plan.releases() is not None:
+        signer_bins = releases_bins(plan.working(RELEASES))
+        if signer_bins is not None:
+            return _witness_bins(plan, signer_bins, if_published=bool(d.get("if_published")))
+    if role != "targets":
+        try:
+            plan.parent(role)
+        except UsageError:
+            if d.get("if_published"):
+                return []
+            raise UsageError(f"{plan.repo.gun} has no role {role!r}") from None
     if d.get("if_published") and role != "targets" and plan.repo.version_of(role) == 0:
         return []
     plan.mark(role)
     return [role]
+
+
+def _witness_bins(plan: Plan, signer_bins: BinSet, *, if_published: bool) -> list[str]:
+    """Witness of a binned ``targets/releases``: re-sign every published signer bin
+    with the signer keys held here (a key rotation), and ``targets/releases`` itself
+    when the owner runs it. Reads every published bin: an administrative step."""
+    marked = []
+    owner, signer = plan.holds(plan.keyids_for(RELEASES)), plan.holds(signer_bins.keyids)
+    if owner and (plan.repo.version_of(RELEASES) > 0 or not if_published):
+        plan.mark(RELEASES)
+        marked.append(RELEASES)
+    if signer:
+        for name in signer_bins.names():
+            if plan.repo.version_of(name) > 0:
+                plan.mark(name)
+                marked.append(name)
+    if not (owner or signer) and not if_published:
+        raise MissingKeyError(
+            f"you hold no key that signs {RELEASES} of {plan.repo.gun} or its bins",
+            hint="see `trustctl key list`",
+        )
+    return marked
 
 
 def _apply_rotate_root(plan: Plan, d: dict[str, Any]) -> list[str]:
@@ -328,15 +509,56 @@ def _apply_rotate_top(plan: Plan, d: dict[str, Any]) -> list[str]:
     """Replace the keys of targets, snapshot or timestamp in root."""
     role_name, key = d["role"], _load_key(d["key"])
     role = plan.root.roles[role_name]
-    for keyid in list(role.keyids):
+    old = list(role.keyids)
+    for keyid in old:
         plan.root.revoke_key(keyid, role_name)
     plan.root.add_key(key, role_name)
     role.threshold = 1
     plan.root_dirty = True
-    if role_name == "targets":
-        plan.mark("targets")  # re-signed with the new key in the same upload
-        return ["root", "targets"]
-    return ["root"]
+    if role_name != "targets":
+        return ["root"]
+    plan.mark("targets")  # re-signed with the new key in the same upload
+    changed = ["root", "targets"]
+    targets = plan.working("targets")
+    roles = targets.delegations.roles if targets.delegations is not None else None
+    releases = (roles or {}).get(RELEASES)
+    if _binned(plan) and releases is not None and set(releases.keyids) & set(old):
+        # the owner signs a binned targets/releases with the targets key: follow it
+        for keyid in [k for k in releases.keyids if k in old]:
+            targets.revoke_key(keyid, RELEASES)
+        targets.add_key(key, RELEASES)
+        plan.mark(RELEASES)
+        changed.append(RELEASES)
+    return changed
+
+
+def _apply_rotate_bins(plan: Plan, d: dict[str, Any]) -> list[str]:
+    """A new owner bins key: every published owner bin is re-signed with it (reads
+    and signs every bin: an administrative step)."""
+    key = _load_key(d["key"])
+    targets = plan.working("targets")
+    owner = owner_bins(targets)
+    if owner is None or targets.delegations is None:
+        raise UsageError(f"{plan.repo.gun} has no hash bins")
+    succinct = targets.delegations.succinct_roles
+    if succinct is not None:
+        for keyid in list(succinct.keyids):
+            targets.revoke_key(keyid)
+        targets.add_key(key)
+        succinct.threshold = 1
+    else:
+        for role in named_owner_bins(targets):
+            for keyid in list(role.keyids):
+                targets.revoke_key(keyid, role.name)
+            targets.add_key(key, role.name)
+            role.threshold = 1
+    plan.mark("targets")
+    changed = ["targets"]
+    for name in owner.names():
+        if plan.repo.version_of(name) > 0:
+            plan.mark(name)
+            changed.append(name)
+    return changed
 
 
 APPLY: dict[str, Callable[[Plan, dict[str, Any]], list[str]]] = {
@@ -348,10 +570,11 @@ APPLY: dict[str, Callable[[Plan, dict[str, Any]], list[str]]] = {
     "witness": _apply_witness,
     "rotate-root": _apply_rotate_root,
     "rotate-top": _apply_rotate_top,
+    "rotate-bins": _apply_rotate_bins,
 }
 
 
-def _check_threshold(role: DelegatedRole) -> None:
+def _check_threshold(role: Role) -> None:
     if role.threshold < 1 or role.threshold > len(role.keyids):
         raise UsageError(
             f"a threshold of {role.threshold} cannot be met by the {len(role.keyids)} signer key(s) of {RELEASES}",
@@ -367,3 +590,12 @@ def _drop_unused_keys(targets: Targets) -> None:
     for keyid in list(d.keys):
         if keyid not in used:
             del d.keys[keyid]
+
+
+def _delegates(parent: Targets, role: str) -> bool:
+    d = parent.delegations
+    if d is None:
+        return False
+    if d.roles is not None:
+        return role in d.roles
+    return d.succinct_roles is not None and d.succinct_roles.is_delegated_role(role)

@@ -22,9 +22,12 @@ import json
 import secrets
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import padding, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from securesystemslib.exceptions import FormatError
 from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import Key, SSlibKey
 
@@ -112,11 +115,22 @@ def encrypt_pkcs8(
 # --- public key helpers -----------------------------------------------------------------
 
 
+_EC_SCHEMES = {
+    "secp256r1": "ecdsa-sha2-nistp256",
+    "secp384r1": "ecdsa-sha2-nistp384",
+    "secp521r1": "ecdsa-sha2-nistp521",
+}
+
+
 def scheme_for(public: object) -> str:
     if isinstance(public, ec.EllipticCurvePublicKey):
-        return {256: "ecdsa-sha2-nistp256", 384: "ecdsa-sha2-nistp384", 521: "ecdsa-sha2-nistp521"}[
-            public.curve.key_size
-        ]
+        # by name: secp256k1 and brainpoolP256r1 are 256-bit curves too, but not P-256
+        scheme = _EC_SCHEMES.get(public.curve.name)
+        if scheme is None:
+            raise UsageError(
+                f"unsupported elliptic curve {public.curve.name}: use P-256, P-384 or P-521"
+            )
+        return scheme
     if isinstance(public, ed25519.Ed25519PublicKey):
         return "ed25519"
     if isinstance(public, rsa.RSAPublicKey):
@@ -159,12 +173,47 @@ def load_public_key_file(path: Path) -> Key:
             doc = json.loads(data)
             doc.pop("keyid", None)
             key = SSlibKey.from_dict("x", doc)
-        except (ValueError, KeyError, TypeError) as e:
+            key = SSlibKey.from_dict(compute_keyid(key), key.to_dict())
+            _check_public_key(key)
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            RecursionError,
+            FormatError,
+            UnsupportedAlgorithm,
+        ) as e:
             raise UsageError(f"{path} is not a TUF public key: {e}") from e
-        return SSlibKey.from_dict(compute_keyid(key), key.to_dict())
+        return key
     if b"PRIVATE KEY" in data:
         raise UsageError(f"{path} holds a private key: hand over the public key (.pub) only")
     return public_key_from_pem(data)
+
+
+def _check_public_key(key: SSlibKey) -> None:
+    """A key from TUF key JSON must be one that signatures can be checked with: its
+    ``keyval`` holds a key of its ``keytype``, with a scheme for that key (else the
+    repository would carry a key that breaks every later verification).
+
+    Raises:
+        ValueError: it is not; UsageError: an unsupported key type or curve.
+    """
+    value = key.keyval["public"]
+    public: PublicKeyTypes
+    if key.keytype == "ed25519":
+        public = ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(value))
+    else:
+        public = serialization.load_pem_public_key(value.encode())
+    expected = scheme_for(public)
+    rsa_scheme = isinstance(public, rsa.RSAPublicKey) and key.scheme.startswith(
+        ("rsassa-pss-sha", "rsa-pkcs1v15-sha")
+    )
+    if SSlibKey.from_crypto(public).keytype != key.keytype or not (
+        key.scheme == expected or rsa_scheme
+    ):
+        raise ValueError(
+            f"keytype {key.keytype!r} with scheme {key.scheme!r} does not match its {expected} key"
+        )
 
 
 def compute_keyid(key: Key) -> str:

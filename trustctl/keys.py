@@ -38,12 +38,17 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from securesystemslib.signer import CryptoSigner, Key, SSlibKey
 
 from trustctl.errors import MissingKeyError, PassphraseError, UsageError, WrongPassphraseError
+
+if TYPE_CHECKING:
+    from trustctl.kdf import Derivation
 from trustctl.keyformat import (
     PrivateKey,
     compute_keyid,
@@ -73,6 +78,7 @@ logger = logging.getLogger(__name__)
 ROLES = ("root", "targets", "delegation")
 ALGORITHMS = ("ecdsa", "ed25519", "rsa")
 DEFAULT_KDF_ITERATIONS = 600_000
+PREFETCH_MIN_ITERATIONS = 100_000
 PASSPHRASE_ENV: Mapping[str, tuple[str, ...]] = {
     "root": ("TRUSTCTL_ROOT_PASSPHRASE", "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE"),
     "targets": ("TRUSTCTL_TARGETS_PASSPHRASE", "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE"),
@@ -192,6 +198,7 @@ class KeyStore:
         self.passphrases = passphrases
         self._iterations = kdf_iterations
         self._signers: dict[str, CryptoSigner] = {}
+        self._derivations: dict[str, Derivation] = {}
 
     # reading ------------------------------------------------------------------------
 
@@ -254,6 +261,11 @@ class KeyStore:
         info = self.get(keyid)
         if info is None:
             raise MissingKeyError(f"private key {keyid[:12]}… is not in {self.directory}")
+        derivation = self._derivations.pop(keyid, None)
+        if derivation is not None:
+            prefetched = self._signer_from(info, derivation, purpose)
+            if prefetched is not None:
+                return prefetched
         data = info.path.read_bytes()
         for attempt in range(3):
             passphrase = self.passphrases.get(info.role, purpose=purpose)
@@ -277,6 +289,59 @@ class KeyStore:
             )
         signer = CryptoSigner(private, info.public)  # type: ignore[arg-type]
         self._signers[keyid] = signer
+        return signer
+
+    def prefetch(self, keyid: str) -> bool:
+        """Start deriving ``keyid``'s decryption key on another core (see
+        :mod:`trustctl.kdf`) when its passphrase is in the environment; :meth:`signer`
+        picks the result up. Never prompts. Returns whether it started."""
+        if keyid in self._signers or keyid in self._derivations:
+            return False
+        info = self.get(keyid)
+        passphrase = self.passphrases.from_env(info.role) if info is not None else None
+        if info is None or not passphrase:
+            return False
+        from trustctl.kdf import Derivation, pbes2_params
+
+        try:
+            params = pbes2_params(_pem_body(info.path.read_bytes()))
+        except (OSError, ValueError):
+            params = None
+        if params is None or params.iterations < PREFETCH_MIN_ITERATIONS:
+            return False  # a cheap KDF is not worth a thread
+        self._derivations[keyid] = Derivation(passphrase, params)
+        return True
+
+    def likely_signing_key(self, gun: str) -> str | None:
+        """The key a ``sign`` of ``gun`` will most likely need: the repository's bins key,
+        else the only signer key, else the repository's targets key (a guess: a wrong
+        one only costs background work)."""
+        keys = self.all_keys()
+        bins = [k for k in keys if k.gun == gun and k.name == "bins" and k.role == "targets"]
+        delegation = [k for k in keys if k.role == "delegation"]
+        targets = [k for k in keys if k.gun == gun and k.role == "targets" and not k.name]
+        for candidates in (bins, delegation if len(delegation) == 1 else [], targets):
+            if candidates:
+                return candidates[0].keyid
+        return None
+
+    def _signer_from(
+        self, info: KeyInfo, derivation: Derivation, purpose: str
+    ) -> CryptoSigner | None:
+        from trustctl.kdf import decrypt
+
+        passphrase = self.passphrases.get(info.role, purpose=purpose)
+        if passphrase != derivation.passphrase:
+            return None
+        key = derivation.key()
+        private = decrypt(derivation.params, key) if key is not None else None
+        if private is None:
+            return None  # the in-process decryption reports what is wrong
+        actual = SSlibKey.from_crypto(private.public_key(), scheme=info.public.scheme)
+        if actual.keyid != info.keyid:
+            return None
+        signer = CryptoSigner(private, info.public)  # type: ignore[arg-type]
+        self._signers[info.keyid] = signer
         return signer
 
     # writing ------------------------------------------------------------------------
@@ -332,7 +397,7 @@ class KeyStore:
         blocks = [m.group(0) for m in _PEM_BLOCK_RE.finditer(data) if b"PRIVATE KEY" in m.group(1)]
         if not blocks:
             raise UsageError("no PEM private key found in the input")
-        imported = []
+        loaded = []  # every block is read and checked before any is stored
         for block in blocks:
             headers, _ = _parse_key_file(Path("-"), block)
             key_role = role or headers.get("role") or "delegation"
@@ -352,8 +417,16 @@ class KeyStore:
                 private = serialization.load_pem_private_key(
                     block, password.encode() if password else None
                 )
-            except (ValueError, TypeError) as e:
+            except (ValueError, TypeError, UnsupportedAlgorithm) as e:
                 raise WrongPassphraseError(f"cannot decrypt the key to import: {e}") from e
+            scheme_for(private.public_key())  # UsageError for a key type TUF cannot use
+            key_gun, key_name = (
+                gun or headers.get("gun") or None,
+                name or headers.get("name") or None,
+            )
+            loaded.append((private, key_role, key_gun, key_name))
+        imported = []
+        for private, key_role, key_gun, key_name in loaded:
             passphrase = self.passphrases.get(
                 key_role, purpose=f"imported {key_role} key", new=True
             )
@@ -361,8 +434,8 @@ class KeyStore:
                 self._store(
                     private,  # type: ignore[arg-type]
                     role=key_role,
-                    gun=gun or headers.get("gun") or None,
-                    name=name or headers.get("name") or None,
+                    gun=key_gun,
+                    name=key_name,
                     passphrase=passphrase,
                 )
             )
@@ -445,6 +518,24 @@ class KeyStore:
             headers.get("gun") or None,
             headers.get("name") or None,
         )
+
+
+def _pem_body(data: bytes) -> bytes:
+    """The DER inside a key file's PEM block (after its header lines)."""
+    lines = data.decode("ascii").splitlines()
+    body = []
+    in_body = False
+    for line in lines[1:]:
+        if line.startswith("-----END"):
+            break
+        if in_body:
+            body.append(line.strip())
+        elif not line.strip():
+            in_body = True
+        elif not _HEADER_RE.match(line):
+            in_body = True  # no headers: the body starts right away
+            body.append(line.strip())
+    return base64.b64decode("".join(body), validate=True)
 
 
 def _write_private(directory: Path, path: Path, data: bytes) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,11 +27,20 @@ import click
 
 from trustctl.errors import TrustctlError
 
-__all__ = ["SCHEMA_VERSION", "Printer", "table"]
+__all__ = ["SCHEMA_VERSION", "Printer", "one_line", "table"]
 
 SCHEMA_VERSION = 1
 
 logger = logging.getLogger(__name__)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``): one line on a
+    terminal, and no escape sequence from a file or a server gets to the terminal."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -67,7 +77,7 @@ class Printer:
 
     def warn(self, text: str) -> None:
         """A warning (stderr), prefixed with ``Warning:``."""
-        click.echo(f"Warning: {text}", err=True)
+        click.echo(f"Warning: {one_line(text)}", err=True)
 
     def detail(self, text: str) -> None:
         """A line shown only with ``-v`` (stderr)."""
@@ -82,17 +92,16 @@ class Printer:
             self._emit_json(
                 {"schema_version": SCHEMA_VERSION, "command": command, "ok": True, **data}
             )
-        else:
-            for line in lines:
-                click.echo(line)
+        elif lines:
+            click.echo("\n".join(lines))  # one write: a listing may have 100,000 lines
 
     def failure(
         self, command: str | None, error: TrustctlError, *, traceback: str | None = None
     ) -> None:
         """Report a failure: ``Error:``/``Hint:`` on stderr, plus the JSON document."""
-        click.echo(f"Error: {error.message}", err=True)
+        click.echo(f"Error: {one_line(error.message)}", err=True)
         if error.hint:
-            click.echo(f"Hint: {error.hint}", err=True)
+            click.echo(f"Hint: {one_line(error.hint)}", err=True)
         if traceback and self.verbosity >= 2:
             click.echo(traceback.rstrip(), err=True)
         elif self.verbosity >= 1 and error.__cause__ is not None:

@@ -185,10 +185,18 @@ def read_pending(store: PendingStore, repo: TrustedRepository, role: str) -> Pen
             "ignoring pending %s in %s: no valid signature from a delegated key", role, store.where
         )
         return None
-    assert delegator.delegations is not None and delegator.delegations.roles is not None
-    delegation = delegator.delegations.roles.get(role)
-    if delegation is None or any(not delegation.is_delegated_path(p) for p in md.signed.targets):
-        return None
+    d = delegator.delegations
+    assert d is not None
+    if d.roles is not None:
+        delegation = d.roles.get(role)
+        if delegation is None or any(
+            not delegation.is_delegated_path(p) for p in md.signed.targets
+        ):
+            return None
+    elif d.succinct_roles is not None:
+        succinct = d.succinct_roles
+        if any(succinct.get_role_for_target(p) != role for p in md.signed.targets):
+            return None
     try:
         current = repo.role(role)
     except TrustctlError:

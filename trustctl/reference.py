@@ -23,7 +23,14 @@ from dataclasses import dataclass
 
 from trustctl.errors import InvalidReferenceError
 
-__all__ = ["ImageRef", "is_loopback_host", "parse_gun", "parse_reference", "split_host_port"]
+__all__ = [
+    "ImageRef",
+    "is_digest",
+    "is_loopback_host",
+    "parse_gun",
+    "parse_reference",
+    "split_host_port",
+]
 
 DEFAULT_REGISTRY = "docker.io"
 MAX_NAME_LENGTH = 255
@@ -35,6 +42,8 @@ _DOMAIN_RE = re.compile(
 _PATH_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+# Always ``fullmatch``: with ``match``, ``$`` also matches before a final newline, so
+# "app\n" would pass as a repository component (and "v1\n" as a tag).
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,11 @@ class ImageRef:
         if self.digest:
             out += f"@{self.digest}"
         return out
+
+
+def is_digest(text: str) -> bool:
+    """Whether ``text`` is a manifest digest: ``sha256:`` and 64 lowercase hex digits."""
+    return _DIGEST_RE.fullmatch(text) is not None
 
 
 def split_host_port(registry: str) -> tuple[str, int | None]:
@@ -118,7 +132,7 @@ def parse_reference(text: str, *, allow_tag: bool = True, allow_digest: bool = T
         rest, _, digest = text.rpartition("@")
         if not allow_digest:
             raise _bad(text, "a digest is not allowed here")
-        if not _DIGEST_RE.match(digest):
+        if not _DIGEST_RE.fullmatch(digest):
             raise _bad(text, f"digest {digest!r} is not sha256:<64 lowercase hex digits>")
     tag = None
     last_slash = rest.rfind("/")
@@ -127,7 +141,7 @@ def parse_reference(text: str, *, allow_tag: bool = True, allow_digest: bool = T
         rest, tag = rest[:colon], rest[colon + 1 :]
         if not allow_tag:
             raise _bad(text, "a tag is not allowed here (give the repository only)")
-        if not _TAG_RE.match(tag):
+        if not _TAG_RE.fullmatch(tag):
             raise _bad(
                 text,
                 f"tag {tag!r} must be 1-128 characters of A-Z a-z 0-9 _ . - not starting with . or -",
@@ -136,7 +150,7 @@ def parse_reference(text: str, *, allow_tag: bool = True, allow_digest: bool = T
     if len(repository) > MAX_NAME_LENGTH:
         raise _bad(text, f"repository name longer than {MAX_NAME_LENGTH} characters")
     for component in repository.split("/"):
-        if component.lower() == component and _PATH_COMPONENT_RE.match(component):
+        if component.lower() == component and _PATH_COMPONENT_RE.fullmatch(component):
             continue
         if component.lower() != component:
             raise _bad(text, f"repository name must be lowercase (got {component!r})")
@@ -152,7 +166,7 @@ def _split_registry(text: str, name: str) -> tuple[str, str]:
         "." in first or ":" in first or first == "localhost" or first.startswith("[")
     )
     if sep and looks_like_registry:
-        if not _DOMAIN_RE.match(first):
+        if not _DOMAIN_RE.fullmatch(first):
             raise _bad(text, f"invalid registry host {first!r}")
         if not remainder:
             raise _bad(text, "no repository name after the registry")

@@ -30,7 +30,7 @@ from trustctl.errors import (
     RegistryProtocolError,
     RegistryUnavailableError,
 )
-from trustctl.reference import ImageRef, is_loopback_host, split_host_port
+from trustctl.reference import ImageRef, is_digest, is_loopback_host, split_host_port
 from trustctl.transport import Response, Transport, TransportError
 
 __all__ = ["MANIFEST_MEDIA_TYPES", "ManifestDescriptor", "RegistryClient", "api_host"]
@@ -216,9 +216,10 @@ def _from_headers(resp: Response) -> ManifestDescriptor | None:
     digest = resp.header("docker-content-digest")
     length = resp.header("content-length")
     media_type = _media_type(resp.header("content-type"))
-    if not (digest and length and length.isdigit() and int(length) > 0 and media_type):
+    # isascii: str.isdigit() is also true for "²", which int() refuses
+    if not (digest and length and length.isascii() and length.isdigit() and int(length) > 0):
         return None
-    if not digest.startswith("sha256:") or len(digest) != 71:
+    if not (media_type and is_digest(digest)):
         return None
     return ManifestDescriptor(digest, int(length), media_type)
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from securesystemslib.signer import Key
-from tuf.api.metadata import Metadata, Root, Targets
+from tuf.api.metadata import Delegations, Metadata, Role, Root, Targets
 
 from trustctl.changes import Change
 from trustctl.client import ServerClient, VersionConflictError
@@ -208,17 +208,15 @@ class Publisher:
                 )
             out.files["root"] = plan.root_md.to_bytes()
             out.versions["root"] = root.version
-        if "targets" in plan.dirty:
-            self._guard_delegations(plan)
+        for role in list(plan.dirty):
+            self._guard_delegations(plan, role)
         for role in plan.dirty:
             self._sign_role(plan, role, out, replace_pending=replace_pending)
         return out
 
     def _delegator(self, plan: Plan, role: str) -> Root | Targets:
         """The role's delegator *as edited in this plan* (root for targets)."""
-        if role == "targets":
-            return plan.root
-        return plan.working(plan.repo.parent_of(role) or "targets")
+        return plan.delegator(role)
 
     def _sign_role(self, plan: Plan, role: str, out: _Prepared, *, replace_pending: bool) -> None:
         keystore = self.services.keystore
@@ -238,15 +236,18 @@ class Publisher:
                 hint="see `trustctl key list`; import the key with `trustctl key import`",
             )
         md.signatures.clear()
+        payload = md.signed_bytes  # canonical JSON: computed once, signed and checked
         for info in held:
-            md.sign(
-                keystore.signer(info.keyid, purpose=f"signing {role} of {self.gun}"), append=True
+            signature = keystore.signer(info.keyid, purpose=f"signing {role} of {self.gun}").sign(
+                payload
             )
-        check = delegator.get_verification_result(role, md.signed_bytes, md.signatures)
+            md.signatures[signature.keyid] = signature
+        check = delegator.get_verification_result(role, payload, md.signatures)
         if check.verified:
             out.files[role] = md.to_bytes()
             out.versions[role] = md.signed.version
-            if role != "targets":
+            if role != "targets" and check.threshold > 1:
+                # with a threshold of 1 nothing waits (a stale pending file is ignored anyway)
                 out.pending_deletes.append(role)
             return
         if role == "targets":
@@ -308,41 +309,79 @@ class Publisher:
         )
         out.pending_puts.append((role, md.to_bytes(), outcome))
 
-    def _guard_delegations(self, plan: Plan) -> None:
-        """Refuse a new delegation that would leave a published role unverifiable."""
-        new_targets = plan.working("targets")
-        roles = new_targets.delegations.roles if new_targets.delegations is not None else None
-        old = plan.repo.targets.signed.delegations
-        for role in list((old.roles or {}) if old is not None else {}):
-            if (
-                role in plan.dirty
-                or plan.repo.version_of(role) == 0
-                or not roles
-                or role not in roles
-            ):
+    def _guard_delegations(self, plan: Plan, role: str) -> None:
+        """Refuse a new delegation that would leave a published role unverifiable.
+
+        Only roles whose keys or threshold this change touches are checked: for the
+        signers' hash bins that is every published bin (signer changes are rare
+        administrative steps); signing a tag never gets here.
+        """
+        new = plan.working(role)
+        if new.delegations is None:
+            return
+        try:
+            old_md = plan.repo.role(role)
+        except TrustctlError:
+            return
+        old = old_md.signed.delegations if old_md is not None else None
+        if old is None:
+            return
+        for child in _changed_children(old, new.delegations):
+            if child in plan.dirty or plan.repo.version_of(child) == 0:
                 continue
             try:
-                current = plan.repo.role(role)
+                current = plan.repo.role(child, role)
             except TrustctlError:
                 continue  # already unverifiable: this change cannot make it worse
             if current is None:
                 continue
-            check = new_targets.get_verification_result(
-                role, current.signed_bytes, current.signatures
-            )
+            check = new.get_verification_result(child, current.signed_bytes, current.signatures)
             if check.verified or plan.force:
                 if not check.verified:
                     plan.warnings.append(
-                        f"{role} no longer verifies: its tags stop counting until re-signed"
+                        f"{child} no longer verifies: its tags stop counting until re-signed"
                     )
                 continue
             count = len(current.signed.targets)
             raise ThresholdError(
-                f"this change would leave {role} v{current.signed.version} signed by {len(check.signed)} of the "
+                f"this change would leave {child} v{current.signed.version} signed by {len(check.signed)} of the "
                 f"{check.threshold} required keys, so its {count} tag(s) would stop verifying",
                 hint=f"have enough signers re-sign it first (`trustctl witness {self.gun}`) or choose another "
                 "--threshold; --force accepts that those tags stop verifying until they are re-signed",
             )
+
+
+def _changed_children(old: Delegations, new: Delegations) -> list[str]:
+    """Delegated roles still delegated by ``new`` whose keys or threshold differ in ``old``."""
+
+    def signature(role: Role) -> tuple[frozenset[str], int]:
+        return frozenset(role.keyids), role.threshold
+
+    out: list[str] = []
+    if old.roles is not None:
+        for name, before in old.roles.items():
+            after: Role | None = None
+            if new.roles is not None:
+                after = new.roles.get(name)
+            elif new.succinct_roles is not None and new.succinct_roles.is_delegated_role(name):
+                after = new.succinct_roles
+            if after is not None and signature(before) != signature(after):
+                out.append(name)
+    elif old.succinct_roles is not None:
+        s = old.succinct_roles
+        if new.succinct_roles is not None:
+            changed = signature(s) != signature(new.succinct_roles)
+            names = list(s.get_roles()) if changed else []
+        elif new.roles is not None:
+            names = [
+                n
+                for n in s.get_roles()
+                if n in new.roles and signature(s) != signature(new.roles[n])
+            ]
+        else:
+            names = []
+        out.extend(names)
+    return out
 
 
 EXPIRY_WARNING = timedelta(days=30)

@@ -33,12 +33,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-from tuf.api.exceptions import UnsignedMetadataError
-from tuf.api.metadata import Metadata, Root
-from tuf.api.serialization import DeserializationError
+from typing import TYPE_CHECKING
 
 from trustctl.errors import NoPinnedRootError, UntrustedSignatureError, UsageError
+
+if TYPE_CHECKING:  # python-tuf is imported when a root is read: `status` needs none
+    from tuf.api.metadata import Metadata, Root
 
 __all__ = ["PinnedRoot", "TrustStore", "parse_root", "write_atomic"]
 
@@ -65,6 +65,10 @@ def parse_root(data: bytes, *, what: str) -> Metadata[Root]:
         UsageError: not root metadata.
         UntrustedSignatureError: not self-signed by a threshold of its root keys.
     """
+    from tuf.api.exceptions import UnsignedMetadataError
+    from tuf.api.metadata import Metadata, Root
+    from tuf.api.serialization import DeserializationError, SerializationError
+
     try:
         md = Metadata[Root].from_bytes(data)
     except DeserializationError as e:
@@ -73,6 +77,11 @@ def parse_root(data: bytes, *, what: str) -> Metadata[Root]:
         raise UsageError(f"{what} is {md.signed.type} metadata, not root")
     try:
         md.signed.verify_delegate(Root.type, md.signed_bytes, md.signatures)
+    except SerializationError as e:  # e.g. a float where canonical JSON allows none
+        raise UsageError(
+            f"{what} is not TUF root metadata: its signed part has no canonical JSON form "
+            "(a float, or a number where an integer belongs?)"
+        ) from e
     except UnsignedMetadataError as e:
         raise UntrustedSignatureError(
             f"{what} is not signed by a threshold of its own root keys: {e}; refusing to pin it"
@@ -137,7 +146,7 @@ class TrustStore:
         info: dict[str, str] = {}
         with contextlib.suppress(OSError, ValueError):
             info = json.loads((self.gun_dir(gun) / "pin.json").read_text())
-        role = md.signed.roles[Root.type]
+        role = md.signed.roles["root"]
         return PinnedRoot(
             gun,
             data,

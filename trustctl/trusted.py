@@ -22,12 +22,16 @@ Note:
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 from tuf.api import exceptions as tuf_exc
@@ -49,6 +53,7 @@ from trustctl.errors import (
     UntrustedSignatureError,
 )
 from trustctl.fetcher import ServerHTTPError
+from trustctl.layout import parent_candidates
 from trustctl.transport import TransportError
 
 __all__ = ["MAX_DELEGATIONS", "FoundTarget", "TrustedRepository", "map_tuf_error"]
@@ -57,6 +62,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_DELEGATIONS = 32
+MAX_PREFETCH_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,8 @@ class TrustedRepository:
         self.gun = gun
         self._dir = cache_dir
         self._server = server
+        self._fetcher = fetcher
+        self._metadata_url = metadata_url
         config = UpdaterConfig(app_user_agent=f"trustctl/{__version__}")
         self._updater = self._guard(
             lambda: Updater(
@@ -170,6 +178,40 @@ class TrustedRepository:
         self._refreshed = False
         self._envelopes: dict[str, Metadata[Targets]] = {}
         self._parents: dict[str, str] = {"targets": "root"}
+        self._cut_cache: dict[tuple[str, str], bool] = {}
+        self._payloads: dict[str, bytes] = {}
+        self._observe_payloads()
+        self._timestamp: Timestamp | None = None
+        self._root: Metadata[Root] | None = None
+        self._snapshot: Snapshot | None = None
+
+    def _observe_payloads(self) -> None:
+        """Keep the canonical bytes python-tuf verified each role's signatures over.
+
+        Telling *who* signed a role needs those bytes again; canonical JSON is pure
+        Python and costs about 50 ms per MB, so a listing of 100,000 tags would pay
+        for it once more per hash bin. This only observes what ngclient computed
+        (``TrustedMetadataSet._load_data``, tuf 7.x); without it nothing changes.
+        """
+        trusted_set = getattr(self._updater, "_trusted_set", None)
+        load = getattr(trusted_set, "_load_data", None)
+        if load is None:
+            return
+        payloads = self._payloads
+
+        def observed(role: Any, data: bytes, delegator: Any = None, role_name: Any = None) -> Any:
+            result = load(role, data, delegator, role_name)
+            payloads[role_name or role.type] = result[1]
+            return result
+
+        trusted_set._load_data = observed  # type: ignore[union-attr]
+
+    def signed_payload(self, role: str, md: Metadata[Targets]) -> bytes:
+        """The canonical bytes of a loaded role's ``signed`` part (computed at most once)."""
+        payload = self._payloads.get(role)
+        if payload is None:
+            payload = self._payloads[role] = md.signed_bytes
+        return payload
 
     def _guard(self, fn: Callable[[], T]) -> T:
         try:
@@ -196,15 +238,23 @@ class TrustedRepository:
 
     @property
     def root(self) -> Metadata[Root]:
-        return Metadata[Root].from_bytes(self.root_bytes)
+        """The trusted root (parsed once; callers must not modify it)."""
+        if self._root is None:
+            self._root = Metadata[Root].from_bytes(self.root_bytes)
+        return self._root
 
     @property
     def timestamp(self) -> Timestamp:
-        return cast(Timestamp, Metadata.from_bytes(self._read("timestamp")).signed)
+        if self._timestamp is None:
+            self._timestamp = cast(Timestamp, Metadata.from_bytes(self._read("timestamp")).signed)
+        return self._timestamp
 
     @property
     def snapshot(self) -> Snapshot:
-        return cast(Snapshot, Metadata.from_bytes(self._read("snapshot")).signed)
+        """The trusted snapshot (parsed once: it lists every hash bin)."""
+        if self._snapshot is None:
+            self._snapshot = cast(Snapshot, Metadata.from_bytes(self._read("snapshot")).signed)
+        return self._snapshot
 
     @property
     def targets(self) -> Metadata[Targets]:
@@ -255,19 +305,31 @@ class TrustedRepository:
         if parent is None:
             return None
         self._parents[role] = parent
-        if self.version_of(role) == 0:
+        meta = self.snapshot.meta.get(f"{role}.json")
+        if meta is None:
             return None
+        cached = self._dir / f"{quote(role, safe='')}.json"
+        if meta.hashes and cached.exists() and not _cached(cached, meta.hashes):
+            # python-tuf would verify the stale copy (a canonical JSON pass) only to
+            # download the new one anyway
+            cached.unlink(missing_ok=True)
         self._guard(lambda: self._updater._load_targets(role, parent))
         md = Metadata[Targets].from_bytes(self._read(role))
         self._envelopes[role] = md
         return md
 
     def _find_parent(self, role: str) -> str | None:
-        """Which loaded role delegates to ``role`` (targets first)."""
+        """Which role delegates to ``role``: a loaded one (targets first), else the
+        role its name points at (``a/b`` for ``a/b/c``), loaded on demand."""
         for name, md in [("targets", self.targets), *self._envelopes.items()]:
-            delegations = md.signed.delegations
-            if delegations is not None and delegations.roles and role in delegations.roles:
+            if _delegates(md.signed, role):
                 return name
+        for candidate in parent_candidates(role):
+            if candidate in ("targets", role) or candidate in self._envelopes:
+                continue
+            loaded = self.role(candidate)
+            if loaded is not None and _delegates(loaded.signed, role):
+                return candidate
         return None
 
     def lookup(self, path: str) -> FoundTarget | None:
@@ -301,17 +363,50 @@ class TrustedRepository:
             to_visit.extend(reversed(children))
         return None
 
+    def roles_for(self, path: str) -> list[tuple[str, str]]:
+        """Every published role a lookup of ``path`` may visit, as (role, parent), in
+        lookup order, without stopping where ``path`` is found (``revoke`` needs all).
+
+        Raises:
+            TrustctlError: a role on the way fails verification.
+        """
+        out: list[tuple[str, str]] = []
+        to_visit = [("targets", "root")]
+        visited: set[str] = set()
+        while to_visit and len(visited) <= MAX_DELEGATIONS:
+            name, parent = to_visit.pop()
+            if name in visited:
+                continue
+            visited.add(name)
+            md = self.role(name, parent)
+            if md is None:
+                continue
+            out.append((name, parent))
+            delegations = md.signed.delegations
+            if delegations is None:
+                continue
+            children = []
+            for child, terminating in delegations.get_roles_for_target(path):
+                children.append((child, name))
+                if terminating:
+                    to_visit = []
+                    break
+            to_visit.extend(reversed(children))
+        return out
+
     def all_targets(self) -> tuple[list[FoundTarget], dict[str, TrustctlError]]:
         """Every target in every published role, plus the roles that failed to verify.
 
         A path listed by several roles is reported once, from the role a lookup
-        would trust (``lookup`` order).
+        would trust (``lookup`` order). This reads every published role, hash bins
+        included: it is what ``inspect`` costs; ``lookup`` reads one bin.
         """
         failures: dict[str, TrustctlError] = {}
-        paths: set[str] = set()
+        where: dict[str, list[tuple[str, str]]] = {}
+        self.prefetch([m[: -len(".json")] for m in self.snapshot.meta if m != "targets.json"])
         queue = [("targets", "root")]
         seen: set[str] = set()
-        while queue and len(seen) <= MAX_DELEGATIONS:
+        while queue:
             name, parent = queue.pop(0)
             if name in seen:
                 continue
@@ -323,19 +418,130 @@ class TrustedRepository:
                 continue
             if md is None:
                 continue
-            paths.update(md.signed.targets)
+            for path in md.signed.targets:
+                where.setdefault(path, []).append((name, parent))
             delegations = md.signed.delegations
             if delegations is not None and delegations.roles:
                 queue.extend((child, name) for child in delegations.roles)
+            elif delegations is not None and delegations.succinct_roles is not None:
+                # only the bins that exist: a bin is created with its first tag
+                queue.extend(
+                    (child, name)
+                    for child in delegations.succinct_roles.get_roles()
+                    if self.version_of(child) > 0
+                )
         found = []
-        for path in sorted(paths):
+        for path in sorted(where):
+            hits = where[path]
             try:
+                if len(hits) == 1 and self._plainly_reached(hits[0][0], path, failures):
+                    name, parent = hits[0]
+                    md = self.targets if name == "targets" else self._envelopes[name]
+                    found.append(FoundTarget(path, md.signed.targets[path], name, parent))
+                    continue
                 hit = self.lookup(path)
             except TrustctlError:
                 continue
             if hit is not None:
                 found.append(hit)
         return found, failures
+
+    def _plainly_reached(self, role: str, path: str, failures: dict[str, TrustctlError]) -> bool:
+        """True when a lookup of ``path`` surely ends in ``role`` (its only holder):
+        every delegation from ``targets`` down admits the path, and no role listed
+        before one on the way is terminating or leads to hash bins (which end a
+        lookup). Otherwise the caller runs the real lookup: this only saves time."""
+        child = role
+        while child != "targets":
+            parent = self._parents.get(child)
+            if parent is None or parent == "root":
+                return False
+            md = self.targets if parent == "targets" else self._envelopes.get(parent)
+            if md is None:
+                return False
+            d = md.signed.delegations
+            if d is None:
+                return False
+            if d.roles is not None:
+                delegated = d.roles.get(child)
+                if delegated is None or not delegated.is_delegated_path(path):
+                    return False
+                if self._may_cut(parent, child, failures):
+                    return False
+            elif d.succinct_roles is None or d.succinct_roles.get_role_for_target(path) != child:
+                return False
+            child = parent
+        return True
+
+    def _may_cut(self, parent: str, child: str, failures: dict[str, TrustctlError]) -> bool:
+        key = (parent, child)
+        if key not in self._cut_cache:
+            md = self.targets if parent == "targets" else self._envelopes[parent]
+            d = md.signed.delegations
+            assert d is not None and d.roles is not None
+            cut = False
+            for name, delegated in d.roles.items():
+                if name == child:
+                    break
+                if delegated.terminating or name in failures or self._ends_lookups(name, 0):
+                    cut = True
+                    break
+            self._cut_cache[key] = cut
+        return self._cut_cache[key]
+
+    def _ends_lookups(self, role: str, depth: int) -> bool:
+        """Whether a lookup entering ``role`` may stop inside it (terminating or bins)."""
+        md = self._envelopes.get(role)
+        if md is None or md.signed.delegations is None:
+            return False
+        d = md.signed.delegations
+        if d.succinct_roles is not None or depth > MAX_DELEGATIONS:
+            return True
+        return any(
+            r.terminating or self._ends_lookups(name, depth + 1)
+            for name, r in (d.roles or {}).items()
+        )
+
+    def prefetch(self, roles: list[str], workers: int = 8) -> None:
+        """Download many published roles in parallel into the metadata cache.
+
+        Only a speed-up for ``inspect`` (hundreds of hash bins): the files are stored
+        as *untrusted* cache, which python-tuf checks against the signed snapshot's
+        version, length and hash, and re-downloads, when a role is loaded. Failures
+        are ignored here for the same reason.
+        """
+        self.refresh()
+        snapshot = self.snapshot
+        wanted = []
+        for role in roles:
+            meta = snapshot.meta.get(f"{role}.json")
+            path = self._dir / f"{quote(role, safe='')}.json"
+            if meta is None or role in self._envelopes or _cached(path, meta.hashes):
+                continue
+            wanted.append((role, meta.version, meta.length, path))
+        if len(wanted) < 2:
+            return
+
+        def get(item: tuple[str, int, int | None, Path]) -> None:
+            role, version, length, path = item
+            url = f"{self._metadata_url}{version}.{quote(role, safe='')}.json"
+            try:
+                data = self._fetcher.download_bytes(url, length or MAX_PREFETCH_BYTES)
+                tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
+            except Exception as e:  # noqa: BLE001 - the verified load downloads it again
+                logger.debug("prefetching %s failed: %s", role, e)
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(get, wanted))
+
+    def loaded_roles(self) -> list[tuple[str, Metadata[Targets]]]:
+        """The delegated roles verified so far, in the order they were loaded."""
+        return [(name, md) for name, md in self._envelopes.items() if name != "targets"]
+
+    def loaded(self, role: str) -> Metadata[Targets] | None:
+        return self.targets if role == "targets" else self._envelopes.get(role)
 
     def expiries(self) -> dict[str, datetime]:
         """Expiry of every verified role loaded so far (root, timestamp, snapshot, targets...)."""
@@ -352,3 +558,21 @@ class TrustedRepository:
     @property
     def cache_dir(self) -> Path:
         return self._dir
+
+
+def _cached(path: Path, hashes: dict[str, str] | None) -> bool:
+    """Whether ``path`` already holds the bytes the snapshot names (by SHA-256)."""
+    expected = (hashes or {}).get("sha256")
+    try:
+        return expected is not None and hashlib.sha256(path.read_bytes()).hexdigest() == expected
+    except OSError:
+        return False
+
+
+def _delegates(parent: Targets, role: str) -> bool:
+    d = parent.delegations
+    if d is None:
+        return False
+    if d.roles is not None:
+        return role in d.roles
+    return d.succinct_roles is not None and d.succinct_roles.is_delegated_role(role)

@@ -29,11 +29,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tuf.api.metadata import Targets
-
-from trustctl.edits import RELEASES, signer_roles
 from trustctl.errors import (
     DigestMismatchError,
     ManifestNotFoundError,
@@ -44,10 +41,15 @@ from trustctl.errors import (
     TamperedMetadataError,
     TrustctlError,
 )
-from trustctl.pending import PendingRole, PendingStore, read_pending
+from trustctl.layout import RELEASES, is_bin_role, owner_bins, releases_bins, signer_roles
 from trustctl.reference import ImageRef
-from trustctl.registry import RegistryClient
-from trustctl.trusted import FoundTarget, TrustedRepository
+
+if TYPE_CHECKING:  # imported where used: `verify` needs none of them on its way to OK
+    from tuf.api.metadata import Targets
+
+    from trustctl.pending import PendingRole, PendingStore
+    from trustctl.registry import RegistryClient
+    from trustctl.trusted import FoundTarget, TrustedRepository
 
 __all__ = [
     "REGISTRY_DIGEST",
@@ -84,6 +86,7 @@ class TagReport:
     signers: tuple[str, ...]
     signed_keyids: tuple[str, ...]
     threshold: int
+    by_owner: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,6 +103,8 @@ class TagReport:
     def signed_by_text(self) -> str:
         if self.role == "targets":
             return "repository owner (targets key)"
+        if self.by_owner:
+            return f"repository owner (bins key, {self.role})"
         names = ", ".join(self.signers) or "unnamed keys"
         return f"{names} ({self.role}, {len(self.signed_keyids)} of {self.threshold} required)"
 
@@ -148,7 +153,13 @@ class VerifiedTag:
         return d
 
 
-def _report(repo: TrustedRepository, found: FoundTarget) -> TagReport:
+def _report(
+    repo: TrustedRepository,
+    found: FoundTarget,
+    signed_by: dict[str, tuple[tuple[str, ...], tuple[str, ...], int, bool]] | None = None,
+) -> TagReport:
+    """Facts about one signed tag; ``signed_by`` caches who signed each role (so
+    listing many tags checks each role's signatures once)."""
     target = found.target
     sha256 = target.hashes.get("sha256")
     if not sha256:
@@ -157,27 +168,10 @@ def _report(repo: TrustedRepository, found: FoundTarget) -> TagReport:
         )
     custom = target.custom if isinstance(target.custom, dict) else {}
     media_type = custom.get("mediaType") if isinstance(custom.get("mediaType"), str) else None
-    if found.role == "targets":
-        root = repo.root.signed
-        md = repo.targets
-        check = root.get_verification_result("targets", md.signed_bytes, md.signatures)
-        return TagReport(
-            found.path,
-            f"sha256:{sha256}",
-            target.length,
-            media_type,
-            "targets",
-            (),
-            tuple(sorted(check.signed)),
-            check.threshold,
-        )
-    role_md = repo.role(found.role, found.parent)
-    assert role_md is not None
-    delegator = repo.delegator(found.role)
-    check = delegator.get_verification_result(found.role, role_md.signed_bytes, role_md.signatures)
-    owners = signer_roles(repo.targets.signed)
-    signed = set(check.signed)
-    names = tuple(sorted(name for name, ids in owners.items() if signed & set(ids)))
+    cache = signed_by if signed_by is not None else {}
+    if found.role not in cache:
+        cache[found.role] = _who_signed(repo, found)
+    names, keyids, threshold, by_owner = cache[found.role]
     return TagReport(
         found.path,
         f"sha256:{sha256}",
@@ -185,9 +179,58 @@ def _report(repo: TrustedRepository, found: FoundTarget) -> TagReport:
         media_type,
         found.role,
         names,
-        tuple(sorted(signed)),
-        check.threshold,
+        keyids,
+        threshold,
+        by_owner,
     )
+
+
+def _who_signed(
+    repo: TrustedRepository, found: FoundTarget
+) -> tuple[tuple[str, ...], tuple[str, ...], int, bool]:
+    """(signer names, key ids that signed, threshold, signed by the owner) of a role."""
+    if found.role == "targets":
+        md = repo.targets
+        payload = repo.signed_payload("targets", md)
+        check = repo.root.signed.get_verification_result("targets", payload, md.signatures)
+        return (), tuple(sorted(check.signed)), check.threshold, True
+    role_md = repo.role(found.role, found.parent)
+    assert role_md is not None
+    delegator = repo.delegator(found.role)
+    payload = repo.signed_payload(found.role, role_md)
+    check = delegator.get_verification_result(found.role, payload, role_md.signatures)
+    by_owner = found.parent == "targets" and is_bin_role(found.role)
+    owners = {} if by_owner else signer_roles(repo.targets.signed)
+    signed = set(check.signed)
+    names = tuple(sorted(name for name, ids in owners.items() if signed & set(ids)))
+    return names, tuple(sorted(signed)), check.threshold, by_owner
+
+
+def signer_threshold(repo: TrustedRepository) -> tuple[int, int] | None:
+    """(threshold, number of keys) of the signers, or None without signers."""
+    delegations = repo.targets.signed.delegations
+    releases_role = (delegations.roles or {}).get(RELEASES) if delegations is not None else None
+    if releases_role is None:
+        return None
+    releases = repo.role(RELEASES, "targets")
+    bins = releases_bins(releases.signed if releases is not None else None)
+    if bins is not None:
+        return bins.threshold, len(bins.keyids)
+    return releases_role.threshold, len(releases_role.keyids)
+
+
+def signer_role_for(repo: TrustedRepository, tag: str) -> str | None:
+    """The role signers sign ``tag`` into: flat ``targets/releases`` or its bin; None
+    without signers."""
+    delegations = repo.targets.signed.delegations
+    if delegations is None or not delegations.roles or RELEASES not in delegations.roles:
+        return None
+    try:
+        releases = repo.role(RELEASES, "targets")
+    except TrustctlError:
+        return RELEASES
+    bins = releases_bins(releases.signed if releases is not None else None)
+    return bins.bin_for(tag) if bins is not None else RELEASES
 
 
 def _pending_note(
@@ -195,8 +238,13 @@ def _pending_note(
 ) -> tuple[str, dict[str, Any]]:
     if pending is None:
         return "", {}
+    from trustctl.pending import read_pending
+
     try:
-        waiting = read_pending(pending, repo, RELEASES)
+        role = signer_role_for(repo, tag)
+        if role is None:
+            return "", {}
+        waiting = read_pending(pending, repo, role)
     except (PendingUnsupportedError, NetworkError, TrustctlError) as e:
         logger.debug("no pending signatures available: %s", e)
         return "", {}
@@ -205,7 +253,7 @@ def _pending_note(
     owners = signer_roles(repo.targets.signed)
     names = sorted(n for n, ids in owners.items() if set(ids) & waiting.signed_keyids)
     text = (
-        f"; it is waiting for signatures in {RELEASES}: signed by {len(waiting.signed_keyids)} of "
+        f"; it is waiting for signatures in {role}: signed by {len(waiting.signed_keyids)} of "
         f"{waiting.threshold} required ({', '.join(names) or 'unnamed keys'})"
     )
     return text, {
@@ -253,6 +301,8 @@ def verify_tag(
             who = (
                 "the repository owner's targets key"
                 if report.role == "targets"
+                else "the repository owner's bins key"
+                if report.by_owner
                 else (", ".join(report.signers) or "unnamed keys")
             )
             raise SignerPolicyError(
@@ -341,6 +391,9 @@ class RepoReport:
     failures: dict[str, str] = field(default_factory=dict)
     pending: PendingRole | None = None
     fresh_until: datetime | None = None
+    hash_bins: int = 0
+    signer_threshold: int | None = None
+    signer_keys: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         pending = None
@@ -371,20 +424,30 @@ class RepoReport:
             "unverified_roles": self.failures,
             "pending": pending,
             "fresh_until": iso(self.fresh_until) if self.fresh_until else None,
+            "hash_bins": self.hash_bins,
         }
 
 
 def inspect_repository(
     repo: TrustedRepository, *, tag: str | None = None, pending: PendingStore | None = None
 ) -> RepoReport:
-    """Every signed tag (or just ``tag``), the signers, the roles and their expiry."""
+    """Every signed tag (or just ``tag``), the signers, the roles and their expiry.
+
+    Without ``tag`` this reads every published role, every hash bin included (the
+    cost grows with the number of tags); with ``tag`` it reads what ``verify`` reads.
+    """
     repo.refresh()
     report = RepoReport(repo.gun)
-    found, failures = repo.all_targets()
+    failures: dict[str, TrustctlError] = {}
+    if tag is None:
+        found, failures = repo.all_targets()
+    else:
+        hit = repo.lookup(tag)
+        found = [hit] if hit is not None else []
     report.failures = {role: e.message for role, e in failures.items()}
+    signed_by: dict[str, tuple[tuple[str, ...], tuple[str, ...], int, bool]] = {}
     for hit in found:
-        if tag is None or hit.path == tag:
-            report.tags.append(_report(repo, hit))
+        report.tags.append(_report(repo, hit, signed_by))
     targets: Targets = repo.targets.signed
     report.signers = signer_roles(targets)
     root = repo.root.signed
@@ -404,20 +467,47 @@ def inspect_repository(
         }[name]
         report.roles.append(RoleReport(name, versions[name], expires, tuple(r.keyids), r.threshold))
     delegations = targets.delegations
-    for name, role in ((delegations.roles or {}) if delegations is not None else {}).items():
-        if name in failures:
-            continue
-        md = repo.role(name, "targets")
-        if md is not None:
-            report.roles.append(
-                RoleReport(
-                    name, md.signed.version, md.signed.expires, tuple(role.keyids), role.threshold
-                )
-            )
-    report.fresh_until = min(repo.expiries().values())
-    if pending is not None:
+    releases_role = (delegations.roles or {}).get(RELEASES) if delegations is not None else None
+    if releases_role is not None and RELEASES not in failures:
         try:
-            report.pending = read_pending(pending, repo, RELEASES) if delegations else None
+            repo.role(RELEASES, "targets")
+        except TrustctlError as e:
+            report.failures[RELEASES] = e.message
+    for name in (delegations.roles or {}) if delegations is not None else {}:
+        if is_bin_role(name) or name in report.failures:
+            continue
+        try:
+            repo.role(name, "targets")  # listed even when no tag was looked up there
+        except TrustctlError as e:
+            report.failures[name] = e.message
+    for name, md in repo.loaded_roles():
+        delegated = repo.delegator(name).get_delegated_role(name)
+        report.roles.append(
+            RoleReport(
+                name,
+                md.signed.version,
+                md.signed.expires,
+                tuple(delegated.keyids),
+                delegated.threshold,
+            )
+        )
+    owner = owner_bins(targets)
+    report.hash_bins = owner.count if owner is not None else 0
+    if releases_role is not None:
+        releases = repo.loaded(RELEASES)
+        signer_bins = releases_bins(releases.signed if releases is not None else None)
+        threshold_role = signer_bins if signer_bins is not None else releases_role
+        report.signer_threshold = threshold_role.threshold
+        report.signer_keys = len(threshold_role.keyids)
+    report.fresh_until = min(repo.expiries().values())
+    if pending is not None and releases_role is not None:
+        from trustctl.pending import read_pending
+
+        try:
+            # without a tag only a flat targets/releases is asked (one request, not one per bin)
+            waiting = signer_role_for(repo, tag) if tag is not None else RELEASES
+            if waiting is not None:
+                report.pending = read_pending(pending, repo, waiting)
         except TrustctlError as e:
             logger.debug("no pending signatures available: %s", e)
     return report

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from tuf.api.metadata import Metadata, MetaFile, Snapshot, Timestamp
@@ -102,20 +103,23 @@ def test_compromised_online_keys_cannot_roll_targets_back(
 ) -> None:
     mitm = Mitm(server)
     image, owner, deployer = setup(person, push, tmp_path, mitm)
-    ok(owner.run("revoke", image.ref))  # targets v3 no longer carries the tag
+    seen = deployer.run("--json", "inspect", image.ref).json
+    holder = seen["tags"][0]["role"]  # a hash bin (or targets, in the flat layout)
+    signed_version = {r["role"]: r["version"] for r in seen["roles"]}[holder]
+    ok(owner.run("revoke", image.ref))  # the next version no longer carries the tag
     gone = deployer.run("verify", image.ref)
     assert (
         gone.exit_code == EXIT_TRUST and "not signed" in gone.stderr
     )  # the deployer saw the revocation
     # The attacker holds the server's snapshot and timestamp keys and points a new
-    # snapshot back at targets v2, which still signed the (revoked) tag.
+    # snapshot back at the version that still signed the (revoked) tag.
     keystore = server.server.keystore
     current_ts = Metadata[Timestamp].from_bytes(mitm.recorded["timestamp.json"][-1])
     snap_name = f"{current_ts.signed.snapshot_meta.version}.snapshot.json"
     snapshot = Metadata[Snapshot].from_bytes(
         server.request("GET", f"https://x/v2/{image.gun}/_trust/tuf/{snap_name}").data
     )
-    snapshot.signed.meta["targets.json"] = MetaFile(version=2)
+    snapshot.signed.meta[f"{holder}.json"] = MetaFile(version=signed_version)
     snapshot.signed.version += 1
     snapshot.sign(keystore.signer(next(iter(snapshot.signatures))))
     current_ts.signed.snapshot_meta = MetaFile(version=snapshot.signed.version)
@@ -137,7 +141,12 @@ def test_tampered_metadata_is_refused(
     ok(deployer.run("verify", image.ref))
     deployer.trust_dir.joinpath("tuf", image.gun, "metadata").mkdir(exist_ok=True)
     if role_file == "targets.json":
-        raw = server.request("GET", f"https://x/v2/{image.gun}/_trust/tuf/2.targets.json").data
+        # the role that carries the tag: its hash bin (targets itself in the flat layout)
+        seen = deployer.run("--json", "inspect", image.ref).json
+        holder = seen["tags"][0]["role"]
+        version = {r["role"]: r["version"] for r in seen["roles"]}[holder]
+        name = f"{version}.{quote(holder, safe='')}.json"
+        raw = server.request("GET", f"https://x/v2/{image.gun}/_trust/tuf/{name}").data
         evil = "sha256:" + "0" * 64
         tampered = raw.replace(
             image.digest[7:].encode(), evil[7:].encode()
@@ -146,7 +155,7 @@ def test_tampered_metadata_is_refused(
         for f in deployer.trust_dir.joinpath("tuf", image.gun, "metadata").glob("*.json"):
             if f.name != "root.json":  # make the client download targets again
                 f.unlink()
-        mitm.replay("/2.targets.json", tampered)
+        mitm.replay(f"/{name}", tampered)
     else:
         doc = json.loads(
             server.request("GET", f"https://x/v2/{image.gun}/_trust/tuf/1.root.json").data
@@ -171,13 +180,14 @@ def test_endless_data_is_cut_off(
     assert "endless-data attack" in run.stderr and "Traceback" not in run.stderr
 
 
+@pytest.mark.parametrize("layout", ["hash bins", "flat"])
 def test_a_signer_cannot_go_around_the_threshold(
-    person: MakePerson, push: Push, tmp_path: Path, server: FlaskTransport
+    person: MakePerson, push: Push, tmp_path: Path, server: FlaskTransport, layout: str
 ) -> None:
     """Signer roles (targets/<name>) delegate no paths: one key cannot publish tags alone."""
     from datetime import UTC, datetime
 
-    from tuf.api.metadata import TargetFile, Targets
+    from tuf.api.metadata import SuccinctRoles, TargetFile, Targets
 
     from trustctl.client import ServerClient
     from trustctl.errors import ServerRejectedError
@@ -185,7 +195,7 @@ def test_a_signer_cannot_go_around_the_threshold(
 
     image = push()
     owner = person("owner")
-    ok(owner.run("init", image.gun))
+    ok(owner.run("init", image.gun, *(["--hash-bins", "0"] if layout == "flat" else [])))
     alice = person("alice")
     ok(alice.run("key", "generate", "alice", "--dir", str(tmp_path)))
     ok(alice.run("key", "generate", "alice2", "--dir", str(tmp_path)))
@@ -213,7 +223,19 @@ def test_a_signer_cannot_go_around_the_threshold(
         ServerClient("https://notary.test", server).publish(
             image.gun, {"targets/alice": sneaky.to_bytes()}
         )
+    signers_role = (
+        "targets/releases"
+        if layout == "flat"
+        else SuccinctRoles([], 1, 8, "targets/releases/bins").get_role_for_target(image.tag)
+    )
     with pytest.raises(ServerRejectedError, match="1 of the 2"):
         ServerClient("https://notary.test", server).publish(
-            image.gun, {"targets/releases": sneaky.to_bytes()}
+            image.gun, {signers_role: sneaky.to_bytes()}
         )
+    if layout != "flat":  # nor into targets/releases itself, which the owner signs
+        sneaky.signed.version = 99
+        sneaky.sign(keys.signer(alice_key.keyid))
+        with pytest.raises(ServerRejectedError, match="0 of the 1"):
+            ServerClient("https://notary.test", server).publish(
+                image.gun, {"targets/releases": sneaky.to_bytes()}
+            )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tuf.api.metadata import SuccinctRoles
 
 from tests.registry import RegistryProcess
 from tests.trustctl.conftest import Image
@@ -42,10 +43,23 @@ def ok(run: Run) -> None:
     assert run.exit_code == 0, str(run)
 
 
-def owner_with_repo(person: MakePerson, image: Image, **kwargs: object) -> Person:
+LAYOUTS = ["hash bins", "flat"]
+
+
+def owner_with_repo(
+    person: MakePerson, image: Image, layout: str = "hash bins", **kwargs: object
+) -> Person:
     owner = person("owner", **kwargs)
-    ok(owner.run("init", image.gun))
+    flat = ["--hash-bins", "0"] if layout == "flat" else []
+    ok(owner.run("init", image.gun, *flat))
     return owner
+
+
+def signer_role(tag: str, layout: str) -> str:
+    """Where signers' signatures on ``tag`` go: a signer bin, or targets/releases."""
+    if layout == "flat":
+        return "targets/releases"
+    return SuccinctRoles([], 1, 8, "targets/releases/bins").get_role_for_target(tag)
 
 
 def pin(person_: Person, owner: Person, gun: str, tmp_path: Path) -> None:
@@ -72,7 +86,7 @@ def test_sign_after_push_then_verify_and_pull(
     verified = deployer.run("verify", image.ref)
     ok(verified)
     assert verified.stdout.splitlines()[0] == f"OK: {image.ref} {image.digest}"
-    assert "repository owner (targets key)" in verified.stdout
+    assert "repository owner (bins key, bins-" in verified.stdout
     assert "fresh until:" in verified.stdout
 
     as_json = deployer.run("verify", image.ref, "--json")  # --json after the subcommand works too
@@ -189,13 +203,15 @@ def test_pin_by_key_id(person: MakePerson, push: Push) -> None:
 # --- team signers with a real threshold ----------------------------------------------------------
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("pending_store", ["trust server", "shared directory"])
 def test_team_story_threshold_two(
-    person: MakePerson, push: Push, tmp_path: Path, pending_store: str
+    person: MakePerson, push: Push, tmp_path: Path, pending_store: str, layout: str
 ) -> None:
     image = push()
     shared = tmp_path / "pending" if pending_store == "shared directory" else None
-    owner = owner_with_repo(person, image, pending_dir=shared)
+    owner = owner_with_repo(person, image, layout, pending_dir=shared)
+    role = signer_role(image.tag, layout)
     alice, bob = person("alice", pending_dir=shared), person("bob", pending_dir=shared)
     deployer = person("deployer", pending_dir=shared)
     for p in (alice, bob, deployer):
@@ -220,7 +236,7 @@ def test_team_story_threshold_two(
     ok(first)
     assert first.json["status"] == "pending"
     assert first.json["pending"][0] | {"where": None} == {
-        "role": "targets/releases",
+        "role": role,
         "version": 1,
         "signatures": 1,
         "threshold": 2,
@@ -234,7 +250,7 @@ def test_team_story_threshold_two(
     ok(bob.run("sign", image.ref))
     both = deployer.run("verify", image.ref)
     ok(both)
-    assert "alice, bob (targets/releases, 2 of 2 required)" in both.stdout
+    assert f"alice, bob ({role}, 2 of 2 required)" in both.stdout
     ok(deployer.run("verify", image.ref, "--signer", "alice", "--signer", "bob"))
     carol = deployer.run("verify", image.ref, "--signer", "carol")
     assert carol.exit_code == EXIT_TRUST and "not by carol" in carol.stderr
@@ -286,31 +302,34 @@ def test_a_cosigner_signs_only_what_they_checked(
     assert owner.run("verify", image.ref).exit_code == EXIT_TRUST  # still 1 of 2
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_signer_with_threshold_one_publishes_directly(
-    person: MakePerson, push: Push, tmp_path: Path
+    person: MakePerson, push: Push, tmp_path: Path, layout: str
 ) -> None:
     image = push()
-    owner = owner_with_repo(person, image)
+    owner = owner_with_repo(person, image, layout)
+    role = signer_role(image.tag, layout)
     alice = person("alice")
     pin(alice, owner, image.gun, tmp_path)
     ok(alice.run("key", "generate", "alice", "--dir", str(tmp_path)))
     ok(owner.run("signer", "add", "alice", "--key", str(tmp_path / "alice.pub"), image.gun))
     signed = alice.run("--json", "sign", image.ref)
     ok(signed)
-    assert signed.json["published"] == {"targets/releases": 1}
+    assert signed.json["published"] == {role: 1}
     listed = owner.run("--json", "signer", "list", image.gun).json
     assert listed["threshold"] == 1 and [s["name"] for s in listed["signers"]] == ["alice"]
-    assert "alice (targets/releases, 1 of 1 required)" in owner.run("verify", image.ref).stdout
+    assert f"alice ({role}, 1 of 1 required)" in owner.run("verify", image.ref).stdout
 
 
 # --- key rotation -------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_rotation_story_deployer_follows_without_change(
-    person: MakePerson, push: Push, tmp_path: Path
+    person: MakePerson, push: Push, tmp_path: Path, layout: str
 ) -> None:
     image = push()
-    owner = owner_with_repo(person, image)
+    owner = owner_with_repo(person, image, layout)
     ok(
         owner.run("key", "generate", "ci", "--dir", str(tmp_path))
     )  # the owner also runs the CI signer
@@ -332,11 +351,12 @@ def test_rotation_story_deployer_follows_without_change(
     ] == 5  # root, targets, timestamp, snapshot
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_two_step_rotation_of_a_signer_key_held_by_the_signer(
-    person: MakePerson, push: Push, tmp_path: Path
+    person: MakePerson, push: Push, tmp_path: Path, layout: str
 ) -> None:
     image = push()
-    owner = owner_with_repo(person, image)
+    owner = owner_with_repo(person, image, layout)
     bob = person("bob")
     pin(bob, owner, image.gun, tmp_path)
     ok(bob.run("key", "generate", "bob", "--dir", str(tmp_path)))
@@ -410,7 +430,8 @@ def test_stage_status_reset_publish(person: MakePerson, push: Push) -> None:
     assert owner.run("reset", image.gun).exit_code == EXIT_USAGE
     published = owner.run("--json", "publish", image.gun)
     ok(published)
-    assert published.json["published"] == {"targets": 2}
+    holder = SuccinctRoles([], 1, 8, "bins").get_role_for_target(image.tag)
+    assert published.json["published"] == {holder: 1}  # one hash bin, not the whole repository
     ok(owner.run("verify", image.ref))
     ok(owner.run("revoke", image.ref))
     gone = owner.run("--json", "verify", image.ref)
@@ -427,11 +448,18 @@ def test_concurrent_publishers_rebase_and_nothing_is_lost(
     twin = person("twin", server_transport=Racing(server))  # another CI job with the same keys
     shutil.copytree(owner.trust_dir, twin.trust_dir)
     twin.env.update(owner.env)
-    # Just before the twin uploads, the owner publishes tag c: the twin's upload conflicts.
+    # Just before the twin uploads, the owner publishes tag c into the hash bin the twin
+    # edits (tags in other bins do not conflict at all): the twin's upload conflicts.
+    bins = SuccinctRoles([], 1, 8, "bins")
+    third = next(
+        t
+        for t in (f"c{i}" for i in range(10_000))
+        if bins.get_role_for_target(t) == bins.get_role_for_target("b")
+    )
     twin.server_transport.before_first_post = lambda: ok(  # type: ignore[attr-defined]
         owner.run(
             "sign",
-            f"{first.gun}:c",
+            f"{first.gun}:{third}",
             "--digest",
             first.digest,
             "--size",
@@ -444,7 +472,7 @@ def test_concurrent_publishers_rebase_and_nothing_is_lost(
     ok(raced)
     assert raced.json["attempts"] == 2
     tags = [t["tag"] for t in owner.run("--json", "inspect", first.gun).json["tags"]]
-    assert tags == ["a", "b", "c"]
+    assert tags == ["a", "b", third]
 
 
 def test_delete_remote_and_reinit(person: MakePerson, push: Push, tmp_path: Path) -> None:
@@ -584,20 +612,22 @@ def test_junk_in_the_pending_store_is_ignored(
     junk = Metadata(Targets(version=1, expires=datetime.now(UTC) + timedelta(days=1)))
     junk.signed.targets[image.tag] = TargetFile(image.size, {"sha256": image.digest[7:]}, image.tag)
     junk.sign(CryptoSigner.generate_ecdsa())  # not a signer's key
-    store.put(image.gun, "targets/releases", junk.to_bytes())
+    role = signer_role(image.tag, "hash bins")
+    store.put(image.gun, role, junk.to_bytes())
     run = owner.run("verify", image.ref)
     assert run.exit_code == EXIT_TRUST and "waiting" not in run.stderr
-    store.put(image.gun, "targets/releases", b"not json at all")
+    store.put(image.gun, role, b"not json at all")
     assert "waiting" not in owner.run("verify", image.ref).stderr
     assert owner.run("--json", "inspect", image.gun).json["pending"] is None
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_raising_the_threshold_needs_force_and_fresh_signatures(
-    person: MakePerson, push: Push, tmp_path: Path
+    person: MakePerson, push: Push, tmp_path: Path, layout: str
 ) -> None:
     image = push()
     shared = tmp_path / "pending"
-    owner = owner_with_repo(person, image, pending_dir=shared)
+    owner = owner_with_repo(person, image, layout, pending_dir=shared)
     alice, bob = person("alice", pending_dir=shared), person("bob", pending_dir=shared)
     for p in (alice, bob):
         pin(p, owner, image.gun, tmp_path)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trustctl.changes import Change, Changelist
-from trustctl.context import TrustContext
 from trustctl.errors import (
     InvalidReferenceError,
     NetworkError,
@@ -14,10 +13,15 @@ from trustctl.errors import (
     UnknownRepositoryError,
 )
 from trustctl.reference import ImageRef, parse_gun, parse_reference
-from trustctl.repo import PublishResult
-from trustctl.trust import PinnedRoot
+
+if TYPE_CHECKING:
+    from trustctl.context import TrustContext
+    from trustctl.repo import PublishResult
+    from trustctl.trust import PinnedRoot
 
 __all__ = [
+    "ALGORITHMS",
+    "KEY_ROLES",
     "ensure_pinned",
     "gun_arg",
     "image_with_tag",
@@ -25,6 +29,12 @@ __all__ = [
     "publish_lines",
     "publish_staged",
 ]
+
+
+# Option choices, as in trustctl.keys (kept here: reading a command's options must not
+# load the crypto library; tests/trustctl/test_startup.py checks they agree).
+ALGORITHMS = ("ecdsa", "ed25519", "rsa")
+KEY_ROLES = ("root", "targets", "delegation")
 
 
 def image_with_tag(text: str) -> ImageRef:
@@ -77,6 +87,8 @@ def publish_staged(
     command just staged (``new``) is dropped again: retrying it would fail the same
     way. Earlier staged changes, and everything after a network failure, stay staged.
     """
+    from trustctl.repo import PublishResult
+
     changelist = Changelist(tctx.trust.changes_dir(gun))
     changes = changelist.entries()
     if not changes:

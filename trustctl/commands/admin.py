@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from trustctl.admin import initialize
 from trustctl.changes import Changelist
 from trustctl.cli import TrustctlCommand, pass_ctx
 from trustctl.commands._common import (
+    ALGORITHMS,
     ensure_pinned,
     gun_arg,
     image_with_tag,
@@ -16,13 +18,14 @@ from trustctl.commands._common import (
     publish_lines,
     publish_staged,
 )
-from trustctl.context import TrustContext
-from trustctl.edits import RELEASES
 from trustctl.errors import TagNotSignedError, UsageError
-from trustctl.keys import ALGORITHMS
+from trustctl.layout import DEFAULT_HASH_BINS, RELEASES, bit_length_for, is_bin_role
 from trustctl.output import table
 from trustctl.reference import parse_reference
-from trustctl.verify import inspect_repository, iso
+
+if TYPE_CHECKING:
+    from trustctl.context import TrustContext
+    from trustctl.verify import RoleReport
 
 __all__ = ["register"]
 
@@ -41,14 +44,29 @@ __all__ = ["register"]
     show_default=True,
     help="For new keys.",
 )
+@click.option(
+    "--hash-bins",
+    "hash_bins",
+    type=int,
+    default=DEFAULT_HASH_BINS,
+    show_default=True,
+    metavar="N",
+    help="Keep tags in N hash bins (a power of two), so a tag costs the same at any size; "
+    "0: the flat layout (all tags in targets).",
+)
 @pass_ctx
-def init_cmd(tctx: TrustContext, gun: str, root_key: str | None, algorithm: str) -> None:
+def init_cmd(
+    tctx: TrustContext, gun: str, root_key: str | None, algorithm: str, hash_bins: int
+) -> None:
     """Create the trust repository GUN (REGISTRY/REPOSITORY) on the trust server.
 
-    Creates root and targets keys, lists the server-held snapshot and timestamp keys
-    in root v1, publishes, and pins root v1 locally.
+    Creates root, targets and (with hash bins) bins keys, lists the server-held
+    snapshot and timestamp keys in root v1, publishes, and pins root v1 locally.
     """
+    from trustctl.admin import initialize
+
     gun = gun_arg(gun)
+    bit_length_for(hash_bins)  # a usage error before any key is made
     with tctx.trust.lock(gun):
         r = initialize(
             gun,
@@ -58,6 +76,7 @@ def init_cmd(tctx: TrustContext, gun: str, root_key: str | None, algorithm: str)
             root_keyid=root_key,
             algorithm=algorithm,
             clock=tctx.clock,
+            hash_bins=hash_bins,
         )
     data = {
         "gun": gun,
@@ -66,7 +85,14 @@ def init_cmd(tctx: TrustContext, gun: str, root_key: str | None, algorithm: str)
         "snapshot_keyid": r.snapshot_keyid,
         "timestamp_keyid": r.timestamp_keyid,
         "root_version": 1,
+        "bins_keyid": r.bins_keyid,
+        "hash_bins": r.hash_bins,
     }
+    bins_line = (
+        f"  bins key:     {r.bins_keyid} (signs tags into {r.hash_bins} hash bins; CI needs only this key)"
+        if r.bins_keyid
+        else "  layout:       flat (every tag in targets)"
+    )
     tctx.printer.result(
         "init",
         data,
@@ -74,6 +100,7 @@ def init_cmd(tctx: TrustContext, gun: str, root_key: str | None, algorithm: str)
             f"OK: initialized {gun}",
             f"  root key:     {r.root_keyid} (keep it offline; back it up with `trustctl key export`)",
             f"  targets key:  {r.targets_keyid}",
+            bins_line,
             f"  server keys:  snapshot {r.snapshot_keyid[:16]}…, timestamp {r.timestamp_keyid[:16]}…",
             f"  pinned:       root v1; give deployers `trustctl trust export {gun}` output to pin",
         ],
@@ -238,19 +265,26 @@ def inspect_cmd(tctx: TrustContext, image: str, tofu: bool) -> None:
             pending = tctx.pending_store()
         except Exception:  # noqa: BLE001 - informational only
             pending = None
+        from trustctl.verify import inspect_repository
+
         report = inspect_repository(repo, tag=ref.tag, pending=pending)
     if ref.tag and not report.tags:
         raise TagNotSignedError(
             f"{ref.gun}:{ref.tag} is not signed", hint=f"see `trustctl inspect {ref.gun}`"
         )
+    from trustctl.verify import iso
+
     fresh = iso(report.fresh_until) if report.fresh_until else "?"
     lines = [f"{ref.gun}: {len(report.tags)} signed tag(s), trust data fresh until {fresh}", ""]
     rows = [[t.tag, t.digest, str(t.length), t.signed_by_text()] for t in report.tags]
     lines += table(["TAG", "DIGEST", "SIZE", "SIGNED BY"], rows) if rows else ["(no signed tags)"]
     if report.signers:
-        releases = next((r for r in report.roles if r.role == RELEASES), None)
-        need = f"{releases.threshold} of {len(releases.keyids)} keys" if releases else "?"
-        lines += ["", f"Signers ({RELEASES} needs {need}):"]
+        need = (
+            f"{report.signer_threshold} of {report.signer_keys} keys"
+            if report.signer_threshold
+            else "?"
+        )
+        lines += ["", f"Signers (a tag counts with {need}):"]
         lines += table(
             ["NAME", "KEY IDS"],
             [
@@ -258,20 +292,9 @@ def inspect_cmd(tctx: TrustContext, image: str, tofu: bool) -> None:
                 for n, ids in sorted(report.signers.items())
             ],
         )
-    lines += ["", "Roles:"]
-    lines += table(
-        ["ROLE", "VERSION", "EXPIRES", "THRESHOLD", "KEY IDS"],
-        [
-            [
-                r.role,
-                str(r.version),
-                iso(r.expires),
-                str(r.threshold),
-                ", ".join(k[:16] + "…" for k in r.keyids),
-            ]
-            for r in report.roles
-        ],
-    )
+    layout = f"{report.hash_bins} hash bins" if report.hash_bins else "flat"
+    lines += ["", f"Roles ({layout}):"]
+    lines += table(["ROLE", "VERSION", "EXPIRES", "THRESHOLD", "KEY IDS"], _role_rows(report.roles))
     if report.pending is not None:
         p = report.pending
         lines += [
@@ -284,6 +307,36 @@ def inspect_cmd(tctx: TrustContext, image: str, tofu: bool) -> None:
     for role, message in report.failures.items():
         lines += ["", f"NOT VERIFIED: {role}: {message}"]
     tctx.printer.result("inspect", report.to_dict(), lines)
+
+
+def _role_rows(roles: list[RoleReport]) -> list[list[str]]:
+    """Table rows; each set of hash bins is one row (``bins-00…ff (256 bins)``)."""
+    from trustctl.verify import iso
+
+    def keys(r: RoleReport) -> str:
+        return ", ".join(k[:16] + "…" for k in r.keyids)
+
+    rows: list[list[str]] = []
+    groups: dict[str, list[RoleReport]] = {}
+    for r in roles:
+        prefix = r.role.rsplit("-", 1)[0] if is_bin_role(r.role) else None
+        if prefix is None:
+            rows.append([r.role, str(r.version), iso(r.expires), str(r.threshold), keys(r)])
+        elif prefix not in groups:
+            groups[prefix] = [r]
+            rows.append([prefix])  # filled in below
+        else:
+            groups[prefix].append(r)
+    for row in rows:
+        if len(row) == 1:
+            members = groups[row[0]]
+            low, high = min(m.version for m in members), max(m.version for m in members)
+            first, last = members[0].role, members[-1].role.rsplit("-", 1)[1]
+            name = first if len(members) == 1 else f"{first}…{last} ({len(members)} bins)"
+            expires = iso(min(m.expires for m in members))
+            versions = str(low) if low == high else f"{low}-{high}"
+            row[:] = [name, versions, expires, str(members[0].threshold), keys(members[0])]
+    return rows
 
 
 def register(group: click.Group) -> None:

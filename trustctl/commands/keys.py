@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from trustctl.admin import rotation_changes
 from trustctl.cli import TrustctlCommand, TrustctlGroup, pass_ctx
-from trustctl.commands._common import gun_arg, publish_data, publish_lines
-from trustctl.context import TrustContext
-from trustctl.edits import check_signer_name
+from trustctl.commands._common import (
+    ALGORITHMS,
+    KEY_ROLES,
+    gun_arg,
+    publish_data,
+    publish_lines,
+)
 from trustctl.errors import UsageError
-from trustctl.keys import ALGORITHMS, ROLES, load_public_key_file, public_key_to_pem
+from trustctl.layout import check_signer_name
 from trustctl.output import table
+
+if TYPE_CHECKING:
+    from trustctl.context import TrustContext
 
 __all__ = ["register"]
 
@@ -47,6 +54,8 @@ def key_generate(tctx: TrustContext, name: str, algorithm: str, directory: Path)
         raise UsageError(f"{pub_path} already exists; choose another NAME or --dir")
     info = tctx.keystore.generate("delegation", name=name, algorithm=algorithm)
     directory.mkdir(parents=True, exist_ok=True)
+    from trustctl.keys import public_key_to_pem
+
     pub_path.write_bytes(public_key_to_pem(info.public))
     data = {
         "name": name,
@@ -93,7 +102,7 @@ def key_list(tctx: TrustContext) -> None:
 @key_group.command("import", cls=TrustctlCommand)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
-    "--role", type=click.Choice(ROLES), help="Default: the file's role header, else delegation."
+    "--role", type=click.Choice(KEY_ROLES), help="Default: the file's role header, else delegation."
 )
 @click.option("--gun", help="Repository the key belongs to (root and targets keys).")
 @click.option("--name", help="Signer name (delegation keys).")
@@ -142,6 +151,8 @@ def key_export(
     tctx: TrustContext, keyids: tuple[str, ...], public: bool, output: Path | None
 ) -> None:
     """Export keys (by id or id prefix): encrypted private PEM, or --public."""
+    from trustctl.keys import public_key_to_pem
+
     infos = [tctx.keystore.find(k) for k in keyids]
     blobs = [
         public_key_to_pem(i.public) if public else tctx.keystore.export(i.keyid) for i in infos
@@ -192,6 +203,9 @@ def key_rotate(
     old and the new root keys, so deployers follow it without any change.
     """
     gun = gun_arg(gun)
+    from trustctl.admin import rotation_changes
+    from trustctl.keys import load_public_key_file
+
     new_public = load_public_key_file(key_file) if key_file else None
     with tctx.trust.lock(gun):
         repo = tctx.open_trusted(gun)

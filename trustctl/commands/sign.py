@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from trustctl.changes import Changelist
@@ -13,20 +15,17 @@ from trustctl.commands._common import (
     publish_lines,
     publish_staged,
 )
-from trustctl.context import TrustContext
-from trustctl.copy import skopeo_copy
-from trustctl.credentials import CredentialStore
 from trustctl.errors import UsageError
-from trustctl.reference import ImageRef
-from trustctl.registry import ManifestDescriptor, api_host
-from trustctl.verify import (
-    REGISTRY_DIGEST,
-    REGISTRY_SKIP,
-    REGISTRY_TAG,
-    VerifiedTag,
-    iso,
-    verify_tag,
-)
+from trustctl.reference import ImageRef, is_digest
+
+# The library modules are imported inside the commands: `sign` never loads the verify
+# report code, `verify` never loads the key store, and only `pull --copy-to` loads skopeo.
+if TYPE_CHECKING:
+    from trustctl.context import TrustContext
+    from trustctl.registry import ManifestDescriptor
+    from trustctl.verify import VerifiedTag
+
+REGISTRY_TAG, REGISTRY_DIGEST, REGISTRY_SKIP = "tag", "digest", "skip"  # as in trustctl.verify
 
 __all__ = ["register"]
 
@@ -34,14 +33,18 @@ __all__ = ["register"]
 def _descriptor(
     tctx: TrustContext, ref: ImageRef, digest: str | None, size: int | None, media_type: str | None
 ) -> ManifestDescriptor:
+    if digest is not None and not is_digest(digest):
+        raise UsageError(f"--digest {digest!r} is not sha256:<64 lowercase hex digits>")
+    if digest is not None and ref.digest is not None and digest != ref.digest:
+        raise UsageError(f"--digest {digest} differs from the reference's digest {ref.digest}")
     digest = digest or ref.digest
     if digest is None:
         if size is not None or media_type is not None:
             raise UsageError("--size and --media-type go with --digest")
         return tctx.registry.resolve(ref)
-    if not (digest.startswith("sha256:") and len(digest) == 71):
-        raise UsageError(f"--digest {digest!r} is not sha256:<64 hex digits>")
     if size is not None and media_type is not None:
+        from trustctl.registry import ManifestDescriptor
+
         return ManifestDescriptor(digest, size, media_type)
     found = tctx.registry.resolve(ImageRef(ref.registry, ref.repository, None, digest))
     if size is not None and size != found.size:
@@ -88,6 +91,12 @@ def sign_cmd(
     Other staged changes of the repository are published too.
     """
     ref = image_with_tag(image)
+    if not no_publish and tctx.environ.get("TRUSTCTL_KEY_PREFETCH", "1") != "0":
+        # decrypt the signing key on the other core while the registry and the trust
+        # server are asked (PBKDF2 with 600,000 rounds takes ~100 ms by design)
+        keyid = tctx.keystore.likely_signing_key(ref.gun)
+        if keyid is not None:
+            tctx.keystore.prefetch(keyid)
     desc = _descriptor(tctx, ref, digest, size, media_type)
     gun = ref.gun
     data = {
@@ -130,6 +139,8 @@ def sign_cmd(
 def _verify(
     tctx: TrustContext, ref: ImageRef, *, signers: tuple[str, ...], mode: str, tofu: bool
 ) -> VerifiedTag:
+    from trustctl.verify import verify_tag
+
     with tctx.trust.lock(ref.gun):
         ensure_pinned(tctx, ref.gun, tofu=tofu)
         repo = tctx.open_trusted(ref.gun)
@@ -148,6 +159,8 @@ def _verify(
 
 
 def _verified_lines(v: VerifiedTag) -> list[str]:
+    from trustctl.verify import iso
+
     report = v.report
     lines = [
         f"OK: {v.gun}:{v.tag} {v.digest}",
@@ -216,6 +229,10 @@ def pull_cmd(
     for warning in v.warnings:
         tctx.printer.warn(warning)
     if copy_to:
+        from trustctl.copy import skopeo_copy
+        from trustctl.credentials import CredentialStore
+        from trustctl.registry import api_host
+
         creds = CredentialStore(environ=tctx.environ, env_prefix="TRUSTCTL_REGISTRY").lookup(
             api_host(ref.registry)
         )

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from trustctl.admin import key_doc
 from trustctl.changes import Change, Changelist
 from trustctl.cli import TrustctlCommand, TrustctlGroup, pass_ctx
 from trustctl.commands._common import gun_arg, publish_data, publish_lines, publish_staged
-from trustctl.context import TrustContext
-from trustctl.edits import RELEASES, check_signer_name, signer_roles
-from trustctl.keys import load_public_key_file
+from trustctl.layout import check_signer_name, signer_roles
 from trustctl.output import table
+
+if TYPE_CHECKING:
+    from trustctl.context import TrustContext
 
 __all__ = ["register"]
 
@@ -82,6 +83,9 @@ def signer_add(
     """
     name = check_signer_name(name)
     gun = gun_arg(gun)
+    from trustctl.admin import key_doc
+    from trustctl.keys import load_public_key_file
+
     keys = [load_public_key_file(path) for path in key_files]
     with tctx.trust.lock(gun):
         tctx.trust.require_pinned(gun)
@@ -158,26 +162,25 @@ def signer_remove(
 def signer_list(tctx: TrustContext, gun: str) -> None:
     """List GUN's signers, their key ids and the threshold (from verified metadata)."""
     gun = gun_arg(gun)
+    from trustctl.verify import signer_threshold
+
     with tctx.trust.lock(gun):
         repo = tctx.open_trusted(gun)
         repo.refresh()
         targets = repo.targets.signed
+        policy = signer_threshold(repo)
     owners = signer_roles(targets)
-    roles = targets.delegations.roles if targets.delegations is not None else None
-    releases = (roles or {}).get(RELEASES)
-    threshold = releases.threshold if releases else None
+    threshold, count = policy if policy is not None else (None, 0)
     data = {
         "gun": gun,
         "threshold": threshold,
-        "keys": len(releases.keyids) if releases else 0,
+        "keys": count,
         "signers": [{"name": n, "keyids": ids} for n, ids in sorted(owners.items())],
     }
     if not owners:
-        lines = [f"{gun} has no signers: tags are signed with the owner's targets key"]
+        lines = [f"{gun} has no signers: tags are signed with the owner's key"]
     else:
-        lines = [
-            f"{gun}: a tag counts when {threshold} of {len(releases.keyids) if releases else 0} signer keys sign it"
-        ]
+        lines = [f"{gun}: a tag counts when {threshold} of {count} signer keys sign it"]
         lines += table(
             ["NAME", "KEY IDS"], [[n, ", ".join(ids)] for n, ids in sorted(owners.items())]
         )

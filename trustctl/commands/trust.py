@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from trustctl.cli import TrustctlCommand, TrustctlGroup, pass_ctx
 from trustctl.commands._common import gun_arg
-from trustctl.context import TrustContext
 from trustctl.errors import UnknownRepositoryError, UntrustedSignatureError, UsageError
 from trustctl.output import table
 from trustctl.trust import PinnedRoot, parse_root
+
+if TYPE_CHECKING:
+    from trustctl.context import TrustContext
 
 __all__ = ["register"]
 
