@@ -26,6 +26,7 @@ from tests.tufrepo import Owner
 GUN = "127.0.0.1:5000/fuzz/app"
 CASES = settings(
     max_examples=600,
+    derandomize=True,  # the same cases on every run, so CI is repeatable
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -57,7 +58,7 @@ def _check(resp: Any) -> None:
     if resp.status_code >= 400:
         body = json.loads(resp.data)
         assert body["errors"][0]["code"]
-        assert "Traceback" not in resp.get_data(as_text=True)
+        assert "Traceback (most recent call last)" not in resp.get_data(as_text=True)
     else:
         return
     assert _state() == _BEFORE
