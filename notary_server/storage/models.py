@@ -78,7 +78,28 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class TufFile(Base):
+class _FileContent:
+    """Columns shared by stored and pending files, and their value type."""
+
+    gun: Mapped[str]
+    role: Mapped[str]
+    version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(CHAR(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    def to_stored(self) -> StoredFile:
+        return StoredFile(
+            gun=self.gun,
+            role=self.role,
+            version=self.version,
+            data=bytes(self.data),
+            sha256=self.sha256,
+            created_at=self.created_at,
+        )
+
+
+class TufFile(_FileContent, Base):
     __tablename__ = "tuf_files"
     __table_args__ = (
         UniqueConstraint("gun", "role", "version"),
@@ -88,43 +109,15 @@ class TufFile(Base):
     id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
     gun: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(255))
-    version: Mapped[int] = mapped_column(Integer)
-    sha256: Mapped[str] = mapped_column(CHAR(64))
-    data: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-    def to_stored(self) -> StoredFile:
-        return StoredFile(
-            gun=self.gun,
-            role=self.role,
-            version=self.version,
-            data=bytes(self.data),
-            sha256=self.sha256,
-            created_at=self.created_at,
-        )
 
 
-class PendingFile(Base):
+class PendingFile(_FileContent, Base):
     """Partially signed metadata waiting for more signatures: one per (gun, role)."""
 
     __tablename__ = "pending_files"
 
     gun: Mapped[str] = mapped_column(String(255), primary_key=True)
     role: Mapped[str] = mapped_column(String(255), primary_key=True)
-    version: Mapped[int] = mapped_column(Integer)
-    sha256: Mapped[str] = mapped_column(CHAR(64))
-    data: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-    def to_stored(self) -> StoredFile:
-        return StoredFile(
-            gun=self.gun,
-            role=self.role,
-            version=self.version,
-            data=bytes(self.data),
-            sha256=self.sha256,
-            created_at=self.created_at,
-        )
 
 
 class Repository(Base):
