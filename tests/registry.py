@@ -26,11 +26,12 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import urllib3
 
 __all__ = [
@@ -284,3 +285,16 @@ def push_index(
     ).encode()
     digest = _put_manifest(registry_url, repo, tag, index, OCI_INDEX, dict(headers or {}))
     return digest, len(index), OCI_INDEX
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
+    """Debian's docker-registry on a free loopback port, for the whole session."""
+    try:
+        reg = start_registry(tmp_path_factory.mktemp("registry"))
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    try:
+        yield reg
+    finally:
+        reg.stop()

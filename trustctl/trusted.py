@@ -26,7 +26,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -332,8 +332,9 @@ class TrustedRepository:
                 return candidate
         return None
 
-    def lookup(self, path: str) -> FoundTarget | None:
-        """Find ``path`` the way ngclient does: pre-order, depth first, terminating stops.
+    def _walk(self, path: str) -> Iterator[tuple[str, str, Any]]:
+        """The published roles a lookup of ``path`` visits, as (role, parent, metadata):
+        ngclient's order (pre-order, depth first; a terminating delegation stops it).
 
         Raises:
             TrustctlError: a role on the way fails verification.
@@ -348,9 +349,7 @@ class TrustedRepository:
             visited.add(name)
             if md is None:
                 continue
-            target = md.signed.targets.get(path)
-            if target is not None:
-                return FoundTarget(path, target, name, parent)
+            yield name, parent, md
             delegations = md.signed.delegations
             if delegations is None:
                 continue
@@ -361,6 +360,17 @@ class TrustedRepository:
                     to_visit = []
                     break
             to_visit.extend(reversed(children))
+
+    def lookup(self, path: str) -> FoundTarget | None:
+        """Find ``path`` the way ngclient does: pre-order, depth first, terminating stops.
+
+        Raises:
+            TrustctlError: a role on the way fails verification.
+        """
+        for name, parent, md in self._walk(path):
+            target = md.signed.targets.get(path)
+            if target is not None:
+                return FoundTarget(path, target, name, parent)
         return None
 
     def roles_for(self, path: str) -> list[tuple[str, str]]:
@@ -370,29 +380,7 @@ class TrustedRepository:
         Raises:
             TrustctlError: a role on the way fails verification.
         """
-        out: list[tuple[str, str]] = []
-        to_visit = [("targets", "root")]
-        visited: set[str] = set()
-        while to_visit and len(visited) <= MAX_DELEGATIONS:
-            name, parent = to_visit.pop()
-            if name in visited:
-                continue
-            visited.add(name)
-            md = self.role(name, parent)
-            if md is None:
-                continue
-            out.append((name, parent))
-            delegations = md.signed.delegations
-            if delegations is None:
-                continue
-            children = []
-            for child, terminating in delegations.get_roles_for_target(path):
-                children.append((child, name))
-                if terminating:
-                    to_visit = []
-                    break
-            to_visit.extend(reversed(children))
-        return out
+        return [(name, parent) for name, parent, _ in self._walk(path)]
 
     def all_targets(self) -> tuple[list[FoundTarget], dict[str, TrustctlError]]:
         """Every target in every published role, plus the roles that failed to verify.

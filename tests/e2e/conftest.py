@@ -9,20 +9,7 @@ import pytest
 
 from tests.pg import pg_cluster, pg_url  # noqa: F401  (pytest fixtures)
 from tests.procs import Stack, start_stack
-from tests.registry import RegistryProcess, start_registry
-
-
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
-    """Debian's docker-registry on a free loopback port, for the whole session."""
-    try:
-        reg = start_registry(tmp_path_factory.mktemp("e2e-registry"))
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    try:
-        yield reg
-    finally:
-        reg.stop()
+from tests.registry import registry  # noqa: F401  (fixture)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

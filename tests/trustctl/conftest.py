@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.registry import RegistryProcess, push_image, start_registry
+from tests.registry import RegistryProcess, push_image, registry  # noqa: F401  (fixture)
 from tests.trustctl.support import FlaskTransport, Person, ServerClock, make_server, unique_repo
 from trustctl.transport import HttpTransport
-
-
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
-    """Debian's docker-registry on a free loopback port, for the whole session."""
-    try:
-        reg = start_registry(tmp_path_factory.mktemp("registry"))
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    try:
-        yield reg
-    finally:
-        reg.stop()
 
 
 @dataclass
@@ -42,7 +29,7 @@ class Image:
 
 
 @pytest.fixture
-def push(registry: RegistryProcess) -> Callable[..., Image]:
+def push(registry: RegistryProcess) -> Callable[..., Image]:  # noqa: F811 (the fixture)
     """``push(repo=None, tag="v1", content=b"...")``: push a tiny OCI image."""
 
     def _push(repo: str | None = None, tag: str = "v1", content: bytes | None = None) -> Image:
