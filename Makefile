@@ -10,7 +10,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	# compat: a plain path entry; the default import-hook finder adds ~30 ms to every
+	# Python start (measured with hyperfine: 50 -> 20 ms for `python -c pass`)
+	$(VENV)/bin/pip install --quiet -e '.[test]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 ## Run signer + server on 127.0.0.1 with SQLite and dev certificates in keys/.

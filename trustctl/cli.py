@@ -289,4 +289,5 @@ main.lazy_modules = {
     "signer": "signers",
     "key": "keys",
     "trust": "trust",
+    "agent": "agent",
 }

@@ -28,6 +28,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_TRUST",
     "EXIT_USAGE",
+    "AgentError",
     "AlreadyInitializedError",
     "AuthenticationError",
     "ConfigError",
@@ -115,6 +116,12 @@ class InvalidReferenceError(UsageError):
 
 class ConfigError(UsageError):
     code = "CONFIG"
+
+
+class AgentError(UsageError):
+    """``trustctl agent`` cannot start, or cannot be reached."""
+
+    code = "AGENT"
 
 
 class NotInitializedError(UsageError):

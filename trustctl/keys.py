@@ -69,6 +69,7 @@ __all__ = [
     "compute_keyid",
     "encrypt_pkcs8",
     "load_public_key_file",
+    "pem_body",
     "public_key_from_pem",
     "public_key_to_pem",
 ]
@@ -261,10 +262,12 @@ class KeyStore:
         info = self.get(keyid)
         if info is None:
             raise MissingKeyError(f"private key {keyid[:12]}… is not in {self.directory}")
-        derivation = self._derivations.pop(keyid, None)
+        derivation = self._derivations.pop(keyid, None) or self._primed(info)
         if derivation is not None:
             prefetched = self._signer_from(info, derivation, purpose)
             if prefetched is not None:
+                if derivation.primed:
+                    logger.debug("key %s… opened with the key trustctl agent derived", keyid[:12])
                 return prefetched
         data = info.path.read_bytes()
         for attempt in range(3):
@@ -304,13 +307,29 @@ class KeyStore:
         from trustctl.kdf import Derivation, pbes2_params
 
         try:
-            params = pbes2_params(_pem_body(info.path.read_bytes()))
+            params = pbes2_params(pem_body(info.path.read_bytes()))
         except (OSError, ValueError):
             params = None
         if params is None or params.iterations < PREFETCH_MIN_ITERATIONS:
             return False  # a cheap KDF is not worth a thread
         self._derivations[keyid] = Derivation(passphrase, params)
         return True
+
+    def _primed(self, info: KeyInfo) -> Derivation | None:
+        """A finished derivation when ``trustctl agent`` already derived this file's key
+        with the passphrase this command has in its environment (else None)."""
+        from trustctl.kdf import PRIMED, Derivation, pbes2_params
+
+        passphrase = self.passphrases.from_env(info.role) if len(PRIMED) else None
+        if not passphrase:
+            return None
+        try:
+            params = pbes2_params(pem_body(info.path.read_bytes()))
+        except (OSError, ValueError):
+            return None
+        if params is None or not PRIMED.has(passphrase, params):
+            return None
+        return Derivation(passphrase, params)
 
     def likely_signing_key(self, gun: str) -> str | None:
         """The key a ``sign`` of ``gun`` will most likely need: the repository's bins key,
@@ -520,7 +539,7 @@ class KeyStore:
         )
 
 
-def _pem_body(data: bytes) -> bytes:
+def pem_body(data: bytes) -> bytes:
     """The DER inside a key file's PEM block (after its header lines)."""
     lines = data.decode("ascii").splitlines()
     body = []
