@@ -5,14 +5,16 @@ Each method returns the argv of a fresh process; the benchmark times the process
 ===========================================================================
 SWITCH: which of our clients publishes, verifies and lists.
   * "trustctl" the real CLI: ``trustctl sign --digest``, ``trustctl verify
-               --no-registry-check``, ``trustctl inspect``. The owner's targets
-               key is imported with ``trustctl key import`` and the root pinned
-               with ``trustctl trust pin`` (repositories are built by
-               benchmarks/repos.py, which signs metadata directly).
-  * "library"  benchmarks/libclient.py: python-tuf only, the same wire protocol
-               (fallback while trustctl was not usable).
-  * "auto"     trustctl when a smoke test (import, pin, sign, verify) passes
-               against the running server, else library.
+               --no-registry-check``, ``trustctl inspect``, on repositories in
+               trustctl's hash-bin layout (benchmarks/repos.py: ``trustctl init``
+               and the owner's keys); the publisher works in a copy of the owner's
+               trust dir, the verifier pins the exported root
+               (``trustctl trust pin``). The same runs are also timed through a
+               ``trustctl agent`` (rows say so).
+  * "library"  benchmarks/libclient.py: python-tuf only, the same wire protocol,
+               on flat repositories (every tag in ``targets``).
+  * "auto"     trustctl when a smoke test (pin, sign, verify) passes against the
+               running server, else library.
 Set with ``benchmarks/run.py --client ...`` or BENCH_CLIENT. The table says which
 one ran. If trustctl's flags change, adjust TrustctlClient only.
 ===========================================================================
@@ -136,6 +138,11 @@ class TrustctlClient:
         return home
 
     def publisher(self, owner_state: Path, home: Path) -> Path:
+        """A copy of the owner's trust dir (keys, pinned root, metadata cache); for a
+        flat repository built with python-tuf, a new one with the targets key imported."""
+        if (owner_state / "trust").is_dir():
+            shutil.copytree(owner_state / "trust", home)
+            return home
         self.verifier(owner_state, home)
         _run([*self._base(home), "key", "import", "--role", "targets", "--gun", self.gun,
               str(owner_state / "targets-key.pem")])  # fmt: skip
@@ -154,6 +161,27 @@ class TrustctlClient:
     def reset_cache(self, home: Path) -> None:
         """Cold: drop the metadata cache; the pin (pin.json, pinned_root.json) stays."""
         shutil.rmtree(home / "tuf" / self.gun / "metadata", ignore_errors=True)
+
+
+@dataclass
+class Agent:
+    """A ``trustctl agent`` for the timed runs, unlocked with the owner's passphrases."""
+
+    socket: Path
+
+    @classmethod
+    def start(cls, trust_dir: Path, work: Path, name: str) -> Agent:
+        directory = work / f"agent-{name}"
+        directory.mkdir(mode=0o700)
+        socket = directory / "agent.sock"
+        _run([TRUSTCTL, "--trust-dir", str(trust_dir), "agent", "start", "--socket", str(socket)])
+        return cls(socket)
+
+    def env(self) -> dict[str, str]:
+        return {**our_env(), "TRUSTCTL_AGENT_SOCKET": str(self.socket)}
+
+    def stop(self) -> None:
+        _run([TRUSTCTL, "agent", "stop", "--socket", str(self.socket)])
 
 
 def trustctl_usable(owner_state: Path, work: Path, url: str, ca: str, gun: str) -> tuple[bool, str]:

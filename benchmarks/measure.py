@@ -1,11 +1,13 @@
-"""Measuring helpers: ``wrk`` runs and timed client processes."""
+"""Measuring helpers: ``wrk`` runs, timed client processes and process-tree memory."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import statistics
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,8 +113,13 @@ def timed_runs(
         argv = make_argv(i)
         t0 = time.perf_counter()
         try:
-            result = subprocess.run(
-                argv, env=env, capture_output=True, timeout=timeout, check=False
+            result = subprocess.run(  # stdin not a terminal: as in a pipeline
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
             )
         except subprocess.TimeoutExpired:
             raise CommandTimedOut(argv, timeout) from None
@@ -127,3 +134,118 @@ def timed_runs(
         if len(samples) >= min_reps and time.monotonic() - started > budget_s:
             break
     return Timing(samples)
+
+
+# --- memory ----------------------------------------------------------------------
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
+        kids.setdefault(ppid, []).append(int(entry))
+    return kids
+
+
+def process_tree(pid: int, kids: dict[int, list[int]] | None = None) -> list[int]:
+    """``pid`` and all its descendants."""
+    kids = kids if kids is not None else _children()
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def process_memory_kb(pid: int) -> dict[str, int]:
+    """``Rss``, ``Pss``, ``Private_*``, ... of one process in kB (/proc/PID/smaps_rollup).
+
+    PSS (proportional set size) divides each page among the processes that map it:
+    a page a gunicorn or granian parent shares with its two forked workers counts a
+    third in each, once in their sum, where VmRSS counts it three times. Empty when
+    the process is gone or not ours to read.
+    """
+    out: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 3 and parts[2] == "kB":
+                    out[parts[0].rstrip(":")] = int(parts[1])
+    except OSError:
+        pass
+    return out
+
+
+def _vmrss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class MemorySampler:
+    """Samples process trees every ``interval`` seconds; keeps the peak of each sum.
+
+    ``watch(label, pid)`` adds a tree (the pid and its descendants: a granian or
+    gunicorn parent and its workers). Two sums per tree, taken at the same instants:
+    VmRSS (what ``ps`` shows; counts pages shared by forked workers once per process)
+    and PSS (counts every page once: the memory the tree really holds).
+    ``peak_mib(label)`` and ``peak_pss_mib(label)`` are the largest sums seen.
+    """
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self.roots: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.peak_pss: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def watch(self, label: str, pid: int) -> None:
+        self.roots[label] = pid
+
+    def unwatch(self, label: str) -> None:
+        self.sample()
+        self.roots.pop(label, None)
+
+    def sample(self) -> None:
+        kids = _children()
+        for label, pid in list(self.roots.items()):
+            pids = process_tree(pid, kids)
+            rss = sum(_vmrss_kb(p) for p in pids)
+            pss = sum(process_memory_kb(p).get("Pss", 0) for p in pids)
+            self.peak[label] = max(self.peak.get(label, 0), rss)
+            if pss:
+                self.peak_pss[label] = max(self.peak_pss.get(label, 0), pss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def start(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sample()
+
+    def peak_mib(self, label: str) -> float | None:
+        return self.peak[label] / 1024 if label in self.peak else None
+
+    def peak_pss_mib(self, label: str) -> float | None:
+        return self.peak_pss[label] / 1024 if label in self.peak_pss else None

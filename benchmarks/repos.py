@@ -1,9 +1,14 @@
 """Build repositories of N tags quickly, on our server and on notary 0.7.0.
 
-* ours: the owner's root and targets are built and signed directly with python-tuf's
-  Metadata API (``tests.tufrepo.Owner``) and uploaded in one publish; the state
-  directory the library client needs (pinned root, encrypted targets key) is written
-  beside it.
+* ours, as trustctl makes them (the default): ``trustctl init GUN`` (hash-bin layout,
+  256 bins), then the N tags written straight into the owner's bins with the owner's
+  keys and uploaded in a few large publishes (``tests.trustctl.bulk.fill``: exactly what
+  N ``trustctl sign`` runs would leave), then ``trustctl trust export``. The state
+  directory holds the owner's trust dir (``trust/``) and the exported ``root.json``.
+* ours, flat (``layout="flat"``, for the python-tuf-only library client): root and
+  targets signed directly with python-tuf's Metadata API (``tests.tufrepo.Owner``),
+  every tag in ``targets``, uploaded in one publish; the state directory holds the
+  pinned root and the encrypted targets key.
 * notary: ``notary init GUN -p``, then the N additions are written as change files in
   the CLI's own changelist format (exactly what ``notary addhash GUN TAG SIZE
   --sha256 HEX`` writes, without starting N processes), then one ``notary publish``.
@@ -41,7 +46,51 @@ def bulk_tag(i: int) -> str:
     return f"bulk-{i:06d}"
 
 
-def build_ours(stack: OurStack, gun: str, n_tags: int, state: Path, timeout: float = 600) -> None:
+def _bench_target(tag: str) -> TargetFile:
+    digest, size = manifest(tag)
+    return TargetFile(
+        length=size,
+        hashes={"sha256": digest},
+        path=tag,
+        unrecognized_fields={"custom": {"mediaType": MEDIA_TYPE}},
+    )
+
+
+def build_ours(
+    stack: OurStack,
+    gun: str,
+    n_tags: int,
+    state: Path,
+    timeout: float = 600,
+    layout: str = "bins",
+) -> None:
+    """Make ``gun`` with ``n_tags`` tags on our server (see module docstring)."""
+    if layout == "flat":
+        _build_flat(stack, gun, n_tags, state, timeout)
+        return
+    from benchmarks.clients import TRUSTCTL, our_env
+    from tests.trustctl.bulk import fill
+    from trustctl.client import ServerClient
+    from trustctl.transport import HttpTransport
+
+    state.mkdir(parents=True, exist_ok=True)
+    trust = state / "trust"
+    env = {
+        **our_env(),
+        "TRUSTCTL_SERVER": stack.url,
+        "TRUSTCTL_TLS_CA": str(stack.ca),
+        "TRUSTCTL_TRUST_DIR": str(trust),
+    }
+    _run([TRUSTCTL, "init", gun], env, 120)
+    client = ServerClient(stack.url, HttpTransport(ca_file=str(stack.ca), timeout=timeout))
+    chunk = 50_000
+    for start in range(0, n_tags, chunk):
+        count = min(chunk, n_tags - start)
+        fill(trust, env, client, gun, count, start=start, name=bulk_tag, make=_bench_target)
+    _run([TRUSTCTL, "trust", "export", gun, "-o", str(state / "root.json")], env, 120)
+
+
+def _build_flat(stack: OurStack, gun: str, n_tags: int, state: Path, timeout: float) -> None:
     state.mkdir(parents=True, exist_ok=True)
     remote = Remote(stack.url, gun, str(stack.ca))
     key = ec.generate_private_key(ec.SECP256R1())
@@ -53,13 +102,7 @@ def build_ours(stack: OurStack, gun: str, n_tags: int, state: Path, timeout: flo
     targets = owner.targets.targets
     for i in range(n_tags):
         tag = bulk_tag(i)
-        digest, size = manifest(tag)
-        targets[tag] = TargetFile(
-            length=size,
-            hashes={"sha256": digest},
-            path=tag,
-            unrecognized_fields={"custom": {"mediaType": MEDIA_TYPE}},
-        )
+        targets[tag] = _bench_target(tag)
     root = owner.root_bytes()
     resp = remote.publish({"root": root, "targets": owner.targets_bytes()}, timeout=timeout)
     if resp.status != 200:

@@ -33,6 +33,7 @@ if str(ROOT) not in sys.path:
 from benchmarks import clients, repos
 from benchmarks.clients import (
     CLIENT_DEFAULT,
+    Agent,
     LibraryClient,
     NotaryClient,
     OurClient,
@@ -40,12 +41,18 @@ from benchmarks.clients import (
     our_env,
     trustctl_usable,
 )
-from benchmarks.measure import CommandTimedOut, Timing, WrkResult, timed_runs, wrk
+from benchmarks.measure import (
+    CommandTimedOut,
+    MemorySampler,
+    Timing,
+    WrkResult,
+    timed_runs,
+    wrk,
+)
 from benchmarks.stacks import (
     NotaryStack,
     OurStack,
     ReplicaServer,
-    RSSSampler,
     notary_available,
     rmtree,
     start_notary,
@@ -172,6 +179,11 @@ class Pair:
     theirs: NotaryStack | None
 
 
+# trustctl's repositories: its default hash-bin layout; the python-tuf-only library
+# client edits `targets` directly, so its repositories are flat.
+LAYOUT = {"trustctl": "bins", "auto": "bins", "library": "flat"}
+
+
 def make_client(kind: str, url: str, ca: str, gun: str) -> OurClient:
     return TrustctlClient(url, ca, gun) if kind == "trustctl" else LibraryClient(url, ca, gun)
 
@@ -291,6 +303,54 @@ def one_tag(
         warm.median_ms,
         warm_n.median_ms if warm_n else None,
     )
+    if isinstance(client, TrustctlClient):
+        agent_rows(report, s, client, pub, ver, where, t, prefix, p_n, cold_n, warm_n, s.reps)
+
+
+AGENT = "through `trustctl agent` (notary: fresh process)"
+
+
+def agent_rows(
+    report: Report,
+    s: Settings,
+    client: TrustctlClient,
+    pub: Path,
+    ver: Path,
+    where: str,
+    tag: str,
+    prefix: str,
+    p_n: Timing | None,
+    cold_n: Timing | None,
+    warm_n: Timing | None,
+    reps: int,
+) -> None:
+    """The same publish and verify runs, each command handed to a ``trustctl agent``
+    (started once, unlocked with the owner's passphrases; see trustctl/agent.py),
+    against notary's fresh-process figures measured just before."""
+    agent = Agent.start(pub, pub.parent, f"{prefix}-{len(where)}-{time.monotonic_ns()}")
+    try:
+        env = agent.env()
+
+        def more(i: int) -> str:
+            return f"{prefix}-agent-{i}"
+
+        p_a = timed_runs(
+            lambda i: client.publish(pub, more(i), *repos.manifest(more(i))), env, reps,
+            budget_s=120,
+        )  # fmt: skip
+        report.add(f"publish 1 tag, {AGENT}, median ms [{where}]", "lower", p_a.median_ms,
+                   p_n.median_ms if p_n else None)  # fmt: skip
+        cold = timed_runs(lambda i: client.verify(ver, tag), env, reps,
+                          prepare=lambda i: client.reset_cache(ver), check=digest_check(tag),
+                          budget_s=120)  # fmt: skip
+        warm = timed_runs(lambda i: client.verify(ver, tag), env, reps, check=digest_check(tag),
+                          budget_s=120)  # fmt: skip
+        report.add(f"verify 1 tag, {AGENT}, cold cache, median ms [{where}]", "lower",
+                   cold.median_ms, cold_n.median_ms if cold_n else None)  # fmt: skip
+        report.add(f"verify 1 tag, {AGENT}, warm cache, median ms [{where}]", "lower",
+                   warm.median_ms, warm_n.median_ms if warm_n else None)  # fmt: skip
+    finally:
+        agent.stop()
 
 
 def warm_api_ms(
@@ -392,6 +452,9 @@ def scale_size(
                cold.median_ms, cold_n.median_ms if cold_n else None)  # fmt: skip
     report.add(f"verify 1 tag, fresh process, warm cache, median ms [{c.label}]", "lower",
                warm.median_ms, warm_n.median_ms if warm_n else None)  # fmt: skip
+    if isinstance(client, TrustctlClient):
+        agent_rows(report, s, client, c.pub, c.ver, c.label, mid, f"scale-{c.n}", p_n, cold_n,
+                   warm_n, reps)  # fmt: skip
 
     listed = True
     if list_limit_s is None:
@@ -430,7 +493,7 @@ def scale(report: Report, s: Settings, pair: Pair, kind: str, work: Path, deadli
         gun = f"bench.example/scale/app-{n}"
         owner = work / f"owner-scale-{n}"
         t0 = time.monotonic()
-        repos.build_ours(pair.ours, gun, n, owner)
+        repos.build_ours(pair.ours, gun, n, owner, layout=LAYOUT[kind])
         log(f"built ours {n:,} tags in {time.monotonic() - t0:.1f}s")
         client = make_client(kind, pair.ours.url, str(pair.ours.ca), gun)
         pub = client.publisher(owner, work / f"pub-scale-{n}")
@@ -508,18 +571,19 @@ def wsgi_servers(report: Report, s: Settings, pair: Pair, gun: str) -> None:
     )
 
 
-def memory_rows(report: Report, sampler: RSSSampler, pairs: list[Pair], when: str) -> None:
+def memory_rows(report: Report, sampler: MemorySampler, pairs: list[Pair], when: str) -> None:
     for pair in pairs:
         for role in ("server", "signer"):
-            o = sampler.peak_mib(f"{pair.ours.label}/{role}")
-            t = sampler.peak_mib(f"{pair.theirs.label}/{role}") if pair.theirs else None
-            report.add(
-                f"{role} peak RSS MiB, process tree, {when} [{pair.name}]",
-                "lower",
-                o,
-                t,
-                fmt="{:.0f}",
-            )
+            for kind, peak in (("RSS", sampler.peak_mib), ("PSS", sampler.peak_pss_mib)):
+                o = peak(f"{pair.ours.label}/{role}")
+                t = peak(f"{pair.theirs.label}/{role}") if pair.theirs else None
+                report.add(
+                    f"{role} peak {kind} MiB, process tree, {when} [{pair.name}]",
+                    "lower",
+                    o,
+                    t,
+                    fmt="{:.0f}",
+                )
 
 
 # --- main ------------------------------------------------------------------------------
@@ -553,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
         report.notes.append(
             "notary 0.7.0 is not installed: its columns are n/a (apt-get install notary)"
         )
-    sampler = RSSSampler().start()
+    sampler = MemorySampler().start()
     pairs: list[Pair] = []
     main_wsgi = "?"
     gun = "bench.example/small/app"
@@ -584,7 +648,8 @@ def main(argv: list[str] | None = None) -> int:
             ncs: dict[str, NotaryClient | None] = {}
             for pair in pairs:
                 owners[pair.ours.label] = work / f"owner-{pair.ours.label}-small"
-                repos.build_ours(pair.ours, gun, SMALL_TAGS, owners[pair.ours.label])
+                layout = LAYOUT.get(args.client, "bins")
+                repos.build_ours(pair.ours, gun, SMALL_TAGS, owners[pair.ours.label], layout=layout)
                 ncs[pair.ours.label] = None
                 if pair.theirs is not None:
                     repos.build_notary(pair.theirs, gun, SMALL_TAGS)

@@ -20,7 +20,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -438,58 +437,6 @@ def _status_kb(pid: int, field_name: str) -> int:
     except OSError:
         pass
     return 0
-
-
-class RSSSampler:
-    """Samples the summed VmRSS of process trees every ``interval`` seconds; keeps the peak.
-
-    ``watch(label, pid)`` adds a tree (the pid and all its descendants, e.g. a
-    gunicorn master and its workers). ``peak_mib(label)`` is the largest sum seen;
-    ``hwm_mib(label)`` sums each live process's own VmHWM (an upper bound).
-    """
-
-    def __init__(self, interval: float = 0.5) -> None:
-        self.interval = interval
-        self.roots: dict[str, int] = {}
-        self.peak: dict[str, int] = {}
-        self.hwm: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def watch(self, label: str, pid: int) -> None:
-        self.roots[label] = pid
-
-    def unwatch(self, label: str) -> None:
-        self.sample()
-        self.roots.pop(label, None)
-
-    def sample(self) -> None:
-        kids = _children()
-        for label, pid in list(self.roots.items()):
-            pids = tree(pid, kids)
-            rss = sum(_status_kb(p, "VmRSS") for p in pids)
-            hwm = sum(_status_kb(p, "VmHWM") for p in pids)
-            self.peak[label] = max(self.peak.get(label, 0), rss)
-            self.hwm[label] = max(self.hwm.get(label, 0), hwm)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.sample()
-
-    def start(self) -> RSSSampler:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sample()
-
-    def peak_mib(self, label: str) -> float | None:
-        return self.peak[label] / 1024 if label in self.peak else None
-
-    def hwm_mib(self, label: str) -> float | None:
-        return self.hwm[label] / 1024 if label in self.hwm else None
 
 
 def rmtree(path: Path) -> None:

@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -55,8 +55,11 @@ def fill(
     count: int,
     *,
     start: int = 0,
+    name: Callable[[int], str] = tag_name,
+    make: Callable[[str], TargetFile] = target,
 ) -> dict[str, int]:
-    """Add tags ``start .. start+count-1`` to ``gun`` as its owner; returns {role: tags}.
+    """Add tags ``name(start) .. name(start+count-1)`` (signed as ``make(tag)``) to
+    ``gun`` as its owner; returns {role: tags}.
 
     The repository must have been made by ``trustctl init`` with this trust dir, and
     nothing else may publish meanwhile.
@@ -69,10 +72,10 @@ def fill(
     root = Metadata[Root].from_bytes(root_bytes)
     bins = owner_bins(top.signed)
     expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=365)
-    tags = [tag_name(i) for i in range(start, start + count)]
+    tags = [name(i) for i in range(start, start + count)]
     if bins is None:  # flat: every tag in targets
         signer = keystore.signer(root.signed.roles["targets"].keyids[0])
-        top.signed.targets.update({t: target(t) for t in tags})
+        top.signed.targets.update({t: make(t) for t in tags})
         top.signed.version += 1
         top.signed.expires = expires
         top.sign(signer)
@@ -83,17 +86,17 @@ def fill(
     for t in tags:
         by_bin.setdefault(bins.bin_for(t), []).append(t)
     files, sizes = [], {}
-    for name, members in sorted(by_bin.items()):
-        md = _current(client, gun, name)
+    for role, members in sorted(by_bin.items()):
+        md = _current(client, gun, role)
         if md is None:
             md = Metadata(Targets(version=1))
         else:
             md.signed.version += 1
-        md.signed.targets.update({t: target(t) for t in members})
+        md.signed.targets.update({t: make(t) for t in members})
         md.signed.expires = expires
         md.sign(signer)
-        files.append((name, md.to_bytes()))
-        sizes[name] = len(md.signed.targets)
+        files.append((role, md.to_bytes()))
+        sizes[role] = len(md.signed.targets)
     _upload(client, gun, files)
     return sizes
 
