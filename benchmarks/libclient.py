@@ -3,6 +3,7 @@
 Run as its own process, as a user's command would be: it does what ``trustctl sign``
 and ``trustctl verify`` do on the wire, with python-tuf only (Metadata API to sign,
 ``ngclient.Updater`` to verify), so that the benchmark does not depend on the CLI.
+Only ``warm-api`` imports trustctl: it measures trustctl's library API.
 
 State directory of one repository (made by ``benchmarks/repos.py``)::
 
@@ -10,13 +11,20 @@ State directory of one repository (made by ``benchmarks/repos.py``)::
     targets-key.pem    the targets key, encrypted PKCS#8 (passphrase in
                        TRUSTCTL_TARGETS_PASSPHRASE, like trustctl)
     cache/             ngclient's metadata cache (delete all but root.json = cold)
+    trustctl/          warm-api's trust dir (root pinned from root.json at each start)
 
 Commands (exit 0 on success, 1 on a trust failure, 3 on a network/server error)::
 
     libclient.py publish URL CA GUN STATE TAG SHA256HEX SIZE
     libclient.py verify  URL CA GUN STATE TAG
     libclient.py list    URL CA GUN STATE
-    libclient.py warm-api URL CA GUN STATE TAG REPS   (prints JSON seconds per verify)
+    libclient.py warm-api URL CA GUN STATE TAG REPS       (prints JSON seconds per verify)
+    libclient.py warm-ngclient URL CA GUN STATE TAG REPS  (the same, python-tuf's Updater)
+
+``warm-api`` is the "warm process, library API" row: trustctl's library API
+(:class:`trustctl.api.Verifier`, trusted state kept in memory, one timestamp fetch
+per verify), with the root pinned in ``STATE/trustctl``. ``warm-ngclient`` makes a
+new ``ngclient.Updater`` on the warm cache for each verify, for comparison.
 """
 
 from __future__ import annotations
@@ -131,7 +139,34 @@ def list_tags(url: str, ca: str, gun: str, state: Path) -> int:
 
 
 def warm_api(url: str, ca: str, gun: str, state: Path, tag: str, reps: int) -> int:
-    """Verify ``tag`` ``reps`` times in this process (imports, TLS pool and cache warm)."""
+    """Verify ``tag`` ``reps`` times in this process through trustctl's library API."""
+    from trustctl.api import Verifier
+    from trustctl.errors import TrustctlError
+    from trustctl.trust import TrustStore
+
+    trust_dir = state / "trustctl"
+    TrustStore(trust_dir).pin(gun, (state / "root.json").read_bytes(), source="benchmark")
+    try:
+        verifier = Verifier(url, trust_dir=trust_dir, tls_ca=ca, timeout=300)
+        verifier.verify(f"{gun}:{tag}")  # warm-up: the full TUF workflow, once
+        times = []
+        deadline = time.monotonic() + 120
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            verifier.verify(f"{gun}:{tag}")
+            times.append(time.perf_counter() - t0)
+            if time.monotonic() > deadline:
+                break
+    except TrustctlError as e:
+        print(f"{e.code}: {e.message}", file=sys.stderr)
+        return 1 if e.exit_code == 1 else 3
+    print(json.dumps(times))
+    return 0
+
+
+def warm_ngclient(url: str, ca: str, gun: str, state: Path, tag: str, reps: int) -> int:
+    """Verify ``tag`` ``reps`` times in this process, a new ``Updater`` each time (TLS pool
+    and metadata cache warm)."""
     pool = urllib3.PoolManager(ca_certs=ca, cert_reqs="CERT_REQUIRED")
     devnull = open(os.devnull, "w")  # noqa: SIM115
     real_stdout, sys.stdout = sys.stdout, devnull
@@ -164,9 +199,10 @@ def main(argv: list[str]) -> int:
         if cmd == "list":
             url, ca, gun, state = rest
             return list_tags(url, ca, gun, Path(state))
-        if cmd == "warm-api":
+        if cmd in ("warm-api", "warm-ngclient"):
             url, ca, gun, state, tag, reps = rest
-            return warm_api(url, ca, gun, Path(state), tag, int(reps))
+            run = warm_api if cmd == "warm-api" else warm_ngclient
+            return run(url, ca, gun, Path(state), tag, int(reps))
     except exceptions.RepositoryError as e:
         print(f"trust failure: {e}", file=sys.stderr)
         return 1

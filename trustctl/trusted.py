@@ -22,6 +22,7 @@ Note:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -177,6 +178,7 @@ class TrustedRepository:
         )
         self._refreshed = False
         self._envelopes: dict[str, Metadata[Targets]] = {}
+        self._shared: dict[str, Metadata[Targets]] | None = None  # see fork()
         self._parents: dict[str, str] = {"targets": "root"}
         self._cut_cache: dict[tuple[str, str], bool] = {}
         self._payloads: dict[str, bytes] = {}
@@ -259,7 +261,10 @@ class TrustedRepository:
     @property
     def targets(self) -> Metadata[Targets]:
         if "targets" not in self._envelopes:
-            self._envelopes["targets"] = Metadata[Targets].from_bytes(self._read("targets"))
+            shared = self._shared.get("targets") if self._shared is not None else None
+            self._envelopes["targets"] = shared or Metadata[Targets].from_bytes(
+                self._read("targets")
+            )
         return self._envelopes["targets"]
 
     def role_bytes(self, role: str) -> bytes:
@@ -268,6 +273,23 @@ class TrustedRepository:
             return self._read("targets")
         self.role(role)
         return self._read(role)
+
+    def fork(self) -> TrustedRepository:
+        """Another view of this verified state, for one more question (a warm process).
+
+        The view shares python-tuf's trusted set and every role verified so far (roles
+        it verifies are shared back), so nothing is read, parsed or verified twice; but
+        it reports as loaded (``expiries``, ``loaded_roles``) only the roles it used
+        itself, exactly like a fresh :class:`TrustedRepository` would.
+        """
+        self.refresh()
+        _ = (self.root, self.timestamp, self.snapshot, self.targets)  # parsed once, shared
+        view = copy.copy(self)
+        view._shared = self._envelopes if self._shared is None else self._shared
+        view._envelopes = {}
+        view._parents = {"targets": "root"}
+        view._cut_cache = {}
+        return view
 
     # --- delegated roles -------------------------------------------------------------
 
@@ -301,6 +323,11 @@ class TrustedRepository:
             return self.targets
         if role in self._envelopes:
             return self._envelopes[role]
+        if self._shared is not None and role in self._shared:
+            if parent is not None:
+                self._parents[role] = parent
+            self._envelopes[role] = self._shared[role]
+            return self._envelopes[role]
         parent = parent or self._parents.get(role) or self._find_parent(role)
         if parent is None:
             return None
@@ -316,6 +343,8 @@ class TrustedRepository:
         self._guard(lambda: self._updater._load_targets(role, parent))
         md = Metadata[Targets].from_bytes(self._read(role))
         self._envelopes[role] = md
+        if self._shared is not None:
+            self._shared[role] = md
         return md
 
     def _find_parent(self, role: str) -> str | None:

@@ -273,8 +273,12 @@ def verify_tag(
     registry_mode: str = REGISTRY_TAG,
     required_signers: Sequence[str] = (),
     pending: PendingStore | None = None,
+    signed_by: dict[str, tuple[tuple[str, ...], tuple[str, ...], int, bool]] | None = None,
 ) -> VerifiedTag:
     """Verify ``ref``'s tag against the trusted metadata (and the registry).
+
+    ``signed_by`` caches who signed each role, as in :func:`inspect_repository`; a
+    caller may keep it between calls on the same verified state (:mod:`trustctl.api`).
 
     Raises:
         TagNotSignedError: no trusted role carries the tag.
@@ -295,7 +299,7 @@ def verify_tag(
             else f"sign it with `trustctl sign {ref.gun}:{ref.tag}`; signed tags: `trustctl inspect {ref.gun}`",
             **detail,
         )
-    report = _report(repo, found)
+    report = _report(repo, found, signed_by)
     for name in required_signers:
         if name not in report.signers:
             who = (
