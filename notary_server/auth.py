@@ -25,14 +25,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import jwt
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from typing import TYPE_CHECKING, Any
 
 from notary_server import errors
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+# jwt and cryptography's x509 are imported where used: a server without token
+# authentication never loads them (the app imports this module for ``Access``).
 
 __all__ = ["Access", "TokenAuth", "libtrust_kid"]
 
@@ -55,6 +56,8 @@ class Access:
 
 def libtrust_kid(public_key: Any) -> str:
     """The key id Docker's token servers put in ``kid``: base32 of the SPKI hash."""
+    from cryptography.hazmat.primitives import serialization
+
     der = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -83,6 +86,8 @@ class TokenAuth:
 
     @classmethod
     def from_bundle(cls, path: str, **kwargs: Any) -> TokenAuth:
+        from cryptography import x509
+
         certs = x509.load_pem_x509_certificates(Path(path).read_bytes())
         return cls(root_certs=certs, **kwargs)
 
@@ -115,6 +120,8 @@ class TokenAuth:
             )
 
     def _verify(self, token: str, required: list[Access]) -> dict[str, Any]:
+        import jwt
+
         try:
             key = self._key_for(jwt.get_unverified_header(token))
             return self._decode_at(token, key)
@@ -124,6 +131,8 @@ class TokenAuth:
 
     def _decode_at(self, token: str, key: Any) -> dict[str, Any]:
         """Decode with signature, issuer and audience checks, then time checks at our clock."""
+        import jwt
+
         claims: dict[str, Any] = jwt.decode(
             token,
             key=key,
@@ -141,6 +150,9 @@ class TokenAuth:
         return claims
 
     def _key_for(self, header: dict[str, Any]) -> Any:
+        from cryptography import x509
+        from cryptography.exceptions import InvalidSignature
+
         if header.get("alg") not in ALGORITHMS:
             raise ValueError(f"algorithm {header.get('alg')!r} is not accepted")
         chain = header.get("x5c")

@@ -64,7 +64,7 @@ def serve(config_path: str | None, no_migrate: bool) -> None:
             "insecure_plain_http is on: serving plain HTTP; only do this behind a TLS-terminating proxy"
         )
     if not no_migrate:
-        _migrate(config.database_url)
+        _migrate_in_child(config.database_url)
     logger.info("trust server listening on %s:%d (%s)", config.host, config.port, config.wsgi_server)
     from notary_server.wsgi import serve as run
 
@@ -80,6 +80,23 @@ def _migrate(url: str) -> None:
         migrate(url)
     except Exception as e:  # noqa: BLE001 - any database failure stops start-up with one line
         _fail(f"cannot upgrade the database schema at {_redact(url)}: {e}")
+
+
+def _migrate_in_child(url: str) -> None:
+    """Run ``_migrate`` in a forked child and wait for it.
+
+    alembic and the schema machinery (about 25 MiB) then never live in the serving
+    parent, whose pages every forked worker would otherwise carry. A failure exits
+    with the child's status after the child printed its one-line error.
+    """
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    child = fork.Process(target=_migrate, args=(url,), name="migrate")
+    child.start()
+    child.join()
+    if child.exitcode:
+        sys.exit(child.exitcode if child.exitcode > 0 else 1)
 
 
 def _redact(url: str) -> str:

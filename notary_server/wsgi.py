@@ -5,6 +5,14 @@ second of gunicorn's gthread workers for the same 2 worker processes; see
 docs/performance.md); ``wsgi_server = "gunicorn"`` selects gunicorn instead. Worker
 processes build their own app (their own database connections) from the same
 configuration file and ``NOTARY_SERVER_*`` variables as the parent.
+
+Memory: the parent (granian's or gunicorn's supervisor) imports only the server
+itself and the configuration; the app (Flask, SQLAlchemy, tuf) is imported in each
+worker after the fork, and the schema migration runs in a short-lived child
+(``notary_server.cli``). The parent stays at about 30 MiB instead of carrying
+everything the workers load (measured in docs/performance.md); glibc's malloc
+arenas are capped at 2 per process (``MALLOC_ARENA_MAX`` overrides). For a small
+machine, ``workers = 1`` with ``threads = 16`` halves the server's memory.
 """
 
 from __future__ import annotations
@@ -45,6 +53,9 @@ def serve(config: ServerConfig, config_path: str | None) -> None:
     """Run the server until SIGINT or SIGTERM."""
     if config_path:
         os.environ[CONFIG_FILE_ENV] = os.path.abspath(config_path)
+    from notary_signer.serving import limit_malloc_arenas
+
+    limit_malloc_arenas()
     tls = not config.insecure_plain_http
     if config.wsgi_server == "granian":
         from granian import Granian

@@ -54,3 +54,25 @@ def test_missing_config_file_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["serve", "--config", str(tmp_path / "nope.toml")])
     assert result.exit_code == 2
     assert result.output.startswith("Error: cannot read config file")
+
+
+def test_serving_parent_loads_no_app_modules() -> None:
+    # granian's and gunicorn's parent process runs notary_server.cli and wsgi.serve;
+    # every worker it forks carries what it imported, so it must not load the app.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, notary_server.cli, notary_server.wsgi, notary_signer.serving;"
+        "from notary_server.config import ServerConfig; c = ServerConfig(); c.check();"
+        "heavy = ('flask', 'sqlalchemy', 'alembic', 'tuf', 'securesystemslib', 'jwt', 'gunicorn');"
+        "print(' '.join(sorted(m for m in heavy if m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_settings_for_online_files_build_on_demand() -> None:
+    config = load_config(None, {"NOTARY_SERVER_TIMESTAMP_EXPIRY_HOURS": "12"})
+    assert config.expiries.timestamp.total_seconds() == 12 * 3600
+    assert config.limits.max_json_depth == config.max_json_depth
