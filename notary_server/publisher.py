@@ -18,8 +18,9 @@ from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, MetaFile, Snapshot, Timestamp
 
 from notary_server import errors
+from notary_server.validation import canonical_json
 
-__all__ = ["Expiries", "build_snapshot", "build_timestamp", "sign"]
+__all__ = ["Expiries", "build_snapshot", "build_timestamp", "payload_of", "sign"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ def build_timestamp(
     return Timestamp(
         version=version, expires=expires, snapshot_meta=_metafile(snapshot_version, snapshot_raw)
     )
+
+
+def payload_of(signed: Snapshot | Timestamp) -> bytes:
+    """The canonical JSON bytes of ``signed``: what its signatures are over."""
+    return canonical_json(signed.to_dict())
 
 
 def sign(signed: Snapshot | Timestamp, signers: Sequence[Signer]) -> bytes:

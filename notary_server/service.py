@@ -12,18 +12,24 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import ParamSpec, TypeVar
 
-from securesystemslib.signer import Key, Signer
+from securesystemslib.signer import Key, Signature, Signer
 from tuf.api.metadata import Metadata, Root, Snapshot, Timestamp
 
 from notary_server import errors
-from notary_server.clientview import check_client_view
+from notary_server.clientview import Loaded, check_client_view
 from notary_server.config import ServerConfig
 from notary_server.names import check_gun, check_role
-from notary_server.publisher import Expiries, build_snapshot, build_timestamp, sign
+from notary_server.publisher import (
+    Expiries,
+    build_snapshot,
+    build_timestamp,
+    payload_of,
+    sign,
+)
 from notary_server.storage import (
     ChangeRecord,
     MetadataStore,
@@ -34,6 +40,7 @@ from notary_server.storage import (
 from notary_server.validation import (
     Parsed,
     ServerKeyIds,
+    ValidatedUpload,
     parse,
     validate_pending,
     validate_upload,
@@ -55,14 +62,25 @@ def utcnow() -> datetime:
 
 
 class _TxState:
-    """Adapts a storage transaction to validation's StoredState (lazy reads)."""
+    """Adapts a storage transaction to validation's StoredState (lazy reads, each role
+    read once: nothing else writes the GUN while the transaction holds its lock)."""
 
     def __init__(self, tx: RepoTransaction) -> None:
         self._tx = tx
+        self._files: dict[str, StoredFile | None] = {}
+
+    def file(self, role: str) -> StoredFile | None:
+        if role not in self._files:
+            self._files[role] = self._tx.current(role)
+        return self._files[role]
 
     def current(self, role: str) -> bytes | None:
-        f = self._tx.current(role)
+        f = self.file(role)
         return f.data if f is not None else None
+
+    def version(self, role: str) -> int | None:
+        f = self.file(role)
+        return f.version if f is not None else None
 
     def roles(self) -> list[str]:
         return list(self._tx.current_all())
@@ -89,6 +107,10 @@ class _Freshness:
             self._items[sha256] = value
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
+
+
+def _signatures(pairs: Sequence[tuple[str, str]]) -> dict[str, Signature]:
+    return {keyid: Signature(keyid, sig) for keyid, sig in pairs}
 
 
 def _merge_signatures(existing: bytes, new: Parsed) -> bytes:
@@ -135,6 +157,60 @@ class _FileCache:
                 self._bytes -= len(old.data)
 
 
+class _HeldKeys:
+    """Ids of the online keys the signer holds, per GUN: a hint that saves asking the
+    signer on every publish. Never a source of trust: the signer checks every key
+    it is asked to use against the GUN and role, the server verifies every
+    signature, and a stale entry is refreshed (a root upload always asks afresh;
+    a root that lists keys the entry lacks, or a key the signer no longer has,
+    refreshes it)."""
+
+    def __init__(self, size: int = 65536) -> None:
+        self._items: OrderedDict[str, dict[str, frozenset[str]]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, gun: str) -> dict[str, frozenset[str]] | None:
+        with self._lock:
+            return self._items.get(gun)
+
+    def put(self, gun: str, held: dict[str, frozenset[str]]) -> None:
+        with self._lock:
+            self._items[gun] = held
+            self._items.move_to_end(gun)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def forget(self, gun: str) -> None:
+        with self._lock:
+            self._items.pop(gun, None)
+
+
+class _Snapshots:
+    """Parsed snapshots by the sha256 of their stored bytes (immutable: correct across
+    replicas), so that building the next snapshot does not re-parse the previous."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._items: OrderedDict[str, Snapshot] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, f: StoredFile) -> Snapshot:
+        with self._lock:
+            found = self._items.get(f.sha256)
+        if found is None:
+            found = Metadata[Snapshot].from_bytes(f.data).signed
+            self.put(f.sha256, found)
+        return found
+
+    def put(self, sha256: str, snapshot: Snapshot) -> None:
+        with self._lock:
+            self._items[sha256] = snapshot
+            self._items.move_to_end(sha256)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
 class TrustService:
     def __init__(
         self,
@@ -150,6 +226,8 @@ class TrustService:
         self.clock = clock
         self._freshness = _Freshness()
         self._files = _FileCache()
+        self._held = _HeldKeys()
+        self._snapshots = _Snapshots()
 
     @property
     def expiries(self) -> Expiries:
@@ -230,38 +308,48 @@ class TrustService:
         now = self.clock()
         with self.store.transaction(gun) as tx:
             state = _TxState(tx)
-            held = self._held_keys(gun)
-            validated = validate_upload(
-                uploads,
-                state,
-                server_keys=ServerKeyIds(
-                    timestamp=frozenset(held["timestamp"]), snapshot=frozenset(held["snapshot"])
-                ),
-                now=now,
-                limits=self.config.limits,
-            )
+            fresh = "root" in uploads  # a new root is checked against what the signer says now
+            held = self._held_ids(gun, fresh=fresh)
+            try:
+                validated = self._validate(uploads, state, held, now)
+            except errors.BadHierarchyError as e:
+                if fresh or e.detail.get("missing") != "snapshot":
+                    raise
+                held, fresh = self._held_ids(gun, fresh=True), True  # a stale hint?
+                validated = self._validate(uploads, state, held, now)
             files = validated.files()
             root = validated.root.signed
+            known: dict[bytes, Loaded] = {}
             if validated.server_snapshot:
                 changed = {r: (p.version, p.raw) for r, p in validated.targets.items()}
-                snapshot_update = self._next_snapshot(gun, tx, root, held["snapshot"], changed, now)
+                snapshot_update, timestamp_update = self._sign_online(
+                    gun, state, root, held, fresh, changed, None, now, known
+                )
+                assert snapshot_update is not None
                 files.append(snapshot_update)
-                snapshot_raw, snapshot_version = snapshot_update.data, snapshot_update.version
+                snapshot_raw = snapshot_update.data
             else:
                 assert validated.snapshot is not None
-                snapshot_raw, snapshot_version = validated.snapshot.raw, validated.snapshot.version
-            timestamp_update = self._next_timestamp(
-                gun, tx, root, held["timestamp"], snapshot_version, snapshot_raw, now
-            )
+                snapshot_raw = validated.snapshot.raw
+                _, timestamp_update = self._sign_online(
+                    gun, state, root, held, fresh, None,
+                    (validated.snapshot.version, snapshot_raw), now, known,
+                )
             files.append(timestamp_update)
 
             stored_root = state.current("root")
             new_root = validated.new_root.raw if validated.new_root else None
-
-            def get(role: str) -> object:
-                return validated.targets.get(role) or (
-                    parse(role, raw) if (raw := state.current(role)) is not None else None
-                )
+            get = validated.lookup
+            for role in ("root", "targets", *validated.targets):
+                parsed = get(role)
+                if parsed is not None:
+                    known[parsed.raw] = Loaded(parsed.signed, parsed.signed_bytes, parsed.md.signatures)
+            if validated.new_root is not None:
+                p = validated.new_root
+                known[p.raw] = Loaded(p.signed, p.signed_bytes, p.md.signatures)
+            if validated.snapshot is not None:
+                p = validated.snapshot
+                known[p.raw] = Loaded(p.signed, p.signed_bytes, p.md.signatures)
 
             check_client_view(
                 stored_root if stored_root is not None else validated.root.raw,
@@ -271,6 +359,7 @@ class TrustService:
                 list(validated.targets),
                 get,
                 now,
+                known,
             )
             tx.add(files)
             for role in validated.targets:
@@ -279,52 +368,166 @@ class TrustService:
             "published %s: %s", gun, ", ".join(f"{f.role} v{f.version}" for f in files)
         )
 
-    def _held_keys(self, gun: str) -> dict[str, dict[str, Key]]:
-        return {
-            role: {k.keyid: k for k in self._signer_call(self.keys.list_keys, gun, role)}
+    def _validate(
+        self, uploads: Mapping[str, bytes], state: _TxState, held: Mapping[str, frozenset[str]], now: datetime
+    ) -> ValidatedUpload:
+        return validate_upload(
+            uploads,
+            state,
+            server_keys=ServerKeyIds(timestamp=held["timestamp"], snapshot=held["snapshot"]),
+            now=now,
+            limits=self.config.limits,
+        )
+
+    def _held_ids(self, gun: str, *, fresh: bool) -> dict[str, frozenset[str]]:
+        """Ids of the online keys the signer holds for ``gun`` (see :class:`_HeldKeys`)."""
+        if not fresh:
+            cached = self._held.get(gun)
+            if cached is not None:
+                return cached
+        held = {
+            role: frozenset(k.keyid for k in self._signer_call(self.keys.list_keys, gun, role))
             for role in ("timestamp", "snapshot")
         }
+        self._held.put(gun, held)
+        return held
 
-    def _signers(self, gun: str, root: Root, role: str, held: Mapping[str, Key]) -> list[Signer]:
-        keyids = [k for k in root.roles[role].keyids if k in held]
+    def _online_keys(
+        self, gun: str, root: Root, role: str, held: Mapping[str, frozenset[str]]
+    ) -> list[Key]:
+        """The keys ``root`` lists for ``role`` that the signer holds (as root lists them).
+
+        Raises:
+            BadHierarchyError: fewer than the role's threshold.
+        """
+        keyids = [k for k in root.roles[role].keyids if k in held[role]]
         if len(keyids) < root.roles[role].threshold:
             raise errors.BadHierarchyError(
                 f"the server does not hold enough {role} keys for {gun}", missing=role
             )
-        return [self.keys.get_signer(gun, role, held[k]) for k in keyids]
+        return [root.keys[k] for k in keyids]
 
-    def _next_snapshot(
+    def _sign_online(
         self,
         gun: str,
-        tx: RepoTransaction,
+        state: _TxState,
         root: Root,
-        held: Mapping[str, Key],
-        changed: Mapping[str, tuple[int, bytes]],
+        held: Mapping[str, frozenset[str]],
+        fresh: bool,
+        changed: Mapping[str, tuple[int, bytes]] | None,
+        client_snapshot: tuple[int, bytes] | None,
         now: datetime,
-    ) -> MetaUpdate:
-        prev = tx.current("snapshot")
-        previous = Metadata[Snapshot].from_bytes(prev.data).signed if prev else None
-        snapshot = build_snapshot(previous, changed, now + self.expiries.snapshot)
-        raw = sign(snapshot, self._signers(gun, root, "snapshot", held))
-        return MetaUpdate("snapshot", snapshot.version, raw)
+        known: dict[bytes, Loaded],
+    ) -> tuple[MetaUpdate | None, MetaUpdate]:
+        """The next snapshot (when ``changed`` is given: those roles' entries replaced)
+        and the next timestamp (pointing at it, or at ``client_snapshot``: version,
+        bytes), signed by the signer in one round trip.
 
-    def _next_timestamp(
+        A stale key hint is refreshed once: when the root lists keys it lacks, or the
+        signer no longer has a key.
+        """
+        for attempt in (1, 2):
+            try:
+                return self._sign_online_once(
+                    gun, state, root, held, changed, client_snapshot, now, known
+                )
+            except (errors.BadHierarchyError, signer_errors.KeyNotFoundError) as e:
+                if fresh or attempt == 2:
+                    if isinstance(e, signer_errors.KeyNotFoundError):
+                        raise errors.SignerUnavailableError(f"signing service: {e}") from e
+                    raise
+                held, fresh = self._held_ids(gun, fresh=True), True
+        raise AssertionError("unreachable")
+
+    def _sign_online_once(
         self,
         gun: str,
-        tx: RepoTransaction,
+        state: _TxState,
         root: Root,
-        held: Mapping[str, Key],
-        snapshot_version: int,
-        snapshot_raw: bytes,
+        held: Mapping[str, frozenset[str]],
+        changed: Mapping[str, tuple[int, bytes]] | None,
+        client_snapshot: tuple[int, bytes] | None,
         now: datetime,
-    ) -> MetaUpdate:
-        prev = tx.current("timestamp")
-        previous = Metadata[Timestamp].from_bytes(prev.data).signed if prev else None
-        timestamp = build_timestamp(
-            previous, snapshot_version, snapshot_raw, now + self.expiries.timestamp
+        known: dict[bytes, Loaded],
+    ) -> tuple[MetaUpdate | None, MetaUpdate]:
+        timestamp_keys = self._online_keys(gun, root, "timestamp", held)
+        prev_ts = state.file("timestamp")
+        previous_ts = Metadata[Timestamp].from_bytes(prev_ts.data).signed if prev_ts else None
+        ts_expires = now + self.expiries.timestamp
+        snapshot: Snapshot | None = None
+        if changed is not None:
+            snapshot_keys = self._online_keys(gun, root, "snapshot", held)
+            prev = state.file("snapshot")
+            previous = self._snapshots.get(prev) if prev else None
+            snapshot = build_snapshot(previous, changed, now + self.expiries.snapshot)
+            snapshot_payload: bytes | None = payload_of(snapshot)
+            timestamp = build_timestamp(previous_ts, snapshot.version, b"", ts_expires)
+        else:
+            assert client_snapshot is not None
+            snapshot_keys, snapshot_payload = [], None
+            timestamp = build_timestamp(previous_ts, *client_snapshot, ts_expires)
+        template = payload_of(timestamp)
+
+        batch = getattr(self.keys, "sign_batch", None)
+        if batch is None:  # a KeyService without batches: one signature per request
+            return self._sign_one_by_one(
+                gun, root, held, snapshot, previous_ts, ts_expires, client_snapshot
+            )
+        try:
+            signed = batch(gun, timestamp_keys, template, snapshot_keys, snapshot_payload)
+        except signer_errors.KeyNotFoundError:
+            raise
+        except signer_errors.SignerRefusedError as e:
+            raise errors.InvalidUpdateError(f"the signer refused: {e}") from e
+        except signer_errors.SignerError as e:
+            raise errors.SignerUnavailableError(f"signing service: {e}") from e
+        snapshot_update = None
+        if snapshot is not None:
+            assert signed.snapshot is not None and snapshot_payload is not None
+            timestamp = build_timestamp(previous_ts, snapshot.version, signed.snapshot, ts_expires)
+            snapshot_update = MetaUpdate("snapshot", snapshot.version, signed.snapshot)
+            self._snapshots.put(snapshot_update.sha256, snapshot)
+            known[signed.snapshot] = Loaded(
+                snapshot, snapshot_payload, _signatures(signed.snapshot_signatures)
+            )
+        if payload_of(timestamp) != signed.timestamp_payload:
+            raise errors.SignerUnavailableError(
+                "signing service: the signer signed another timestamp than the server built"
+            )
+        known[signed.timestamp] = Loaded(
+            timestamp, signed.timestamp_payload, _signatures(signed.timestamp_signatures)
         )
-        raw = sign(timestamp, self._signers(gun, root, "timestamp", held))
-        return MetaUpdate("timestamp", timestamp.version, raw)
+        return snapshot_update, MetaUpdate("timestamp", timestamp.version, signed.timestamp)
+
+    def _sign_one_by_one(
+        self,
+        gun: str,
+        root: Root,
+        held: Mapping[str, frozenset[str]],
+        snapshot: Snapshot | None,
+        previous_ts: Timestamp | None,
+        ts_expires: datetime,
+        client_snapshot: tuple[int, bytes] | None,
+    ) -> tuple[MetaUpdate | None, MetaUpdate]:
+        snapshot_update = None
+        if snapshot is not None:
+            raw = sign(snapshot, self._signers(gun, root, "snapshot", held))
+            snapshot_update = MetaUpdate("snapshot", snapshot.version, raw)
+            version, snapshot_raw = snapshot.version, raw
+        else:
+            assert client_snapshot is not None
+            version, snapshot_raw = client_snapshot
+        timestamp = build_timestamp(previous_ts, version, snapshot_raw, ts_expires)
+        raw_ts = sign(timestamp, self._signers(gun, root, "timestamp", held))
+        return snapshot_update, MetaUpdate("timestamp", timestamp.version, raw_ts)
+
+    def _signers(
+        self, gun: str, root: Root, role: str, held: Mapping[str, frozenset[str]]
+    ) -> list[Signer]:
+        return [
+            self._signer_call(self.keys.get_signer, gun, role, key)
+            for key in self._online_keys(gun, root, role, held)
+        ]
 
     # --- freshness ----------------------------------------------------------------
 
@@ -376,26 +579,33 @@ class TrustService:
             if ts is None or root_file is None or not self._needs_renewal(gun, ts, now):
                 return False
             root = Metadata[Root].from_bytes(root_file.data).signed
-            held = self._held_keys(gun)
+            held = self._held_ids(gun, fresh=False)
             snap = tx.current("snapshot")
             assert snap is not None
-            files: list[MetaUpdate] = []
-            snapshot_raw, snapshot_version = snap.data, snap.version
             _, snap_expires = self._expiries_of(gun, ts)
-            server_snapshot = len(set(root.roles["snapshot"].keyids) & set(held["snapshot"])) >= (
+            snapshot_keyids = set(root.roles["snapshot"].keyids)
+            if len(snapshot_keyids & held["snapshot"]) < root.roles["snapshot"].threshold:
+                held = self._held_ids(gun, fresh=True)  # a stale hint, or a client-held key
+            server_snapshot = len(snapshot_keyids & held["snapshot"]) >= (
                 root.roles["snapshot"].threshold
             )
+            state = _TxState(tx)
+            files: list[MetaUpdate] = []
             if (
                 server_snapshot
                 and snap_expires is not None
                 and snap_expires - now < self.expiries.snapshot_renew_before
             ):
-                update = self._next_snapshot(gun, tx, root, held["snapshot"], {}, now)
-                files.append(update)
-                snapshot_raw, snapshot_version = update.data, update.version
-            files.append(
-                self._next_timestamp(gun, tx, root, held["timestamp"], snapshot_version, snapshot_raw, now)
-            )
+                snapshot_update, timestamp_update = self._sign_online(
+                    gun, state, root, held, False, {}, None, now, {}
+                )
+                assert snapshot_update is not None
+                files.append(snapshot_update)
+            else:
+                _, timestamp_update = self._sign_online(
+                    gun, state, root, held, False, None, (snap.version, snap.data), now, {}
+                )
+            files.append(timestamp_update)
             tx.add(files)
         logger.info("renewed %s: %s", gun, ", ".join(f"{f.role} v{f.version}" for f in files))
         return True
@@ -443,6 +653,7 @@ class TrustService:
                 return active[-1]
         if held:
             return held[-1]
+        self._held.forget(gun)
         return self._signer_call(self.keys.create_key, gun, role, self.config.key_algorithm)
 
     def rotate_server_key(self, gun: str, role: str) -> Key:
@@ -450,6 +661,7 @@ class TrustService:
         self.check_gun(gun)
         self._check_online_role(role)
         key = self._signer_call(self.keys.create_key, gun, role, self.config.key_algorithm)
+        self._held.forget(gun)
         logger.info("created pending %s key %s for %s", role, key.keyid, gun)
         return key
 

@@ -25,14 +25,15 @@ client-side trust rules, so that nothing is committed that a TUF client would re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from securesystemslib.formats import encode_canonical
 from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import Metadata, Root, Signed, Snapshot, Targets
-from tuf.api.serialization import DeserializationError
 
 from notary_server import errors
 from notary_server.keycheck import check_keys
@@ -45,6 +46,7 @@ __all__ = [
     "ServerKeyIds",
     "StoredState",
     "ValidatedUpload",
+    "canonical_json",
     "delegator_of",
     "parse",
     "validate_pending",
@@ -81,15 +83,31 @@ class StoredState(Protocol):
     def roles(self) -> Iterable[str]:
         """Names of every stored role."""
 
+    # Optional: ``version(role) -> int | None``, the stored version without parsing.
 
-@dataclass
+
 class Parsed:
-    """One metadata file: its bytes, its parsed form and its canonical signed bytes."""
+    """One metadata file: its bytes, its parsed form and its canonical signed bytes
+    (computed on first use for stored files, at parse time for uploads)."""
 
-    role: str
-    raw: bytes = field(repr=False)
-    md: Metadata[Any] = field(repr=False)
-    signed_bytes: bytes = field(repr=False)
+    __slots__ = ("_signed_bytes", "md", "raw", "role")
+
+    def __init__(
+        self, role: str, raw: bytes, md: Metadata[Any], signed_bytes: bytes | None = None
+    ) -> None:
+        self.role = role
+        self.raw = raw
+        self.md = md
+        self._signed_bytes = signed_bytes
+
+    def __repr__(self) -> str:
+        return f"Parsed({self.role!r}, v{self.version})"
+
+    @property
+    def signed_bytes(self) -> bytes:
+        if self._signed_bytes is None:
+            self._signed_bytes = canonical_json(self.md.signed.to_dict())
+        return self._signed_bytes
 
     @property
     def signed(self) -> Any:
@@ -109,6 +127,8 @@ class ValidatedUpload:
     targets: dict[str, Parsed]  # uploaded targets-type roles, parents first
     snapshot: Parsed | None  # client-managed snapshot, if uploaded
     server_snapshot: bool  # the server must build the next snapshot
+    #: The candidate state: uploaded files over stored ones, parsed once (role -> Parsed).
+    lookup: Callable[[str], Parsed | None] = field(default=lambda role: None, repr=False)
 
     def files(self) -> list[MetaUpdate]:
         """Uploaded files to store, in the order they were checked."""
@@ -119,8 +139,46 @@ class ValidatedUpload:
 _EXPECTED_TYPE: dict[str, type[Signed]] = {"root": Root, "snapshot": Snapshot}
 
 
-def parse(role: str, raw: bytes) -> Parsed:
+class _FloatError(ValueError):
+    pass
+
+
+def _no_float(text: str) -> Any:
+    raise _FloatError(f"{text[:20]} is a float or constant, which canonical JSON cannot encode")
+
+
+def canonical_json(value: Any) -> bytes:
+    """The canonical JSON (OLPC, what TUF signs) of a JSON value without floats.
+
+    Byte for byte what securesystemslib's ``encode_canonical`` writes, at C speed: the
+    standard encoder with sorted keys and no spaces writes the same bytes whenever
+    its output holds no backslash (the two escape only quotes, backslashes and
+    control characters differently); otherwise securesystemslib's encoder is used.
+
+    Raises:
+        ValueError: ``value`` cannot be canonicalised.
+    """
+    try:
+        fast = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(str(e)) from e
+    if "\\" not in fast:
+        return fast.encode("utf-8")
+    try:
+        slow = encode_canonical(value)
+        assert isinstance(slow, str)
+        return slow.encode("utf-8")
+    except Exception as e:  # securesystemslib raises FormatError for floats and the like
+        raise ValueError(str(e)) from e
+
+
+def parse(role: str, raw: bytes, *, canonical: bool = True) -> Parsed:
     """Parse ``raw`` as the metadata of ``role``.
+
+    Parses like python-tuf's ``Metadata.from_bytes`` (UTF-8 JSON, then
+    ``Metadata.from_dict``), refusing floats and NaN/Infinity, which have no
+    canonical form. ``canonical=False`` defers computing the canonical signed bytes
+    to first use (for stored files that may never need them).
 
     Raises:
         MalformedJSONError: not TUF metadata, not of the role's type, or not
@@ -128,18 +186,26 @@ def parse(role: str, raw: bytes) -> Parsed:
     """
     expected: type[Signed] = _EXPECTED_TYPE.get(role, Targets)
     try:
-        md = Metadata.from_bytes(raw)
-    except DeserializationError as e:
+        obj = json.loads(raw.decode("utf-8"), parse_float=_no_float, parse_constant=_no_float)
+    except _FloatError as e:
+        raise errors.MalformedJSONError(f"{role}: cannot be canonicalised: {e}", role=role) from e
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise errors.MalformedJSONError(f"{role}: not valid TUF metadata: {_cause(e)}", role=role) from e
+    try:
+        md: Metadata[Any] = Metadata.from_dict(obj)
+    except Exception as e:  # python-tuf raises several types for bad input
         raise errors.MalformedJSONError(f"{role}: not valid TUF metadata: {_cause(e)}", role=role) from e
     if not isinstance(md.signed, expected):
         raise errors.MalformedJSONError(
             f"{role}: expected metadata of type {expected.type!r}, got {md.signed.type!r}", role=role
         )
-    try:
-        signed_bytes = md.signed_bytes
-    except Exception as e:  # securesystemslib raises FormatError for floats and the like
-        raise errors.MalformedJSONError(f"{role}: cannot be canonicalised: {e}", role=role) from e
-    return Parsed(role, raw, md, signed_bytes)
+    parsed = Parsed(role, raw, md)
+    if canonical:
+        try:
+            parsed.signed_bytes  # noqa: B018 - computed now so that a failure is MalformedJSON
+        except (ValueError, RecursionError) as e:
+            raise errors.MalformedJSONError(f"{role}: cannot be canonicalised: {e}", role=role) from e
+    return parsed
 
 
 def _cause(e: BaseException) -> str:
@@ -162,8 +228,17 @@ class _State:
     def stored(self, role: str) -> Parsed | None:
         if role not in self._parsed:
             raw = self._stored.current(role)
-            self._parsed[role] = parse(role, raw) if raw is not None else None
+            self._parsed[role] = parse(role, raw, canonical=False) if raw is not None else None
         return self._parsed[role]
+
+    def stored_version(self, role: str) -> int | None:
+        """The stored version of ``role``, without parsing it when the store can tell."""
+        if role not in self._parsed:
+            version = getattr(self._stored, "version", None)
+            if version is not None:
+                return version(role)  # type: ignore[no-any-return]
+        found = self.stored(role)
+        return found.version if found is not None else None
 
     def get(self, role: str) -> Parsed | None:
         return self.uploaded.get(role) or self.stored(role)
@@ -249,6 +324,7 @@ def validate_upload(
         targets={r: parsed[r] for r in targets_roles},
         snapshot=snapshot,
         server_snapshot=snapshot is None,
+        lookup=state.get,
     )
 
 
@@ -424,12 +500,12 @@ def _check_targets(p: Parsed, state: _State, now: datetime) -> None:
         parent_name, delegator = "root", root.signed
     else:
         parent_name, delegator = delegator_of(p.role, state.get)
-    stored = state.stored(p.role)
-    if stored is not None and p.version <= stored.version:
+    stored_version = state.stored_version(p.role)
+    if stored_version is not None and p.version <= stored_version:
         raise errors.OldVersionError(
-            f"{p.role} v{p.version} is not newer than the stored v{stored.version}",
+            f"{p.role} v{p.version} is not newer than the stored v{stored_version}",
             role=p.role,
-            stored_version=stored.version,
+            stored_version=stored_version,
             sent_version=p.version,
         )
     result = delegator.get_verification_result(p.role, p.signed_bytes, p.md.signatures)

@@ -7,6 +7,11 @@ Routes (all JSON; errors as ``{"errors": [{"code", "message", "detail"}]}``):
 * ``GET /v1/keys/<keyid>`` -> 200 key object
 * ``DELETE /v1/keys/<keyid>`` -> 204
 * ``POST /v1/sign`` ``{"keyid", "gun", "role", "payload": base64}`` -> 200 ``{"keyid", "sig"}``
+* ``POST /v1/sign/batch`` ``{"gun", "timestamp": {"keyids": [...], "payload": base64},
+  "snapshot"?: {"keyids": [...], "payload": base64}}`` -> 200 ``{"snapshot": {"signatures":
+  [{"keyid", "sig"}]}, "timestamp": {"payload": base64, "signatures": [...]}}``: a
+  snapshot and the timestamp pointing at it in one round trip (see
+  :meth:`~notary_signer.service.SigningService.sign_batch`)
 * ``GET /health`` -> 200 ``{"status": "ok"}`` or 503
 
 A key object is ``{"keyid", "gun", "role", "algorithm", "public_key": {"keytype",
@@ -87,6 +92,29 @@ def sign() -> Response:
     return jsonify({"keyid": sig.keyid, "sig": sig.signature})
 
 
+@bp.post("/v1/sign/batch")
+def sign_batch() -> Response:
+    body = _json_body()
+    timestamp = _part(body, "timestamp", required=True)
+    snapshot = _part(body, "snapshot", required=False)
+    result = _service().sign_batch(
+        _field(body, "gun"),
+        timestamp[0],
+        timestamp[1],
+        snapshot[0] if snapshot else (),
+        snapshot[1] if snapshot else None,
+    )
+    return jsonify(
+        {
+            "snapshot": {"signatures": [_sig(s) for s in result.snapshot]},
+            "timestamp": {
+                "payload": base64.b64encode(result.timestamp_payload).decode(),
+                "signatures": [_sig(s) for s in result.timestamp],
+            },
+        }
+    )
+
+
 @bp.get("/health")
 def health() -> tuple[Response, int]:
     try:
@@ -115,6 +143,27 @@ def _field(source: Any, name: str, *, required: bool = True) -> str:
     if not isinstance(value, str) or (required and not value):
         raise BadRequestError(f"field {name!r} must be a non-empty string", field=name)
     return value
+
+
+def _part(body: dict[str, Any], name: str, *, required: bool) -> tuple[list[str], bytes] | None:
+    """``{"keyids": [...], "payload": base64}`` of one role in a batch."""
+    part = body.get(name)
+    if part is None and not required:
+        return None
+    if not isinstance(part, dict):
+        raise BadRequestError(f"field {name!r} must be an object", field=name)
+    keyids = part.get("keyids")
+    if not isinstance(keyids, list) or not all(isinstance(k, str) for k in keyids):
+        raise BadRequestError(f"{name}.keyids must be a list of key ids", field=name)
+    try:
+        payload = base64.b64decode(_field(part, "payload"), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequestError("payload must be standard base64", field=name) from None
+    return [_keyid(k) for k in keyids], payload
+
+
+def _sig(sig: Any) -> dict[str, str]:
+    return {"keyid": sig.keyid, "sig": sig.signature}
 
 
 def _keyid(value: str) -> str:

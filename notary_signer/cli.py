@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
 from notary_signer.config import SignerConfig, check_alias, load_config
 from notary_signer.errors import SignerError
@@ -55,21 +54,13 @@ def main(ctx: click.Context, verbose: int) -> None:
 @click.pass_context
 def serve(ctx: click.Context, config_path: str | None) -> None:
     """Serve the signing API over HTTPS, client certificates required."""
-    from notary_signer import db
     from notary_signer.serving import serve_wsgi
 
     with _errors(ctx):
         cfg = _load(ctx, config_path)
         cfg.check_serving(os.environ)
-        engine = db.make_engine(cfg.database_url)
-        if db.is_sqlite(cfg.database_url):
-            db.migrate(engine)
-        elif not db.is_current(engine):
-            raise SignerError(
-                "the signer database schema is not up to date",
-                hint="run `notary-signer migrate` first",
-            )
-        engine.dispose()  # each worker makes its own after the fork
+    _in_child(ctx, _prepare_database, ctx, cfg)
+    with _errors(ctx):
         assert cfg.tls_cert_file and cfg.tls_key_file and cfg.client_ca_file
         serve_wsgi(
             _factory(cfg),
@@ -82,6 +73,9 @@ def serve(ctx: click.Context, config_path: str | None) -> None:
             workers=cfg.workers,
             threads=cfg.threads,
             name="notary-signer",
+            # the trust server is the only client: keep its TLS connections open
+            # between publishes instead of a new mutual-TLS handshake each time
+            keepalive=120,
             access_log=cfg.access_log,
             log_level=cfg.log_level,
         )
@@ -147,6 +141,43 @@ def generate_dev_pki(ctx: click.Context, directory: Path) -> None:
         click.echo("development PKI ready (never use it in production)", err=True)
 
 
+def _prepare_database(ctx: click.Context, cfg: SignerConfig) -> None:
+    """Migrate a SQLite database; refuse another one whose schema is not current."""
+    from notary_signer import db
+
+    with _errors(ctx):
+        engine = db.make_engine(cfg.database_url)
+        if db.is_sqlite(cfg.database_url):
+            db.migrate(engine)
+        elif not db.is_current(engine):
+            raise SignerError(
+                "the signer database schema is not up to date",
+                hint="run `notary-signer migrate` first",
+            )
+        engine.dispose()
+
+
+def _in_child(ctx: click.Context, target: Callable[..., None], *args: Any) -> None:
+    """Run ``target(*args)`` in a forked child; exit with its status if it fails.
+
+    The serving parent (gunicorn's arbiter) then never holds SQLAlchemy and alembic
+    (about 25 MiB), which its forked worker would otherwise carry as well.
+    """
+    import multiprocessing
+
+    def run() -> None:
+        try:
+            target(*args)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+
+    child = multiprocessing.get_context("fork").Process(target=run, name=target.__name__)
+    child.start()
+    child.join()
+    if child.exitcode:
+        ctx.exit(child.exitcode if child.exitcode > 0 else 1)
+
+
 def _load(ctx: click.Context, config_path: str | None) -> SignerConfig:
     cfg = load_config(config_path, os.environ)
     _setup_logging(ctx.obj["verbose"], cfg.log_level)
@@ -177,12 +208,14 @@ def _errors(ctx: click.Context) -> Iterator[None]:
     """Turn our errors into one ``Error:`` line plus a hint, exit status 1."""
     try:
         yield
-    except (SignerError, SQLAlchemyError, OSError, ValueError) as e:
+    except Exception as e:
+        if not isinstance(e, (SignerError, OSError, ValueError)) and not _is_sqlalchemy_error(e):
+            raise
         if ctx.obj["verbose"] >= 2:
             raise
         if isinstance(e, SignerError):
             message = e.message
-        elif isinstance(e, SQLAlchemyError):
+        elif _is_sqlalchemy_error(e):
             # the driver's message, never the URL (it may hold a password)
             message = f"database error: {getattr(e, 'orig', None) or type(e).__name__}"
         else:
@@ -192,3 +225,9 @@ def _errors(ctx: click.Context) -> Iterator[None]:
         if hint:
             click.echo(f"Hint: {hint}", err=True)
         ctx.exit(1)
+
+
+def _is_sqlalchemy_error(e: BaseException) -> bool:
+    # Checked without importing SQLAlchemy: if it is not loaded, e is not one of its errors.
+    exc = sys.modules.get("sqlalchemy.exc")
+    return exc is not None and isinstance(e, exc.SQLAlchemyError)

@@ -27,6 +27,8 @@ import base64
 import json
 import logging
 import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import urllib3
@@ -34,12 +36,13 @@ from securesystemslib.exceptions import UnverifiedSignatureError, VerificationEr
 from securesystemslib.signer import Key, SecretsHandler, Signature, Signer
 from urllib3.util import Retry, Timeout
 
+from notary_signer.envelope import metadata_bytes
 from notary_signer.errors import ConfigError, SignerError, SignerUnavailableError, error_for_code
 from notary_signer.keystore import KeyStore
 from notary_signer.policy import compute_keyid
-from notary_signer.service import SigningService
+from notary_signer.service import SigningService, point_at
 
-__all__ = ["LocalKeyService", "RemoteSigner", "SignerClient"]
+__all__ = ["LocalKeyService", "OnlineFiles", "RemoteSigner", "SignerClient"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +50,92 @@ logger = logging.getLogger(__name__)
 class _SignBackend(Protocol):
     def sign_payload(self, keyid: str, gun: str, role: str, payload: bytes) -> str:
         """Return the hex signature of ``payload`` by ``keyid``."""
+
+
+@dataclass(frozen=True)
+class OnlineFiles:
+    """A signed snapshot (if one was asked for) and the timestamp pointing at it.
+
+    Every signature in them was verified against the key it was asked of.
+    """
+
+    snapshot: bytes | None = field(repr=False)
+    timestamp: bytes = field(repr=False)
+    #: Canonical signed part of ``timestamp`` (the template, with the snapshot
+    #: file's length and sha256 filled in when a snapshot was signed).
+    timestamp_payload: bytes = field(repr=False)
+    #: (keyid, hex signature) pairs in each file, in order.
+    snapshot_signatures: tuple[tuple[str, str], ...] = ()
+    timestamp_signatures: tuple[tuple[str, str], ...] = ()
+
+
+def _verified(keys: Sequence[Key], sigs: Sequence[tuple[str, str]], payload: bytes) -> list[tuple[str, str]]:
+    """``sigs`` if they are exactly one valid signature over ``payload`` per key, in order."""
+    if [k for k, _ in sigs] != [key.keyid for key in keys]:
+        raise SignerUnavailableError("signer answered signatures of other keys than asked")
+    for key, (keyid, sig) in zip(keys, sigs, strict=True):
+        try:
+            key.verify_signature(Signature(keyid, sig), payload)
+        except (UnverifiedSignatureError, VerificationError) as e:
+            raise SignerUnavailableError(
+                f"signature from the signer does not verify with key {keyid}", keyid=keyid
+            ) from e
+    return list(sigs)
+
+
+def _assemble(
+    timestamp_keys: Sequence[Key],
+    snapshot_keys: Sequence[Key],
+    snapshot_payload: bytes | None,
+    snapshot_sigs: Sequence[tuple[str, str]],
+    timestamp_payload: bytes,
+    timestamp_sigs: Sequence[tuple[str, str]],
+) -> OnlineFiles:
+    """Check every signature and lay out the files (:func:`metadata_bytes`)."""
+    try:
+        snapshot = None
+        if snapshot_payload is not None:
+            snapshot = metadata_bytes(
+                _verified(snapshot_keys, snapshot_sigs, snapshot_payload), snapshot_payload
+            )
+        timestamp = metadata_bytes(
+            _verified(timestamp_keys, timestamp_sigs, timestamp_payload), timestamp_payload
+        )
+    except ValueError as e:
+        raise SignerUnavailableError(f"signer answered a malformed signature: {e}") from e
+    return OnlineFiles(
+        snapshot, timestamp, timestamp_payload, tuple(snapshot_sigs), tuple(timestamp_sigs)
+    )
+
+
+def _sign_one_by_one(
+    backend: _SignBackend,
+    gun: str,
+    timestamp_keys: Sequence[Key],
+    timestamp_template: bytes,
+    snapshot_keys: Sequence[Key],
+    snapshot_payload: bytes | None,
+) -> OnlineFiles:
+    """What ``sign_batch`` does, over single sign requests (for a signer without it)."""
+    snapshot_sigs = []
+    timestamp_payload = timestamp_template
+    if snapshot_payload is not None:
+        snapshot_sigs = [
+            (k.keyid, backend.sign_payload(k.keyid, gun, "snapshot", snapshot_payload))
+            for k in snapshot_keys
+        ]
+        snapshot_file = metadata_bytes(
+            _verified(snapshot_keys, snapshot_sigs, snapshot_payload), snapshot_payload
+        )
+        snapshot_version = json.loads(snapshot_payload)["version"]
+        timestamp_payload = point_at(timestamp_template, snapshot_version, snapshot_file)
+    timestamp_sigs = [
+        (k.keyid, backend.sign_payload(k.keyid, gun, "timestamp", timestamp_payload))
+        for k in timestamp_keys
+    ]
+    return _assemble(
+        timestamp_keys, snapshot_keys, snapshot_payload, snapshot_sigs, timestamp_payload, timestamp_sigs
+    )
 
 
 class RemoteSigner(Signer):
@@ -157,6 +246,7 @@ class SignerClient:
             retries=retries,
             maxsize=8,
         )
+        self._no_batch = False
 
     def create_key(self, gun: str, role: str, algorithm: str | None = None) -> Key:
         """See :meth:`KeyService.create_key`."""
@@ -213,6 +303,53 @@ class SignerClient:
             raise SignerUnavailableError("signer answered a malformed signature", keyid=keyid)
         return sig
 
+    def sign_batch(
+        self,
+        gun: str,
+        timestamp_keys: Sequence[Key],
+        timestamp_template: bytes,
+        snapshot_keys: Sequence[Key] = (),
+        snapshot_payload: bytes | None = None,
+    ) -> OnlineFiles:
+        """See :meth:`KeyService.sign_batch`: one ``POST /v1/sign/batch`` round trip
+        (single sign requests against a signer that predates it).
+
+        Raises:
+            SignerRefusedError, KeyNotFoundError, SignerUnavailableError.
+        """
+        if self._no_batch:
+            return _sign_one_by_one(
+                self, gun, timestamp_keys, timestamp_template, snapshot_keys, snapshot_payload
+            )
+        body: dict[str, Any] = {
+            "gun": gun,
+            "timestamp": {
+                "keyids": [k.keyid for k in timestamp_keys],
+                "payload": base64.b64encode(timestamp_template).decode(),
+            },
+        }
+        if snapshot_payload is not None:
+            body["snapshot"] = {
+                "keyids": [k.keyid for k in snapshot_keys],
+                "payload": base64.b64encode(snapshot_payload).decode(),
+            }
+        try:
+            answer = self._request("POST", "/v1/sign/batch", body)
+        except _RouteMissingError:
+            logger.warning("signer %s has no batch signing: signing one by one", self.base_url)
+            self._no_batch = True
+            return self.sign_batch(gun, timestamp_keys, timestamp_template, snapshot_keys, snapshot_payload)
+        try:
+            ts = answer["timestamp"]
+            timestamp_payload = base64.b64decode(ts["payload"], validate=True)
+            timestamp_sigs = [(s["keyid"], s["sig"]) for s in ts["signatures"]]
+            snapshot_sigs = [(s["keyid"], s["sig"]) for s in answer["snapshot"]["signatures"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise SignerUnavailableError("signer answered a malformed batch") from e
+        return _assemble(
+            timestamp_keys, snapshot_keys, snapshot_payload, snapshot_sigs, timestamp_payload, timestamp_sigs
+        )
+
     def check_health(self) -> None:
         """See :meth:`KeyService.check_health`."""
         answer = self._request("GET", "/health")
@@ -246,6 +383,10 @@ class SignerClient:
             raise SignerUnavailableError(
                 f"signer at {self.base_url} is unreachable: {reason}"
             ) from e
+        if resp.status in (404, 405) and path == "/v1/sign/batch":
+            entry = _error_entry(_json_or_none(resp.data))
+            if entry is not None and entry.get("code") in ("NOT_FOUND", "METHOD_NOT_ALLOWED"):
+                raise _RouteMissingError()
         return _decode(resp, method, path)
 
 
@@ -276,12 +417,48 @@ class LocalKeyService:
         """Sign through the policy; return the hex signature."""
         return self.service.sign(keyid, gun, role, payload).signature
 
+    def sign_batch(
+        self,
+        gun: str,
+        timestamp_keys: Sequence[Key],
+        timestamp_template: bytes,
+        snapshot_keys: Sequence[Key] = (),
+        snapshot_payload: bytes | None = None,
+    ) -> OnlineFiles:
+        """See :meth:`KeyService.sign_batch`."""
+        result = self.service.sign_batch(
+            gun,
+            [k.keyid for k in timestamp_keys],
+            timestamp_template,
+            [k.keyid for k in snapshot_keys],
+            snapshot_payload,
+        )
+        return _assemble(
+            timestamp_keys,
+            snapshot_keys,
+            snapshot_payload,
+            [(s.keyid, s.signature) for s in result.snapshot],
+            result.timestamp_payload,
+            [(s.keyid, s.signature) for s in result.timestamp],
+        )
+
     def check_health(self) -> None:
         """See :meth:`KeyService.check_health`."""
         try:
             self.service.check_health()
         except SignerError as e:
             raise SignerUnavailableError(f"key store unhealthy: {e.message}") from e
+
+
+class _RouteMissingError(Exception):
+    """The signer does not know the route (an older signer)."""
+
+
+def _json_or_none(data: bytes) -> Any:
+    try:
+        return json.loads(data) if data else None
+    except ValueError:
+        return None
 
 
 def _decode(resp: urllib3.BaseHTTPResponse, method: str, path: str) -> Any:

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from securesystemslib.signer import Key, Signer
 
-__all__ = ["KeyService", "ONLINE_ROLES"]
+__all__ = ["ONLINE_ROLES", "KeyService"]
 
 #: The only roles the signer will ever hold keys for and sign.
 ONLINE_ROLES = frozenset({"timestamp", "snapshot"})

@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -40,8 +39,11 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "check_create_request",
     "check_gun",
+    "check_key",
+    "check_payload",
     "check_sign_request",
     "compute_keyid",
+    "is_canonical",
 ]
 
 logger = logging.getLogger(__name__)
@@ -93,6 +95,88 @@ def check_create_request(gun: str, role: str, algorithm: str) -> None:
         )
 
 
+def check_key(stored_key: StoredKey, gun: str, role: str) -> None:
+    """Refuse unless ``stored_key`` is a key of ``gun`` and ``role`` (an online role).
+
+    Raises:
+        SignerRefusedError: the key belongs to another GUN or role.
+    """
+    detail = {"keyid": stored_key.keyid}
+    if role not in ONLINE_ROLES:
+        raise SignerRefusedError(f"refusing to sign for role {role!r}", role=role, **detail)
+    if role != stored_key.role:
+        raise SignerRefusedError(
+            f"key is a {stored_key.role} key, request is for {role}", role=role, **detail
+        )
+    if gun != stored_key.gun:
+        raise SignerRefusedError(
+            f"key belongs to gun {stored_key.gun!r}, request is for {gun!r}", gun=gun, **detail
+        )
+
+
+def check_payload(
+    role: str, payload: bytes, now: datetime | None = None, **detail: str
+) -> Timestamp | Snapshot:
+    """Refuse unless ``payload`` is the canonical JSON of a TUF ``role`` payload whose
+    lifetime is within the cap; return it parsed.
+
+    Raises:
+        SignerRefusedError: any rule is broken; the message says which.
+    """
+    if role not in ONLINE_ROLES:
+        raise SignerRefusedError(f"refusing to sign for role {role!r}", role=role, **detail)
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise SignerRefusedError(
+            f"payload is {len(payload)} bytes, at most {MAX_PAYLOAD_BYTES} allowed", **detail
+        )
+    obj = _parse_json_object(payload, detail)
+    payload_type = obj.get("_type")
+    if payload_type != role:
+        raise SignerRefusedError(
+            f"payload _type is {payload_type!r}, expected {role!r}", role=role, **detail
+        )
+    if not is_canonical(obj, payload):
+        raise SignerRefusedError("payload is not canonical JSON", **detail)
+    try:
+        # from_dict consumes its argument; obj is not used afterwards.
+        signed = _PAYLOAD_CLASSES[role].from_dict(obj)
+    except Exception as e:  # noqa: BLE001 - tuf raises several types for bad input
+        raise SignerRefusedError(
+            f"payload is not valid TUF {role} metadata: {type(e).__name__}: {e}", **detail
+        ) from None
+    lifetime = signed.expires - (now or datetime.now(UTC))
+    if lifetime > MAX_LIFETIME[role]:
+        raise SignerRefusedError(
+            f"{role} would be valid for {lifetime.days} days, longer than the "
+            f"{MAX_LIFETIME[role].days} days the signer grants",
+            **detail,
+        )
+    return signed
+
+
+def is_canonical(obj: Any, payload: bytes) -> bool:
+    """Whether ``payload`` is exactly the canonical JSON (OLPC) of ``obj``, its parse.
+
+    ``obj`` must come from :func:`json.loads` with floats and constants refused (as
+    :func:`check_payload` parses). The C JSON encoder with sorted keys and no spaces
+    writes exactly the canonical form whenever the result holds no backslash: the
+    two differ only in how strings with quotes, backslashes or control characters
+    are escaped, and each of those shows up as a backslash. Those rare payloads are
+    compared against securesystemslib's encoder itself.
+    """
+    try:
+        fast = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    except (TypeError, ValueError, UnicodeEncodeError):
+        fast = None
+    if fast is not None and b"\\" not in fast:
+        return fast == payload
+    try:
+        canonical = encode_canonical(obj)
+        return isinstance(canonical, str) and canonical.encode("utf-8") == payload
+    except Exception:  # noqa: BLE001 - any failure to canonicalise means "not canonical"
+        return False
+
+
 def check_sign_request(
     stored_key: StoredKey, gun: str, role: str, payload: bytes, now: datetime | None = None
 ) -> None:
@@ -108,47 +192,8 @@ def check_sign_request(
     Raises:
         SignerRefusedError: any rule is broken; the message says which.
     """
-    detail = {"keyid": stored_key.keyid}
-    if role not in ONLINE_ROLES:
-        raise SignerRefusedError(f"refusing to sign for role {role!r}", role=role, **detail)
-    if role != stored_key.role:
-        raise SignerRefusedError(
-            f"key is a {stored_key.role} key, request is for {role}", role=role, **detail
-        )
-    if gun != stored_key.gun:
-        raise SignerRefusedError(
-            f"key belongs to gun {stored_key.gun!r}, request is for {gun!r}", gun=gun, **detail
-        )
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise SignerRefusedError(
-            f"payload is {len(payload)} bytes, at most {MAX_PAYLOAD_BYTES} allowed", **detail
-        )
-    obj = _parse_json_object(payload, detail)
-    payload_type = obj.get("_type")
-    if payload_type != role:
-        raise SignerRefusedError(
-            f"payload _type is {payload_type!r}, expected {role!r}", role=role, **detail
-        )
-    try:
-        canonical = encode_canonical(obj)
-    except Exception as e:  # noqa: BLE001 - any failure to canonicalise means "refuse"
-        raise SignerRefusedError(f"payload cannot be canonicalised: {e}", **detail) from None
-    if not isinstance(canonical, str) or canonical.encode("utf-8") != payload:
-        raise SignerRefusedError("payload is not canonical JSON", **detail)
-    try:
-        # from_dict consumes its argument: give it a copy.
-        signed = _PAYLOAD_CLASSES[role].from_dict(copy.deepcopy(obj))
-    except Exception as e:  # noqa: BLE001 - tuf raises several types for bad input
-        raise SignerRefusedError(
-            f"payload is not valid TUF {role} metadata: {type(e).__name__}: {e}", **detail
-        ) from None
-    lifetime = signed.expires - (now or datetime.now(UTC))
-    if lifetime > MAX_LIFETIME[role]:
-        raise SignerRefusedError(
-            f"{role} would be valid for {lifetime.days} days, longer than the "
-            f"{MAX_LIFETIME[role].days} days the signer grants",
-            **detail,
-        )
+    check_key(stored_key, gun, role)
+    check_payload(role, payload, now, keyid=stored_key.keyid)
     logger.debug("sign request for key %s (%s/%s) passes policy", stored_key.keyid, gun, role)
 
 
@@ -162,7 +207,14 @@ def compute_keyid(key: Key) -> str:
 
 def _parse_json_object(payload: bytes, detail: dict[str, str]) -> dict[str, Any]:
     try:
-        obj = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+        obj = json.loads(
+            payload.decode("utf-8"), parse_constant=_reject_constant, parse_float=_reject_float
+        )
+    except _FloatError:
+        raise SignerRefusedError(
+            "payload is not canonical JSON: it holds a float, which has no canonical form",
+            **detail,
+        ) from None
     except (UnicodeDecodeError, ValueError) as e:
         raise SignerRefusedError(
             f"payload is not UTF-8 JSON: {type(e).__name__}", **detail
@@ -174,3 +226,12 @@ def _parse_json_object(payload: bytes, detail: dict[str, str]) -> dict[str, Any]
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not allowed")
+
+
+class _FloatError(Exception):
+    pass
+
+
+def _reject_float(text: str) -> None:
+    # canonical JSON has no floats: such a payload can never be canonical
+    raise _FloatError(text[:20])

@@ -13,15 +13,41 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import Signature
 
 from notary_signer import policy
-from notary_signer.errors import SignerRefusedError
+from notary_signer.envelope import metadata_bytes
+from notary_signer.errors import BadRequestError, SignerRefusedError
 from notary_signer.keystore import KeyStore, StoredKey
 
-__all__ = ["SigningService"]
+__all__ = ["MAX_BATCH_KEYS", "BatchSignatures", "SigningService", "point_at"]
+
+#: ``last_used`` of a key is written when it is older than this (or unset).
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+#: Most keys one role of a batch may name (a threshold of online keys is small).
+MAX_BATCH_KEYS = 16
+
+
+@dataclass(frozen=True)
+class BatchSignatures:
+    """What :meth:`SigningService.sign_batch` produced.
+
+    ``timestamp_payload`` is the canonical timestamp that was signed: the template
+    with the snapshot file's length and sha256 filled in when a snapshot was signed.
+    """
+
+    snapshot: list[Signature]
+    timestamp_payload: bytes
+    timestamp: list[Signature]
 
 logger = logging.getLogger(__name__)
 
@@ -92,10 +118,117 @@ class SigningService:
             logger.warning("refused to sign with key %s: %s", keyid, e.message)
             raise
         signature = self.keystore.signer(keyid).sign(payload)
-        self.keystore.mark_used(keyid)
+        self._mark_used(key)
         logger.debug("signed %s for %s with key %s", role, gun, keyid)
         return signature
+
+    def sign_batch(
+        self,
+        gun: str,
+        timestamp_keyids: Sequence[str],
+        timestamp_payload: bytes,
+        snapshot_keyids: Sequence[str] = (),
+        snapshot_payload: bytes | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> BatchSignatures:
+        """Sign a snapshot and the timestamp that points at it, in one call.
+
+        Every key must be a key of ``gun`` for its role, and every payload passes the
+        same policy as :meth:`sign` (canonical TUF payload of the role, lifetime cap);
+        no signature is returned unless every check passes. With a snapshot, the snapshot file is laid
+        out as :func:`~notary_signer.envelope.metadata_bytes` does (signatures in
+        ``snapshot_keyids`` order), and ``timestamp_payload`` is a template: its
+        ``meta["snapshot.json"]`` must name the snapshot's version, and its ``length``
+        and ``hashes`` are replaced by those of the snapshot file before it is
+        re-encoded canonically, checked and signed. Without a snapshot the timestamp
+        payload is signed as it is.
+
+        Raises:
+            BadRequestError: no keys, a key named twice, too many keys, or a snapshot
+                payload without snapshot keys (or keys without a payload).
+            KeyNotFoundError: a key is not held.
+            SignerRefusedError: the policy refuses a key or a payload.
+            PassphraseError: a key cannot be decrypted.
+        """
+        policy.check_gun(gun)
+        _check_keyids("timestamp", timestamp_keyids, required=True)
+        _check_keyids("snapshot", snapshot_keyids, required=snapshot_payload is not None)
+        if snapshot_payload is None and snapshot_keyids:
+            raise BadRequestError("snapshot keys without a snapshot payload", field="snapshot")
+        try:
+            keys: list[tuple[StoredKey, str]]
+            keys = [(self.keystore.get(k), "snapshot") for k in snapshot_keyids]
+            keys += [(self.keystore.get(k), "timestamp") for k in timestamp_keyids]
+            for key, role in keys:
+                policy.check_key(key, gun, role)
+            snapshot_sigs: list[Signature] = []
+            if snapshot_payload is not None:
+                snapshot = policy.check_payload("snapshot", snapshot_payload, now)
+                snapshot_sigs = [self._sign_checked(k, snapshot_payload) for k in snapshot_keyids]
+                snapshot_file = metadata_bytes(
+                    ((sig.keyid, sig.signature) for sig in snapshot_sigs), snapshot_payload
+                )
+                timestamp_payload = point_at(timestamp_payload, snapshot.version, snapshot_file)
+            policy.check_payload("timestamp", timestamp_payload, now)
+        except SignerRefusedError as e:
+            logger.warning("refused to sign a batch for %s: %s", gun, e.message)
+            raise
+        timestamp_sigs = [self._sign_checked(k, timestamp_payload) for k in timestamp_keyids]
+        for key, _ in keys:
+            self._mark_used(key)
+        logger.debug("signed a batch for %s", gun)
+        return BatchSignatures(snapshot_sigs, timestamp_payload, timestamp_sigs)
+
+    def _mark_used(self, key: StoredKey) -> None:
+        """Record that ``key`` signed, at most once per :data:`LAST_USED_PRECISION`
+        (a write per signature would cost a database commit on every publish)."""
+        now = datetime.now(UTC)
+        if key.last_used is None or now - key.last_used >= LAST_USED_PRECISION:
+            self.keystore.mark_used(key.keyid)
+
+    def _sign_checked(self, keyid: str, payload: bytes) -> Signature:
+        """Sign with ``keyid``: only after its key and ``payload`` passed the policy."""
+        return self.keystore.signer(keyid).sign(payload)
 
     def check_health(self) -> None:
         """Raise a SignerError unless the key store is usable."""
         self.keystore.check_health()
+
+
+def _check_keyids(role: str, keyids: Sequence[str], *, required: bool) -> None:
+    if required and not keyids:
+        raise BadRequestError(f"name at least one {role} key", field=role)
+    if len(keyids) > MAX_BATCH_KEYS:
+        raise BadRequestError(f"at most {MAX_BATCH_KEYS} {role} keys per batch", field=role)
+    if len(set(keyids)) != len(keyids):
+        raise BadRequestError(f"a {role} key is named twice", field=role)
+
+
+def point_at(template: bytes, snapshot_version: int, snapshot_file: bytes) -> bytes:
+    """The canonical timestamp ``template`` with ``snapshot_file``'s length and sha256.
+
+    Raises:
+        SignerRefusedError: the template is not a timestamp naming this snapshot version.
+    """
+    try:
+        obj = json.loads(template.decode("utf-8"))
+        entry = obj["meta"]["snapshot.json"]
+        ok = obj.get("_type") == "timestamp" and isinstance(entry, dict)
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise SignerRefusedError("timestamp template is not a timestamp with a snapshot entry")
+    if entry.get("version") != snapshot_version or type(entry.get("version")) is not int:
+        raise SignerRefusedError(
+            f"timestamp template names snapshot v{entry.get('version')!r}, "
+            f"the batch signs v{snapshot_version}"
+        )
+    entry["length"] = len(snapshot_file)
+    entry["hashes"] = {"sha256": hashlib.sha256(snapshot_file).hexdigest()}
+    try:
+        canonical = encode_canonical(obj)
+        assert isinstance(canonical, str)
+        return canonical.encode("utf-8")
+    except Exception:  # noqa: BLE001 - floats and the like: not a payload we sign
+        raise SignerRefusedError("timestamp template cannot be canonicalised") from None

@@ -257,3 +257,54 @@ def _raw_get(ctx: ssl.SSLContext, url: str) -> bytes | None:
             return tls.recv(4096) or None
     except (ssl.SSLError, ConnectionError, TimeoutError):
         return None
+
+
+def _batch_payloads(version: int = 2) -> tuple[bytes, bytes]:
+    from .conftest import canonical
+
+    snap = canonical(Snapshot(version=version, expires=soon(7)))
+    ts = canonical(Timestamp(version=version, expires=soon(), snapshot_meta=MetaFile(version)))
+    return snap, ts
+
+
+def test_batch_over_mutual_tls_in_one_round_trip(signer: RunningSigner) -> None:
+    client = signer.client()
+    ts_key, snap_key = client.create_key(GUN, "timestamp"), client.create_key(GUN, "snapshot")
+    snap, template = _batch_payloads()
+    files = client.sign_batch(GUN, [ts_key], template, [snap_key], snap)
+    assert files.snapshot is not None
+    ts = Metadata[Timestamp].from_bytes(files.timestamp)
+    ts.signed.snapshot_meta.verify_length_and_hashes(files.snapshot)
+    ts_key.verify_signature(ts.signatures[ts_key.keyid], ts.signed_bytes)
+    snapshot = Metadata[Snapshot].from_bytes(files.snapshot)
+    snap_key.verify_signature(snapshot.signatures[snap_key.keyid], snapshot.signed_bytes)
+
+
+def test_batch_policy_refusals_over_mutual_tls(signer: RunningSigner) -> None:
+    client = signer.client()
+    ts_key, snap_key = client.create_key(GUN, "timestamp"), client.create_key(GUN, "snapshot")
+    other = client.create_key(OTHER_GUN, "timestamp")
+    snap, template = _batch_payloads()
+    with pytest.raises(SignerRefusedError):  # another GUN's key
+        client.sign_batch(GUN, [other], template, [snap_key], snap)
+    with pytest.raises(SignerRefusedError):  # a root payload where the snapshot goes
+        client.sign_batch(GUN, [ts_key], template, [snap_key], root_payload())
+    with pytest.raises(SignerRefusedError):  # a targets payload signed as the timestamp
+        client.sign_batch(GUN, [ts_key], targets_payload())
+    long_lived = _batch_payloads()[0].replace(b'"version":2', b'"version":2').replace(
+        soon(7).strftime("%Y").encode(), str(soon(7).year + 3).encode(), 1
+    )
+    with pytest.raises(SignerRefusedError):  # lifetime cap
+        client.sign_batch(GUN, [ts_key], template, [snap_key], long_lived)
+
+
+def test_batch_needs_a_client_certificate_of_the_ca(signer: RunningSigner) -> None:
+    client = signer.client()
+    ts_key = client.create_key(GUN, "timestamp")
+    _, template = _batch_payloads()
+    with pytest.raises(SignerUnavailableError):
+        signer.client(signer.other_pki).sign_batch(GUN, [ts_key], template)
+    with pytest.raises(SignerUnavailableError):
+        signer.client(cert=signer.pki.server_cert, key=signer.pki.server_key).sign_batch(
+            GUN, [ts_key], template
+        )
