@@ -28,6 +28,7 @@ running finish on their own.
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
 import marshal
@@ -571,6 +572,7 @@ def _daemon(argv: list[str]) -> int:
         _preload()
         unlocked = prime_keys(trust_dir, {k: str(v) for k, v in secrets.items()})
         secrets.clear()
+        gc.freeze()  # children's collections skip what is loaded: fewer copy-on-write pages
         serve(socket_path, idle_timeout=args.idle_timeout, unlocked=unlocked, ready=ready)
     except Exception as e:  # noqa: BLE001 - reported to `agent start`, one line
         message = e.message if isinstance(e, TrustctlError) else f"{type(e).__name__}: {e}"

@@ -158,9 +158,11 @@ def main() -> None:
     """Console-script entry point."""
     argv = sys.argv[1:]
     path = os.environ.get(SOCKET_ENV)
-    if path and (not argv or argv[0] != "agent") and not _is_terminal(0):
+    if path and "agent" not in argv and not _is_terminal(0):
         try:
             code = run_in_agent(path, argv)
+        except KeyboardInterrupt:
+            raise SystemExit(130) from None
         except AgentUnavailable as e:
             sys.stderr.write(
                 f"Warning: trustctl agent at {path} not usable ({e}); running without it\n"
