@@ -191,6 +191,21 @@ def _preload() -> None:
     ctx = click.Context(main)
     for name in main.list_commands(ctx):
         main.get_command(ctx, name)
+    _warm_up()
+
+
+def _warm_up() -> None:
+    """Do once what every command would otherwise do first (measured in the children:
+    about 15 ms): load OpenSSL's backend, compile python-tuf's date format, load the
+    IDNA codec TLS host names go through."""
+    import datetime
+
+    import tuf.api.serialization.json  # noqa: F401
+    from cryptography.hazmat.backends.openssl import backend  # noqa: F401
+    from cryptography.hazmat.primitives.kdf import pbkdf2  # noqa: F401
+
+    datetime.datetime.strptime("2030-01-01T00:00:00Z", "%Y-%m-%dT%H:%M:%SZ")
+    "localhost".encode("idna")
 
 
 # --- the server ----------------------------------------------------------------------------
