@@ -400,44 +400,5 @@ def start_notary(
     return NotaryStack(label, work, pki, signer, server, url, client_config, trust_dir, pg)
 
 
-# --- memory ----------------------------------------------------------------------
-
-
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
-        kids.setdefault(ppid, []).append(int(entry))
-    return kids
-
-
-def tree(pid: int, kids: dict[int, list[int]] | None = None) -> list[int]:
-    kids = kids if kids is not None else _children()
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(kids.get(p, []))
-    return out
-
-
-def _status_kb(pid: int, field_name: str) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)

@@ -82,13 +82,17 @@ def team(
     deployer = User("agent-deployer", tmp_path / "deployer", stack.url, stack.pki.ca_cert)
     gun = f"127.0.0.1:5999/{unique_repo()}"
     owner.ok("init", gun)
-    owner.ok("sign", f"{gun}:v1", "--digest", DIGEST, "--size", "7", "--media-type", MEDIA_TYPE)
+    owner.ok(*_sign(f"{gun}:v1"))
     root = tmp_path / "root.json"
     owner.ok("trust", "export", gun, "-o", str(root))
     deployer.ok("trust", "pin", gun, str(root))
     agent = Agent(owner, private_dir / "agent.sock")
     yield owner, deployer, gun, agent
     agent.stop()
+
+
+def _sign(ref: str) -> tuple[str, ...]:
+    return ("sign", ref, "--digest", DIGEST, "--size", "7", "--media-type", MEDIA_TYPE)
 
 
 def _same(a: Result, b: Result) -> None:
@@ -125,45 +129,14 @@ def test_sign_with_the_unlocked_key_still_needs_the_passphrase(
     owner, deployer, gun, agent = team
     assert agent.status["unlocked_keys"] >= 2  # root, targets, bins keys of the owner
 
-    signed = owner.run(
-        "-vv",
-        "sign",
-        f"{gun}:v2",
-        "--digest",
-        DIGEST,
-        "--size",
-        "7",
-        "--media-type",
-        MEDIA_TYPE,
-        env=agent.env(),
-    )
+    signed = owner.run("-vv", *_sign(f"{gun}:v2"), env=agent.env())
     assert signed.code == 0, str(signed)
     assert "opened with the key trustctl agent derived" in signed.stderr
 
-    wrong = owner.run(
-        "sign",
-        f"{gun}:v3",
-        "--digest",
-        DIGEST,
-        "--size",
-        "7",
-        "--media-type",
-        MEDIA_TYPE,
-        env={**agent.env(), "TRUSTCTL_TARGETS_PASSPHRASE": "not the passphrase"},
-    )
-    one_line(wrong, 2, "wrong passphrase")
-    missing = owner.run(
-        "sign",
-        f"{gun}:v3",
-        "--digest",
-        DIGEST,
-        "--size",
-        "7",
-        "--media-type",
-        MEDIA_TYPE,
-        env={**agent.env(), "TRUSTCTL_TARGETS_PASSPHRASE": ""},
-    )
-    one_line(missing, 2, "no passphrase")
+    wrong = {**agent.env(), "TRUSTCTL_TARGETS_PASSPHRASE": "not the passphrase"}
+    one_line(owner.run(*_sign(f"{gun}:v3"), env=wrong), 2, "wrong passphrase")
+    missing = {**agent.env(), "TRUSTCTL_TARGETS_PASSPHRASE": ""}
+    one_line(owner.run(*_sign(f"{gun}:v3"), env=missing), 2, "no passphrase")
     owner.ok("reset", gun, "--all")
 
     deployer.ok("verify", f"{gun}:v2", "--no-registry-check", env=agent.env())
