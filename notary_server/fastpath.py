@@ -3,19 +3,22 @@
 Reads of ``timestamp.json`` and friends are most of a trust server's traffic. This
 thin layer answers them without Flask's request machinery (about half the cost of a
 read), through the same :func:`notary_server.api.lookup_metadata` the Flask view
-uses. Anything else, any error, and any request it is not sure about (auth on, an
-``If-Modified-Since`` without ``If-None-Match``, undecodable paths) goes to Flask
-unchanged, so behaviour is the same either way; tests run both paths.
+uses, including the 404 every TUF client gets when it asks whether root N+1 exists.
+Anything else, server-side errors, and any request it is not sure about (auth on,
+an ``If-Modified-Since`` without ``If-None-Match``, undecodable paths) goes to Flask
+unchanged, so behaviour is the same either way; tests run both paths and compare
+the bytes.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote
 
-from werkzeug.http import http_date
+from werkzeug.http import HTTP_STATUS_CODES, http_date
 
 from notary_server.api import lookup_metadata
 from notary_server.errors import NotaryError
@@ -34,7 +37,9 @@ class FastReads:
         self.service = service
         self.metrics = metrics
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         started = time.perf_counter()
         path: str = environ.get("PATH_INFO", "")
         if (
@@ -52,8 +57,10 @@ class FastReads:
         gun, _, filename = decoded[len("/v2/") :].partition(_MARK)
         try:
             found = lookup_metadata(self.service, gun, unquote(filename))
-        except NotaryError:
-            found = None  # Flask renders the error envelope
+        except NotaryError as e:
+            if e.http_status >= 500 or e.headers:
+                return self.app(environ, start_response)  # Flask logs those
+            return self._error(e, started, start_response)
         if found is None:
             return self.app(environ, start_response)
         stored, cache_control = found
@@ -69,9 +76,27 @@ class FastReads:
             body: list[bytes] = []
             status = 304
         else:
-            headers += [("Content-Type", "application/json"), ("Content-Length", str(len(stored.data)))]
+            headers += [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(stored.data))),
+            ]
             start_response("200 OK", headers)
             body = [stored.data]
             status = 200
         self.metrics.observe("tuf.get_metadata", "GET", status, time.perf_counter() - started)
         return body
+
+    def _error(
+        self, e: NotaryError, started: float, start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        """The error envelope, byte for byte what Flask's handler sends (``jsonify``)."""
+        body = (
+            json.dumps({"errors": [e.to_dict()]}, separators=(",", ":")) + "\n"
+        ).encode()
+        status = e.http_status
+        start_response(
+            f"{status} {HTTP_STATUS_CODES.get(status, '').upper()}",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        self.metrics.observe("tuf.get_metadata", "GET", status, time.perf_counter() - started)
+        return [body]
