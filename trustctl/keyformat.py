@@ -122,6 +122,9 @@ _EC_SCHEMES = {
 }
 
 
+MIN_RSA_BITS = 2048  # NIST SP 800-131A: 1024-bit RSA is disallowed for signatures
+
+
 def scheme_for(public: object) -> str:
     if isinstance(public, ec.EllipticCurvePublicKey):
         # by name: secp256k1 and brainpoolP256r1 are 256-bit curves too, but not P-256
@@ -134,6 +137,11 @@ def scheme_for(public: object) -> str:
     if isinstance(public, ed25519.Ed25519PublicKey):
         return "ed25519"
     if isinstance(public, rsa.RSAPublicKey):
+        if public.key_size < MIN_RSA_BITS:
+            raise UsageError(
+                f"RSA key of {public.key_size} bits is too weak: at least {MIN_RSA_BITS} bits"
+                " (or use ECDSA P-256 or Ed25519)"
+            )
         return "rsassa-pss-sha256"
     raise UsageError(f"unsupported key type {type(public).__name__}: use ECDSA, Ed25519 or RSA")
 

@@ -81,6 +81,19 @@ USAGE_CASES = {
     ),
     "bad signer name": (["key", "generate", "Alice!"], "invalid signer name"),
     "reset without a choice": (["--trust-dir", "/tmp/x", "reset", "reg.io/app"], "--number N"),
+    "not a media type": (
+        [
+            "sign",
+            "reg.io/app:v1",
+            "--digest",
+            "sha256:" + "ab" * 32,
+            "--size",
+            "3",
+            "--media-type",
+            "manifest",
+        ],
+        "is not a media type",
+    ),
 }
 
 

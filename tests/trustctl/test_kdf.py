@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from trustctl.errors import WrongPassphraseError
 from trustctl.agent import prime_keys
+from trustctl.errors import WrongPassphraseError
 from trustctl.kdf import PRIMED, Derivation, decrypt, pbes2_params
 from trustctl.keyformat import encrypt_pkcs8
 from trustctl.keys import PREFETCH_MIN_ITERATIONS, KeyStore, PassphraseSource

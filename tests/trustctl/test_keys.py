@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from trustctl.errors import (
     EXIT_USAGE,
@@ -26,6 +26,7 @@ from trustctl.keys import (
     Prompt,
     encrypt_pkcs8,
     load_public_key_file,
+    public_key_from_pem,
     public_key_to_pem,
 )
 
@@ -176,6 +177,23 @@ def test_import_an_unencrypted_pem_stores_it_encrypted(tmp_path: Path) -> None:
     )
     assert b"ENCRYPTED" in info.path.read_bytes()
     assert info.role == "targets" and info.gun == "reg.io/app"
+
+
+def test_import_refuses_weak_rsa_keys(tmp_path: Path) -> None:
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    pem = weak.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with pytest.raises(UsageError, match="1024 bits is too weak"):
+        store(tmp_path).import_pem(
+            pem, role="targets", gun="reg.io/app", name=None, input_passphrase=lambda: None
+        )
+    assert store(tmp_path).all_keys() == []  # nothing stored
+    public = weak.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with pytest.raises(UsageError, match="too weak"):
+        public_key_from_pem(public)
 
 
 def test_import_with_a_wrong_passphrase_fails_clearly(tmp_path: Path) -> None:

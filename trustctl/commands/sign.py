@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import click
@@ -29,10 +30,20 @@ REGISTRY_TAG, REGISTRY_DIGEST, REGISTRY_SKIP = "tag", "digest", "skip"  # as in 
 
 __all__ = ["register"]
 
+# RFC 6838 section 4.2: type "/" subtype, restricted-name characters, 127 at most each
+_MEDIA_TYPE = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+)
+
 
 def _descriptor(
     tctx: TrustContext, ref: ImageRef, digest: str | None, size: int | None, media_type: str | None
 ) -> ManifestDescriptor:
+    if media_type is not None and not _MEDIA_TYPE.fullmatch(media_type):
+        raise UsageError(
+            f"--media-type {media_type[:80]!r} is not a media type",
+            hint="e.g. application/vnd.oci.image.manifest.v1+json",
+        )
     if digest is not None and not is_digest(digest):
         raise UsageError(f"--digest {digest!r} is not sha256:<64 lowercase hex digits>")
     if digest is not None and ref.digest is not None and digest != ref.digest:
