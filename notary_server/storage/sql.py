@@ -34,7 +34,6 @@ from sqlalchemy import (
     URL,
     Engine,
     and_,
-    bindparam,
     create_engine,
     delete,
     event,
