@@ -61,6 +61,8 @@ SQLITE_BUSY_TIMEOUT_S = 10
 # Connection execution option read by the SQLite "begin" hook: DEFERRED or IMMEDIATE.
 SQLITE_BEGIN_OPTION = "notary_sqlite_begin"
 _MIGRATE_LOCK = threading.Lock()
+# pg_advisory_xact_lock key that orders change-feed inserts (any constant of our own)
+_FEED_LOCK = 0x6E6F7461727966
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -137,6 +139,7 @@ class _SQLTransaction:
         self._session = session
         self._gun = gun
         self.failed = False
+        self.changes: list[Change] = []  # inserted at commit: see SQLStore._commit
 
     @_db_errors()
     def current(self, role: str) -> StoredFile | None:
@@ -183,7 +186,7 @@ class _SQLTransaction:
                 )
             )
             if u.role == "timestamp":
-                self._session.add(
+                self.changes.append(
                     Change(
                         created_at=now, gun=self._gun, version=u.version,
                         sha256=sha256, category="update",
@@ -318,9 +321,24 @@ class SQLStore(MetadataStore):
             if tx.failed:
                 raise OldVersionError("transaction failed with a version conflict", gun=gun)
             try:
-                session.commit()
+                self._commit(session, tx.changes)
             except sa_exc.IntegrityError as e:
                 raise _version_conflict(gun, e) from e
+
+    def _commit(self, session: Session, changes: Sequence[Change]) -> None:
+        """Commit, with the change records drawn and committed in one order.
+
+        A change record's id comes from a sequence when it is inserted. Were it
+        inserted early, a transaction that drew id 7 could commit after one that drew
+        id 8, and a reader paging the feed with ``change_id=8`` would never see 7. On
+        PostgreSQL the records are therefore inserted last, under one transaction-level
+        advisory lock held until commit; SQLite's single writer already orders them.
+        """
+        if changes:
+            if self.dialect == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEED_LOCK})
+            session.add_all(changes)
+        session.commit()
 
     @_db_errors()
     def delete(self, gun: str) -> bool:
@@ -334,12 +352,9 @@ class SQLStore(MetadataStore):
                 execution_options={"synchronize_session": False},
             )
             existed = bool(result.rowcount)
-            if existed:
-                now = datetime.now(UTC)
-                session.add(
-                    Change(created_at=now, gun=gun, version=0, sha256="", category="deletion")
-                )
-            session.commit()
+            now = datetime.now(UTC)
+            deletion = Change(created_at=now, gun=gun, version=0, sha256="", category="deletion")
+            self._commit(session, [deletion] if existed else [])
             return existed
 
     # -- reads ---------------------------------------------------------------

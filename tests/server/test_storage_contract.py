@@ -238,6 +238,42 @@ def test_changefeed_records_timestamps_only(store: MetadataStore) -> None:
     assert record.to_dict()["created_at"].endswith("Z")
 
 
+def test_changefeed_ids_follow_commit_order_across_repositories(store: MetadataStore) -> None:
+    """A reader that saw change N must find every change committed after it at ids > N,
+    even when the later commit began first (on PostgreSQL ids come from a sequence)."""
+    added, other_done = threading.Event(), threading.Event()
+    committed: list[str] = []
+    errors: list[BaseException] = []
+
+    def slow() -> None:  # begins first, commits last (where the store lets them overlap)
+        try:
+            with store.transaction(GUN) as tx:
+                tx.add([MetaUpdate("timestamp", 1, body(GUN, "timestamp", 1))])
+                added.set()
+                other_done.wait(0.5)  # SQLite's single writer makes the other one wait
+            committed.append(GUN)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+            added.set()
+
+    def fast() -> None:
+        added.wait(10)
+        publish(store, OTHER, ("timestamp", 1))
+        committed.append(OTHER)
+        other_done.set()
+
+    threads = [threading.Thread(target=slow), threading.Thread(target=fast)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors and len(committed) == 2
+    feed = store.changefeed(None, 0, 100)
+    assert [r.gun for r in feed] == committed  # id order is commit order
+    first = feed[0].id
+    assert [r.gun for r in store.changefeed(None, first, 100)] == committed[1:]
+
+
 def test_changefeed_paging(store: MetadataStore) -> None:
     for version in (1, 2, 3):
         publish(store, GUN, ("timestamp", version))
