@@ -109,6 +109,7 @@ class TrustStore:
     def __init__(self, trust_dir: Path) -> None:
         self.trust_dir = trust_dir
         self.root = trust_dir / "tuf"
+        self._checked: dict[bytes, Metadata[Root]] = {}  # pinned bytes already verified
 
     def gun_dir(self, gun: str) -> Path:
         # GUNs are validated by reference.parse_gun: no "..", no control characters.
@@ -142,7 +143,9 @@ class TrustStore:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
-        md = parse_root(data, what=f"the pinned root of {gun} ({path})")
+        md = self._checked.get(data)
+        if md is None:  # a command asks several times; parse and verify the bytes once
+            md = self._checked[data] = parse_root(data, what=f"the pinned root of {gun} ({path})")
         info: dict[str, str] = {}
         with contextlib.suppress(OSError, ValueError):
             info = json.loads((self.gun_dir(gun) / "pin.json").read_text())
