@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 
 from tests.procs import Stack, start_stack
 from tests.trustctl.bulk import MEDIA_TYPE
+from tests.trustctl.httpd import Reply, Request, serve
 from tests.trustctl.support import unique_repo
 from tests.trustctl.test_e2e import ROOT, Result, User, one_line
 from trustctl import agent as agent_mod
@@ -54,6 +56,9 @@ class Agent:
 
     def commands(self) -> int:
         return agent_mod.status(self.socket).commands
+
+    def status_now(self) -> agent_mod.AgentStatus:
+        return agent_mod.status(self.socket)
 
     def stop(self) -> None:
         try:
@@ -256,3 +261,35 @@ def test_the_agent_turns_away_another_trustctl_or_another_user(
     finally:
         listener.close()
         client.close()
+
+
+def test_ctrl_c_reaches_the_command_running_in_the_agent(
+    stack: Stack, team: tuple[User, User, str, Agent]
+) -> None:
+    _, deployer, gun, agent = team
+    asked, release = threading.Event(), threading.Event()
+
+    def hang(_request: Request) -> Reply:  # a trust server that never answers in time
+        asked.set()
+        release.wait(30)
+        return Reply(503)
+
+    server = serve(hang, cert=stack.pki.server_cert, key=stack.pki.server_key)
+    try:
+        client = deployer.start(
+            "--server", server.url, "verify", f"{gun}:v1", "--no-registry-check", env=agent.env()
+        )
+        assert asked.wait(30), "the command never reached the server"
+        assert agent.status_now().running == 1
+        started = time.monotonic()
+        client.send_signal(signal.SIGINT)
+        _, err = client.communicate(timeout=20)
+        assert time.monotonic() - started < 10
+        assert client.returncode == 1 and "aborted" in err, err
+        deadline = time.monotonic() + 10
+        while agent.status_now().running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert agent.status_now().running == 0  # the forked command is gone too
+    finally:
+        release.set()
+        server.stop()
