@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ __all__ = ["CONFIG_FILE_ENV", "app_from_environment", "serve"]
 
 #: Names the configuration file for worker processes.
 CONFIG_FILE_ENV = "NOTARY_SERVER_CONFIG_FILE"
+#: The supervisor's pid, for workers to notice they outlived it.
+SUPERVISOR_ENV = "NOTARY_SERVER_SUPERVISOR_PID"
+_PR_SET_PDEATHSIG = 1
 
 
 def configure_logging(level: str) -> None:
@@ -40,9 +44,31 @@ def configure_logging(level: str) -> None:
         log.propagate = False
 
 
+def exit_with_supervisor(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
+    """Make this worker end when its supervisor does (Linux ``PR_SET_PDEATHSIG``).
+
+    A worker still starting while its supervisor is told to stop can miss the
+    shutdown (seen with granian: SIGTERM right after start-up left the second worker
+    running, orphaned, holding the port). If the supervisor is already gone when this
+    runs, the worker stops at once.
+    """
+    supervisor = environ.get(SUPERVISOR_ENV)
+    if not supervisor or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if str(os.getppid()) != supervisor:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def app_from_environment() -> Any:
     """The app for one worker process (granian's and gunicorn's factory)."""
     from notary_server.app import create_app
+
+    exit_with_supervisor()
 
     config = load_config(os.environ.get(CONFIG_FILE_ENV) or None, os.environ)
     configure_logging(config.log_level)
@@ -53,6 +79,7 @@ def serve(config: ServerConfig, config_path: str | None) -> None:
     """Run the server until SIGINT or SIGTERM."""
     if config_path:
         os.environ[CONFIG_FILE_ENV] = os.path.abspath(config_path)
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
     from notary_signer.serving import limit_malloc_arenas
 
     limit_malloc_arenas()

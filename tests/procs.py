@@ -8,6 +8,7 @@ by pid at the end of the test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -59,13 +60,18 @@ class Process:
         raise RuntimeError(f"{self.name} did not become healthy:\n{self.log.read_text()[-3000:]}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(sig)
+                try:
+                    self.proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            # Workers still running in its session (e.g. one that was starting when the
+            # supervisor was told to stop) are ours too: they must not outlive the test.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc = None
 
     def kill(self) -> None:
