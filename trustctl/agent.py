@@ -41,7 +41,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +79,7 @@ class AgentStatus:
     idle_timeout: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "socket": self.socket,
-            "pid": self.pid,
-            "version": self.version,
-            "unlocked_keys": self.unlocked_keys,
-            "commands": self.commands,
-            "running": self.running,
-            "idle_timeout": self.idle_timeout,
-        }
+        return asdict(self)
 
 
 # --- where the socket lives ----------------------------------------------------------------
@@ -126,11 +118,8 @@ def prime_keys(trust_dir: Path, environ: Mapping[str, str]) -> int:
     """Derive the key-encryption key of every key file in ``trust_dir`` whose passphrase
     is in ``environ`` and that the passphrase really opens; keep them in
     :data:`trustctl.kdf.PRIMED`. Returns how many keys were unlocked."""
-    from cryptography.hazmat.primitives.hashes import SHA256
-    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
-
-    from trustctl.kdf import PRIMED, decrypt, pbes2_params
-    from trustctl.keys import KeyStore, PassphraseSource, pem_body
+    from trustctl.kdf import PRIMED, Derivation, decrypt
+    from trustctl.keys import KeyStore, PassphraseSource, key_file_params
 
     store = KeyStore(trust_dir / "private", PassphraseSource(environ))
     unlocked = 0
@@ -138,14 +127,11 @@ def prime_keys(trust_dir: Path, environ: Mapping[str, str]) -> int:
         passphrase = store.passphrases.from_env(info.role)
         if not passphrase:
             continue
-        try:
-            params = pbes2_params(pem_body(info.path.read_bytes()))
-        except (OSError, ValueError):
-            continue
+        params = key_file_params(info.path)
         if params is None or PRIMED.has(passphrase, params):
             continue
-        key = PBKDF2HMAC(SHA256(), 32, params.salt, params.iterations).derive(passphrase.encode())
-        if decrypt(params, key) is None:
+        key = Derivation(passphrase, params).key()
+        if key is None or decrypt(params, key) is None:
             logger.warning("the passphrase in the environment does not open %s", info.path.name)
             continue
         PRIMED.put(passphrase, params, key)
@@ -216,9 +202,12 @@ def _recv_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     fds: list[int] = []
     data = b""
     try:
-        while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
-            if len(data) >= 4 and int.from_bytes(data[:4], "big") > MAX_MESSAGE:
+        while True:
+            length = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
+            if length is not None and length > MAX_MESSAGE:
                 raise ValueError("message too large")
+            if length is not None and len(data) >= 4 + length:
+                return decode(data[4 : 4 + length]), fds
             chunk, ancdata, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(_MAX_FDS * 4))
             for level, kind, payload in ancdata:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -227,7 +216,6 @@ def _recv_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
             if not chunk:
                 raise ConnectionError("connection closed")
             data += chunk
-        return decode(data[4 : 4 + int.from_bytes(data[:4], "big")]), fds
     except BaseException:
         _close_all(fds)
         raise

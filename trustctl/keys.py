@@ -48,7 +48,7 @@ from securesystemslib.signer import CryptoSigner, Key, SSlibKey
 from trustctl.errors import MissingKeyError, PassphraseError, UsageError, WrongPassphraseError
 
 if TYPE_CHECKING:
-    from trustctl.kdf import Derivation
+    from trustctl.kdf import Derivation, Pbes2Params
 from trustctl.keyformat import (
     PrivateKey,
     compute_keyid,
@@ -68,6 +68,7 @@ __all__ = [
     "PassphraseSource",
     "compute_keyid",
     "encrypt_pkcs8",
+    "key_file_params",
     "load_public_key_file",
     "pem_body",
     "public_key_from_pem",
@@ -304,12 +305,9 @@ class KeyStore:
         passphrase = self.passphrases.from_env(info.role) if info is not None else None
         if info is None or not passphrase:
             return False
-        from trustctl.kdf import Derivation, pbes2_params
+        from trustctl.kdf import Derivation
 
-        try:
-            params = pbes2_params(pem_body(info.path.read_bytes()))
-        except (OSError, ValueError):
-            params = None
+        params = key_file_params(info.path)
         if params is None or params.iterations < PREFETCH_MIN_ITERATIONS:
             return False  # a cheap KDF is not worth a thread
         self._derivations[keyid] = Derivation(passphrase, params)
@@ -318,15 +316,12 @@ class KeyStore:
     def _primed(self, info: KeyInfo) -> Derivation | None:
         """A finished derivation when ``trustctl agent`` already derived this file's key
         with the passphrase this command has in its environment (else None)."""
-        from trustctl.kdf import PRIMED, Derivation, pbes2_params
+        from trustctl.kdf import PRIMED, Derivation
 
         passphrase = self.passphrases.from_env(info.role) if len(PRIMED) else None
         if not passphrase:
             return None
-        try:
-            params = pbes2_params(pem_body(info.path.read_bytes()))
-        except (OSError, ValueError):
-            return None
+        params = key_file_params(info.path)
         if params is None or not PRIMED.has(passphrase, params):
             return None
         return Derivation(passphrase, params)
@@ -537,6 +532,16 @@ class KeyStore:
             headers.get("gun") or None,
             headers.get("name") or None,
         )
+
+
+def key_file_params(path: Path) -> Pbes2Params | None:
+    """The PBES2 parameters of a key file trustctl wrote (None if unreadable or other)."""
+    from trustctl.kdf import pbes2_params
+
+    try:
+        return pbes2_params(pem_body(path.read_bytes()))
+    except (OSError, ValueError):
+        return None
 
 
 def pem_body(data: bytes) -> bytes:
