@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import ParamSpec, TypeVar
+from typing import Generic, ParamSpec, TypeVar
 
 from securesystemslib.signer import Key, Signature, Signer
 from tuf.api.metadata import Metadata, Root, Snapshot, Timestamp
@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 P = ParamSpec("P")
 R = TypeVar("R")
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def utcnow() -> datetime:
@@ -86,27 +88,28 @@ class _TxState:
         return list(self._tx.current_all())
 
 
-class _Freshness:
-    """Expiry of (timestamp, its snapshot), cached by the timestamp's checksum.
+class _Bounded(Generic[K, V]):
+    """A thread-safe map that keeps the ``size`` entries stored most recently."""
 
-    Stored files are immutable, so the cache is correct across server replicas;
-    it saves parsing the snapshot on every read of timestamp.json.
-    """
-
-    def __init__(self, size: int = 4096) -> None:
-        self._items: OrderedDict[str, tuple[datetime, datetime | None]] = OrderedDict()
+    def __init__(self, size: int) -> None:
+        self._items: OrderedDict[K, V] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    def get(self, sha256: str) -> tuple[datetime, datetime | None] | None:
+    def get(self, key: K) -> V | None:
         with self._lock:
-            return self._items.get(sha256)
+            return self._items.get(key)
 
-    def put(self, sha256: str, value: tuple[datetime, datetime | None]) -> None:
+    def put(self, key: K, value: V) -> None:
         with self._lock:
-            self._items[sha256] = value
+            self._items[key] = value
+            self._items.move_to_end(key)
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
+
+    def forget(self, key: K) -> None:
+        with self._lock:
+            self._items.pop(key, None)
 
 
 def _signatures(pairs: Sequence[tuple[str, str]]) -> dict[str, Signature]:
@@ -157,60 +160,6 @@ class _FileCache:
                 self._bytes -= len(old.data)
 
 
-class _HeldKeys:
-    """Ids of the online keys the signer holds, per GUN: a hint that saves asking the
-    signer on every publish. Never a source of trust: the signer checks every key
-    it is asked to use against the GUN and role, the server verifies every
-    signature, and a stale entry is refreshed (a root upload always asks afresh;
-    a root that lists keys the entry lacks, or a key the signer no longer has,
-    refreshes it)."""
-
-    def __init__(self, size: int = 65536) -> None:
-        self._items: OrderedDict[str, dict[str, frozenset[str]]] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def get(self, gun: str) -> dict[str, frozenset[str]] | None:
-        with self._lock:
-            return self._items.get(gun)
-
-    def put(self, gun: str, held: dict[str, frozenset[str]]) -> None:
-        with self._lock:
-            self._items[gun] = held
-            self._items.move_to_end(gun)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-    def forget(self, gun: str) -> None:
-        with self._lock:
-            self._items.pop(gun, None)
-
-
-class _Snapshots:
-    """Parsed snapshots by the sha256 of their stored bytes (immutable: correct across
-    replicas), so that building the next snapshot does not re-parse the previous."""
-
-    def __init__(self, size: int = 256) -> None:
-        self._items: OrderedDict[str, Snapshot] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def get(self, f: StoredFile) -> Snapshot:
-        with self._lock:
-            found = self._items.get(f.sha256)
-        if found is None:
-            found = Metadata[Snapshot].from_bytes(f.data).signed
-            self.put(f.sha256, found)
-        return found
-
-    def put(self, sha256: str, snapshot: Snapshot) -> None:
-        with self._lock:
-            self._items[sha256] = snapshot
-            self._items.move_to_end(sha256)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-
 class TrustService:
     def __init__(
         self,
@@ -224,10 +173,20 @@ class TrustService:
         self.keys = keys
         self.config = config or ServerConfig()
         self.clock = clock
-        self._freshness = _Freshness()
+        # expiry of (timestamp, its snapshot) by the timestamp's checksum: stored files
+        # are immutable, so this is correct across replicas and saves parsing the
+        # snapshot on every read of timestamp.json
+        self._freshness: _Bounded[str, tuple[datetime, datetime | None]] = _Bounded(4096)
         self._files = _FileCache()
-        self._held = _HeldKeys()
-        self._snapshots = _Snapshots()
+        # ids of the online keys the signer holds, by GUN: a hint that saves asking the
+        # signer on every publish, never a source of trust (the signer checks every key
+        # against GUN and role, the server verifies every signature, and a stale entry
+        # is refreshed: a root upload always asks afresh, and so does a root listing
+        # keys the entry lacks or a key the signer no longer has)
+        self._held: _Bounded[str, dict[str, frozenset[str]]] = _Bounded(65536)
+        # parsed snapshots by the sha256 of their stored bytes, so that building the
+        # next snapshot does not re-parse the previous one
+        self._snapshots: _Bounded[str, Snapshot] = _Bounded(256)
 
     @property
     def expiries(self) -> Expiries:
@@ -340,16 +299,14 @@ class TrustService:
             stored_root = state.current("root")
             new_root = validated.new_root.raw if validated.new_root else None
             get = validated.lookup
-            for role in ("root", "targets", *validated.targets):
-                parsed = get(role)
-                if parsed is not None:
-                    known[parsed.raw] = Loaded(parsed.signed, parsed.signed_bytes, parsed.md.signatures)
-            if validated.new_root is not None:
-                p = validated.new_root
-                known[p.raw] = Loaded(p.signed, p.signed_bytes, p.md.signatures)
-            if validated.snapshot is not None:
-                p = validated.snapshot
-                known[p.raw] = Loaded(p.signed, p.signed_bytes, p.md.signatures)
+            parsed_here = [
+                *(get(role) for role in ("root", "targets", *validated.targets)),
+                validated.new_root,
+                validated.snapshot,
+            ]
+            for p in parsed_here:
+                if p is not None:
+                    known[p.raw] = Loaded(p.signed, p.signed_bytes, p.md.signatures)
 
             check_client_view(
                 stored_root if stored_root is not None else validated.root.raw,
@@ -379,8 +336,15 @@ class TrustService:
             limits=self.config.limits,
         )
 
+    def _parsed_snapshot(self, f: StoredFile) -> Snapshot:
+        found = self._snapshots.get(f.sha256)
+        if found is None:
+            found = Metadata[Snapshot].from_bytes(f.data).signed
+            self._snapshots.put(f.sha256, found)
+        return found
+
     def _held_ids(self, gun: str, *, fresh: bool) -> dict[str, frozenset[str]]:
-        """Ids of the online keys the signer holds for ``gun`` (see :class:`_HeldKeys`)."""
+        """Ids of the online keys the signer holds for ``gun`` (hint: see ``_held``)."""
         if not fresh:
             cached = self._held.get(gun)
             if cached is not None:
@@ -458,7 +422,7 @@ class TrustService:
         if changed is not None:
             snapshot_keys = self._online_keys(gun, root, "snapshot", held)
             prev = state.file("snapshot")
-            previous = self._snapshots.get(prev) if prev else None
+            previous = self._parsed_snapshot(prev) if prev else None
             snapshot = build_snapshot(previous, changed, now + self.expiries.snapshot)
             snapshot_payload: bytes | None = payload_of(snapshot)
             timestamp = build_timestamp(previous_ts, snapshot.version, b"", ts_expires)
