@@ -41,6 +41,7 @@ from trustctl.layout import (
     RELEASES_BINS_PREFIX,
     BinSet,
     check_signer_name,
+    delegates,
     named_owner_bins,
     owner_bin_for,
     owner_bins,
@@ -123,7 +124,7 @@ class Plan:
         if role == "targets":
             return Root.type
         for candidate in parent_candidates(role):
-            if candidate != role and _delegates(self.working(candidate), role):
+            if candidate != role and delegates(self.working(candidate), role):
                 return candidate
         raise UsageError(f"{role} is not delegated in {self.repo.gun}")
 
@@ -590,12 +591,3 @@ def _drop_unused_keys(targets: Targets) -> None:
     for keyid in list(d.keys):
         if keyid not in used:
             del d.keys[keyid]
-
-
-def _delegates(parent: Targets, role: str) -> bool:
-    d = parent.delegations
-    if d is None:
-        return False
-    if d.roles is not None:
-        return role in d.roles
-    return d.succinct_roles is not None and d.succinct_roles.is_delegated_role(role)

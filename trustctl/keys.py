@@ -30,11 +30,9 @@ Example:
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from securesystemslib.signer import CryptoSigner, Key, SSlibKey
 
 from trustctl.errors import MissingKeyError, PassphraseError, UsageError, WrongPassphraseError
+from trustctl.trust import write_atomic
 
 if TYPE_CHECKING:
     from trustctl.kdf import Derivation, Pbes2Params
@@ -565,13 +564,4 @@ def pem_body(data: bytes) -> bytes:
 def _write_private(directory: Path, path: Path, data: bytes) -> None:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(directory, 0o700)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".key")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, data, mode=0o600)

@@ -59,6 +59,7 @@ __all__ = [
     "BinSet",
     "bit_length_for",
     "check_signer_name",
+    "delegates",
     "hash_prefixes",
     "is_bin_role",
     "named_owner_bins",
@@ -291,3 +292,13 @@ def parent_candidates(role: str) -> list[str]:
 
 def path_hash(path: str) -> str:
     return hashlib.sha256(path.encode("utf-8")).hexdigest()
+
+
+def delegates(parent: Targets, role: str) -> bool:
+    """Whether ``parent`` delegates to ``role`` (by name, or as one of its hash bins)."""
+    d = parent.delegations
+    if d is None:
+        return False
+    if d.roles is not None:
+        return role in d.roles
+    return d.succinct_roles is not None and d.succinct_roles.is_delegated_role(role)

@@ -54,7 +54,7 @@ from trustctl.errors import (
     UntrustedSignatureError,
 )
 from trustctl.fetcher import ServerHTTPError
-from trustctl.layout import parent_candidates
+from trustctl.layout import delegates, parent_candidates
 from trustctl.transport import TransportError
 
 __all__ = ["MAX_DELEGATIONS", "FoundTarget", "TrustedRepository", "map_tuf_error"]
@@ -351,13 +351,13 @@ class TrustedRepository:
         """Which role delegates to ``role``: a loaded one (targets first), else the
         role its name points at (``a/b`` for ``a/b/c``), loaded on demand."""
         for name, md in [("targets", self.targets), *self._envelopes.items()]:
-            if _delegates(md.signed, role):
+            if delegates(md.signed, role):
                 return name
         for candidate in parent_candidates(role):
             if candidate in ("targets", role) or candidate in self._envelopes:
                 continue
             loaded = self.role(candidate)
-            if loaded is not None and _delegates(loaded.signed, role):
+            if loaded is not None and delegates(loaded.signed, role):
                 return candidate
         return None
 
@@ -584,12 +584,3 @@ def _cached(path: Path, hashes: dict[str, str] | None) -> bool:
         return expected is not None and hashlib.sha256(path.read_bytes()).hexdigest() == expected
     except OSError:
         return False
-
-
-def _delegates(parent: Targets, role: str) -> bool:
-    d = parent.delegations
-    if d is None:
-        return False
-    if d.roles is not None:
-        return role in d.roles
-    return d.succinct_roles is not None and d.succinct_roles.is_delegated_role(role)
