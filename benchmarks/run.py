@@ -304,7 +304,7 @@ def one_tag(
         warm_n.median_ms if warm_n else None,
     )
     if isinstance(client, TrustctlClient):
-        agent_rows(report, s, client, pub, ver, where, t, prefix, p_n, cold_n, warm_n, s.reps)
+        agent_rows(report, client, pub, ver, where, t, prefix, p_n, cold_n, warm_n, s.reps)
 
 
 AGENT = "through `trustctl agent` (notary: fresh process)"
@@ -312,7 +312,6 @@ AGENT = "through `trustctl agent` (notary: fresh process)"
 
 def agent_rows(
     report: Report,
-    s: Settings,
     client: TrustctlClient,
     pub: Path,
     ver: Path,
@@ -453,7 +452,7 @@ def scale_size(
     report.add(f"verify 1 tag, fresh process, warm cache, median ms [{c.label}]", "lower",
                warm.median_ms, warm_n.median_ms if warm_n else None)  # fmt: skip
     if isinstance(client, TrustctlClient):
-        agent_rows(report, s, client, c.pub, c.ver, c.label, mid, f"scale-{c.n}", p_n, cold_n,
+        agent_rows(report, client, c.pub, c.ver, c.label, mid, f"scale-{c.n}", p_n, cold_n,
                    warm_n, reps)  # fmt: skip
 
     listed = True
