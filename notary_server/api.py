@@ -13,8 +13,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from securesystemslib.signer import Key
 
 from notary_server import errors
+from notary_server.notary.dialect import NOTARY
+from notary_server.notary.service import notary_key
 from notary_server.service import TrustService
 from notary_server.storage import StoredFile
 
@@ -67,12 +70,12 @@ def lookup_metadata(svc: TrustService, gun: str, filename: str) -> tuple[StoredF
 
 
 @bp.get("/v2/<path:gun>/_trust/tuf/<path:filename>")
-def get_metadata(gun: str, filename: str) -> Response:
+def get_metadata(gun: str, filename: str) -> Response | tuple[Response, int]:
     svc = service()
     filename = unquote(filename)
     if m := _KEY.fullmatch(filename):
         key = svc.server_key(gun, m["role"])
-        return jsonify({"keyid": key.keyid, **key.to_dict()})
+        return _key_response(svc, gun, key, 200)
     found = lookup_metadata(svc, gun, filename)
     if found is None:
         raise errors.MetadataNotFoundError(f"no such trust file: {filename[:100]!r}")
@@ -84,8 +87,17 @@ def rotate_key(gun: str, filename: str) -> tuple[Response, int]:
     m = _KEY.fullmatch(unquote(filename))
     if not m:
         raise errors.MethodNotAllowedError("POST is allowed on .../timestamp.key and .../snapshot.key")
-    key = service().rotate_server_key(gun, m["role"])
-    return jsonify({"keyid": key.keyid, **key.to_dict()}), 201
+    svc = service()
+    key = svc.rotate_server_key(gun, m["role"])
+    return _key_response(svc, gun, key, 201)
+
+
+def _key_response(svc: TrustService, gun: str, key: Key, status: int) -> tuple[Response, int]:
+    """A server-held key as a TUF key object with its id, or in Notary's key format
+    (``{"keytype", "keyval": {"private": null, "public": <b64>}}``, always 200)."""
+    if svc.key_dialect(gun, request.headers.get("User-Agent")) == NOTARY:
+        return jsonify(notary_key(key).to_dict()), 200
+    return jsonify({"keyid": key.keyid, **key.to_dict()}), status
 
 
 @bp.post("/v2/<path:gun>/_trust/tuf/")

@@ -69,6 +69,9 @@ class ServerConfig:
 
     #: Only GUNs starting with one of these are accepted (empty: all).
     gun_prefixes: tuple[str, ...] = ()
+    #: New repositories under these GUN prefixes speak Notary v1's dialect from the
+    #: start, whatever client asks (see notary_server/notary/dialect.py).
+    notary_dialect_prefixes: tuple[str, ...] = ()
     max_body_bytes: int = 64 * 1024 * 1024
     max_file_bytes: int = 32 * 1024 * 1024
     max_parts: int = 1024

@@ -23,6 +23,8 @@ from notary_server import errors
 from notary_server.clientview import Loaded, check_client_view
 from notary_server.config import ServerConfig
 from notary_server.names import check_gun, check_role
+from notary_server.notary.dialect import NOTARY, file_dialect, request_wants_notary, upload_dialect
+from notary_server.notary.service import NotaryRepos
 from notary_server.publisher import (
     Expiries,
     build_snapshot,
@@ -187,6 +189,8 @@ class TrustService:
         # parsed snapshots by the sha256 of their stored bytes, so that building the
         # next snapshot does not re-parse the previous one
         self._snapshots: _Bounded[str, Snapshot] = _Bounded(256)
+        #: Repositories in Notary v1's dialect (notary_server/notary/).
+        self.notary = NotaryRepos(self)
 
     @property
     def expiries(self) -> Expiries:
@@ -264,6 +268,9 @@ class TrustService:
             NotaryError: the named rule the upload breaks; nothing is stored.
         """
         self.check_gun(gun)
+        if upload_dialect(uploads) == NOTARY:
+            self.notary.publish(gun, uploads)
+            return
         now = self.clock()
         with self.store.transaction(gun) as tx:
             state = _TxState(tx)
@@ -515,6 +522,8 @@ class TrustService:
         """The current timestamp, renewed first if it is inside its renewal window."""
         now = self.clock()
         ts = self._current(gun, "timestamp")
+        if ts is not None and file_dialect(ts.data) == NOTARY:
+            return self.notary.ensure_fresh(gun, ts)
         if ts is None or not self._needs_renewal(gun, ts, now):
             return ts
         try:
@@ -537,6 +546,8 @@ class TrustService:
         once: the per-GUN transaction makes the second one see the first's result.
         """
         now = self.clock()
+        if self.dialect(gun) == NOTARY:
+            return self.notary.renew(gun)
         with self.store.transaction(gun) as tx:
             ts = tx.current("timestamp")
             root_file = tx.current("root")
@@ -610,7 +621,11 @@ class TrustService:
         self._check_online_role(role)
         held = self._signer_call(self.keys.list_keys, gun, role)
         root_file = self.store.get_current(gun, "root")
-        if root_file is not None:
+        if root_file is not None and file_dialect(root_file.data) == NOTARY:
+            active_key = self.notary.active_key(gun, role, root_file.data)
+            if active_key is not None:
+                return active_key
+        elif root_file is not None:
             listed = set(Metadata[Root].from_bytes(root_file.data).signed.roles[role].keyids)
             active = [k for k in held if k.keyid in listed]
             if active:
@@ -628,6 +643,20 @@ class TrustService:
         self._held.forget(gun)
         logger.info("created pending %s key %s for %s", role, key.keyid, gun)
         return key
+
+    def dialect(self, gun: str) -> str | None:
+        """The dialect of ``gun`` (fixed by its stored root), None when it has none."""
+        root = self._current(gun, "root")
+        return file_dialect(root.data) if root is not None else None
+
+    def key_dialect(self, gun: str, user_agent: str | None) -> str:
+        """The format a key route answers in: the repository's dialect, or for a
+        repository without a root, the one the client's request asks for."""
+        found = self.dialect(gun)
+        if found is not None:
+            return found
+        prefixes = self.config.notary_dialect_prefixes
+        return NOTARY if request_wants_notary(gun, user_agent, prefixes) else "tuf"
 
     @staticmethod
     def _check_online_role(role: str) -> None:

@@ -31,6 +31,7 @@ from tuf.api.metadata import Snapshot, Timestamp
 from notary_signer.errors import BadRequestError, SignerRefusedError, UnsupportedAlgorithmError
 from notary_signer.keyservice import ONLINE_ROLES
 from notary_signer.keystore._material import ALGORITHMS
+from notary_signer.notary_payload import NOTARY_TYPES, NotaryPayload, check_notary_payload
 
 if TYPE_CHECKING:
     from notary_signer.keystore import StoredKey
@@ -116,9 +117,10 @@ def check_key(stored_key: StoredKey, gun: str, role: str) -> None:
 
 def check_payload(
     role: str, payload: bytes, now: datetime | None = None, **detail: str
-) -> Timestamp | Snapshot:
-    """Refuse unless ``payload`` is the canonical JSON of a TUF ``role`` payload whose
-    lifetime is within the cap; return it parsed.
+) -> Timestamp | Snapshot | NotaryPayload:
+    """Refuse unless ``payload`` is the canonical JSON of a TUF ``role`` payload (or of
+    a Notary-dialect one, see :mod:`notary_signer.notary_payload`) whose lifetime is
+    within the cap; return it parsed.
 
     Raises:
         SignerRefusedError: any rule is broken; the message says which.
@@ -131,6 +133,8 @@ def check_payload(
         )
     obj = _parse_json_object(payload, detail)
     payload_type = obj.get("_type")
+    if payload_type == NOTARY_TYPES[role]:
+        return _check_notary(role, obj, payload, now, detail)
     if payload_type != role:
         raise SignerRefusedError(
             f"payload _type is {payload_type!r}, expected {role!r}", role=role, **detail
@@ -144,14 +148,31 @@ def check_payload(
         raise SignerRefusedError(
             f"payload is not valid TUF {role} metadata: {type(e).__name__}: {e}", **detail
         ) from None
-    lifetime = signed.expires - (now or datetime.now(UTC))
+    _check_lifetime(role, signed.expires, now, detail)
+    return signed
+
+
+def _check_notary(
+    role: str, obj: dict[str, Any], payload: bytes, now: datetime | None, detail: dict[str, str]
+) -> NotaryPayload:
+    """A Notary-dialect payload of ``role``: same canonical-form and lifetime rules."""
+    if not is_canonical(obj, payload):
+        raise SignerRefusedError("payload is not canonical JSON", **detail)
+    signed = check_notary_payload(role, obj, **detail)
+    _check_lifetime(role, signed.expires, now, detail)
+    return signed
+
+
+def _check_lifetime(
+    role: str, expires: datetime, now: datetime | None, detail: dict[str, str]
+) -> None:
+    lifetime = expires - (now or datetime.now(UTC))
     if lifetime > MAX_LIFETIME[role]:
         raise SignerRefusedError(
             f"{role} would be valid for {lifetime.days} days, longer than the "
             f"{MAX_LIFETIME[role].days} days the signer grants",
             **detail,
         )
-    return signed
 
 
 def is_canonical(obj: Any, payload: bytes) -> bool:
