@@ -259,15 +259,20 @@ def inspect_cmd(tctx: TrustContext, image: str, tofu: bool) -> None:
     """Show IMAGE's signed tags (or one IMAGE:TAG), signers, roles and expiry."""
     ref = parse_reference(image)
     with tctx.trust.lock(ref.gun):
-        ensure_pinned(tctx, ref.gun, tofu=tofu)
-        repo = tctx.open_trusted(ref.gun)
-        try:
-            pending = tctx.pending_store()
-        except Exception:  # noqa: BLE001 - informational only
-            pending = None
-        from trustctl.verify import inspect_repository
+        from trustctl.notary.verify import NOTARY, dialect_of, inspect_notary
 
-        report = inspect_repository(repo, tag=ref.tag, pending=pending)
+        if dialect_of(tctx, ref.gun, tofu=tofu) == NOTARY:
+            report = inspect_notary(tctx, ref.gun, ref.tag)
+        else:
+            ensure_pinned(tctx, ref.gun, tofu=tofu)
+            repo = tctx.open_trusted(ref.gun)
+            try:
+                pending = tctx.pending_store()
+            except Exception:  # noqa: BLE001 - informational only
+                pending = None
+            from trustctl.verify import inspect_repository
+
+            report = inspect_repository(repo, tag=ref.tag, pending=pending)
     if ref.tag and not report.tags:
         raise TagNotSignedError(
             f"{ref.gun}:{ref.tag} is not signed", hint=f"see `trustctl inspect {ref.gun}`"

@@ -153,6 +153,18 @@ def _verify(
     from trustctl.verify import verify_tag
 
     with tctx.trust.lock(ref.gun):
+        from trustctl.notary.verify import NOTARY, dialect_of
+
+        if dialect_of(tctx, ref.gun, tofu=tofu) == NOTARY:
+            from trustctl.notary.verify import verify_notary_tag
+
+            return verify_notary_tag(
+                tctx,
+                ref,
+                registry=tctx.registry if mode != REGISTRY_SKIP else None,
+                registry_mode=mode,
+                required_signers=signers,
+            )
         ensure_pinned(tctx, ref.gun, tofu=tofu)
         repo = tctx.open_trusted(ref.gun)
         try:

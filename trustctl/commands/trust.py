@@ -46,15 +46,38 @@ def _pinned_data(p: PinnedRoot) -> dict[str, object]:
 @click.option(
     "--tofu", is_flag=True, help="Pin whatever root v1 the server sends (trust on first use)."
 )
+@click.option(
+    "--ca-bundle",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Notary repositories: trust root certificates issued by this CA bundle.",
+)
 @pass_ctx
 def trust_pin(
-    tctx: TrustContext, gun: str, root_file: Path | None, keyid: str | None, tofu: bool
+    tctx: TrustContext,
+    gun: str,
+    root_file: Path | None,
+    keyid: str | None,
+    tofu: bool,
+    ca_bundle: Path | None,
 ) -> None:
-    """Pin GUN's root: from ROOT_FILE (from the owner), by --keyid, or --tofu."""
+    """Pin GUN's root: from ROOT_FILE (from the owner), by --keyid, or --tofu.
+
+    For a Notary (Docker Content Trust) repository, --keyid takes a root
+    certificate id, --ca-bundle a CA that issued the root certificate.
+    """
     gun = gun_arg(gun)
-    if [root_file is not None, keyid is not None, tofu].count(True) != 1:
-        raise UsageError("give exactly one of ROOT_FILE, --keyid KEYID or --tofu")
+    given = [root_file is not None, keyid is not None, tofu, ca_bundle is not None]
+    if given.count(True) != 1:
+        raise UsageError("give exactly one of ROOT_FILE, --keyid KEYID, --ca-bundle FILE or --tofu")
     with tctx.trust.lock(gun):
+        from trustctl.notary.pin import pin_notary
+
+        notary = pin_notary(
+            tctx, gun, root_file=root_file, keyid=keyid, tofu=tofu, ca_bundle=ca_bundle
+        )
+        if notary is not None:
+            tctx.printer.result("trust pin", notary.data, notary.lines)
+            return
         if root_file is not None:
             pinned = tctx.trust.pin(gun, root_file.read_bytes(), source=f"file {root_file}")
         else:
@@ -140,7 +163,10 @@ def trust_unpin(tctx: TrustContext, gun: str) -> None:
     """Forget GUN's pinned root and cached trust data."""
     gun = gun_arg(gun)
     with tctx.trust.lock(gun):
+        from trustctl.notary.verify import notary_state
+
         existed = tctx.trust.unpin(gun)
+        existed = notary_state(tctx, gun).unpin() or existed
     tctx.printer.result(
         "trust unpin",
         {"gun": gun, "was_pinned": existed},

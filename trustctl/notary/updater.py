@@ -1,0 +1,424 @@
+"""Notary's client workflow (reference section 3, "Client-side verification").
+
+:class:`NotaryUpdater` answers with a :class:`TrustedNotary`: the verified root,
+timestamp, snapshot, targets and every delegated role that verified. Steps:
+
+1. **Root.** Start from the newest root verified before (or, the first time, the
+   server's ``root.json``); every root must carry valid x509 leaf certificates named
+   for the GUN, satisfy the trust pin, be signed by a threshold of its own pinned
+   certificates and (after the first) of the previous root's. A newer root is reached
+   by walking ``N.root.json`` one version at a time; the newest must not be expired.
+2. **Timestamp** (``timestamp.json``, at most 1 MiB), signed by the root's timestamp
+   keys, not older than the cached version, not expired.
+3. **Snapshot** by hash (``snapshot.<sha256>.json``, bounded by the length the
+   timestamp signed), its hashes checked, signed, not older, not expired; its
+   ``root`` entry must match the trusted root.
+4. **Targets** and delegated roles by hash (``<role>.<sha256>.json``), parents first;
+   a delegated role counts only with a threshold of the keys its parent lists, and
+   its paths are cut to its parent's (prefixes). A delegated role that is expired or
+   under-signed is left out (and reported), as Notary does; anything else that fails
+   fails the whole update.
+
+Versions of every role are ratcheted in :class:`~trustctl.notary.pinning.NotaryState`,
+so an older copy served later is refused as a rollback. Nothing here reads a clock
+or the network by itself: ``fetch`` and ``now`` are passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import quote
+
+from trustctl.client import error_for_response, transport_failure
+from trustctl.errors import (
+    NoPinnedRootError,
+    RollbackError,
+    StaleMetadataError,
+    TamperedMetadataError,
+    UnknownRepositoryError,
+    UntrustedSignatureError,
+)
+from trustctl.notary.model import (
+    Delegation,
+    Envelope,
+    FileMeta,
+    RoleKeys,
+    RootInfo,
+    TargetsInfo,
+    check_hashes,
+    check_threshold,
+    parse_envelope,
+    parse_meta,
+    parse_root,
+    parse_targets,
+    path_allowed,
+    restrict_paths,
+    root_certificates,
+    stale,
+)
+from trustctl.notary.pinning import NotaryPin, NotaryState
+from trustctl.transport import Transport, TransportError
+
+__all__ = ["RELEASES", "Fetch", "NotaryUpdater", "ServerFetch", "TrustedNotary"]
+
+logger = logging.getLogger(__name__)
+
+Fetch = Callable[[str, int], "bytes | None"]
+"""``fetch(filename, max_bytes)``: the file's bytes, or None when the server has none."""
+
+RELEASES = "targets/releases"
+MAX_TIMESTAMP_BYTES = 1024 * 1024
+MAX_ROOT_BYTES = 10 * 1024 * 1024
+MAX_ROLES = 1000
+MAX_ROOT_WALK = 1000
+
+
+class ServerFetch:
+    """``Fetch`` over trustctl's transport: ``{server}/v2/<gun>/_trust/tuf/<file>``."""
+
+    def __init__(self, transport: Transport, server: str, gun: str) -> None:
+        self._transport = transport
+        self._server = server
+        self._gun = gun
+        self._base = f"{server}/v2/{gun}/_trust/tuf/"
+        self.requests: list[str] = []
+
+    def __call__(self, filename: str, max_bytes: int) -> bytes | None:
+        url = self._base + quote(filename, safe="/")
+        self.requests.append(filename)
+        try:
+            resp = self._transport.request(
+                "GET", url, scope=f"repository:{self._gun}:pull", max_bytes=max_bytes
+            )
+        except TransportError as e:
+            raise transport_failure(self._server, e) from e
+        if resp.status == 404:
+            return None
+        if resp.status >= 300:
+            raise error_for_response(resp, self._gun, f"send {filename}", self._server)
+        if resp.truncated:
+            raise TamperedMetadataError(
+                f"the trust server sent more than the {max_bytes} bytes allowed for {filename} of "
+                f"{self._gun}: it may have been tampered with, or this is an endless-data attack",
+                hint="do not deploy from it",
+            )
+        return resp.data
+
+
+@dataclass
+class TrustedNotary:
+    """What one update verified."""
+
+    gun: str
+    root: RootInfo
+    timestamp: Envelope
+    snapshot: Envelope
+    snapshot_meta: dict[str, FileMeta]
+    roles: dict[str, TargetsInfo] = field(default_factory=dict)
+    delegations: dict[str, Delegation] = field(default_factory=dict)  # paths restricted
+    failures: dict[str, str] = field(default_factory=dict)
+    root_rotations: int = 0
+
+    @property
+    def targets(self) -> TargetsInfo:
+        return self.roles["targets"]
+
+    def role_keys(self, role: str) -> RoleKeys:
+        if role == "targets":
+            return self.root.roles["targets"]
+        return self.delegations[role].role_keys
+
+    def expiries(self) -> dict[str, datetime]:
+        out = {
+            "root": self.root.env.expires,
+            "timestamp": self.timestamp.expires,
+            "snapshot": self.snapshot.expires,
+        }
+        for name, info in self.roles.items():
+            out[name] = info.env.expires
+        return out
+
+    def children(self, role: str, paths: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
+        """``role``'s delegations, paths cut to ``paths`` (``GetValidDelegations``)."""
+        info = self.roles.get(role)
+        if info is None:
+            return []
+        return [(d.name, restrict_paths(paths, d.paths)) for d in info.delegations]
+
+    def walk(
+        self, path: str, role_path: str, skip: tuple[str, ...] = ()
+    ) -> Iterator[tuple[str, TargetsInfo]]:
+        """Notary's ``WalkTargets``: the verified roles a lookup of ``path`` under
+        ``role_path`` visits, breadth first, each within its delegated paths."""
+        queue: list[tuple[str, tuple[str, ...]]] = [("targets", ("",))]
+        seen = 0
+        while queue and seen <= MAX_ROLES:
+            name, paths = queue.pop(0)
+            seen += 1
+            info = self.roles.get(name)
+            if info is None:
+                continue
+            if role_path.startswith(name + "/"):
+                queue.extend(self.children(name, paths))
+                continue
+            under = not role_path or name == role_path or name.startswith(role_path + "/")
+            if path_allowed(path, paths) and under and name not in skip:
+                yield name, info
+                queue.extend(self.children(name, paths))
+
+    def lookup(self, tag: str) -> tuple[str, FileMeta] | None:
+        """Where ``tag`` is signed, ``targets/releases`` first, then ``targets`` (the
+        order ``docker pull`` used; each with the roles below it, as Notary walks)."""
+        for role_path, skip in ((RELEASES, ("targets",)), ("targets", (RELEASES,))):
+            for name, info in self.walk(tag, role_path, skip):
+                meta = info.targets.get(tag)
+                if meta is not None:
+                    return name, meta
+        return None
+
+    def all_targets(self) -> dict[str, tuple[str, FileMeta]]:
+        """Every signed tag, each from the role :meth:`lookup` would answer with."""
+        names = sorted({t for info in self.roles.values() for t in info.targets})
+        found = {}
+        for tag in names:
+            hit = self.lookup(tag)
+            if hit is not None:
+                found[tag] = hit
+        return found
+
+
+class NotaryUpdater:
+    """Run Notary's client workflow for one GUN (see module docstring).
+
+    Args:
+        gun: the repository.
+        fetch: downloads a metadata file by name.
+        state: the pin and the cached verified state.
+        now: the current time (a clock is injected by the caller).
+    """
+
+    def __init__(self, gun: str, fetch: Fetch, state: NotaryState, now: datetime) -> None:
+        self.gun = gun
+        self._fetch = fetch
+        self._state = state
+        self._now = now
+
+    def refresh(self) -> TrustedNotary:
+        pin = self._state.pin()
+        if pin is None:
+            raise NoPinnedRootError(
+                f"no root certificate is pinned for the Notary repository {self.gun}",
+                hint=f"`trustctl trust pin {self.gun} --keyid CERT_ID` (the root certificate id the "
+                "owner gives you), `--ca-bundle FILE`, or --tofu to trust what the server sends",
+            )
+        cached = self._state.versions()
+        root, root_raw, rotations = self._update_root(pin)
+        ts = self._timestamp(root, cached)
+        snapshot, snap_meta = self._snapshot(root, ts, root_raw, cached)
+        trusted = TrustedNotary(self.gun, root, ts, snapshot, snap_meta, root_rotations=rotations)
+        targets_env = self._by_hash("targets", snap_meta, cached, root.roles["targets"])
+        trusted.roles["targets"] = parse_targets(targets_env)
+        self._delegations(trusted, cached)
+        versions = {
+            "root": root.env.version,
+            "timestamp": ts.version,
+            "snapshot": snapshot.version,
+            **{name: info.env.version for name, info in trusted.roles.items()},
+        }
+        self._state.save(root_raw, versions)
+        return trusted
+
+    # --- root ------------------------------------------------------------------------
+
+    def _get(self, name: str, max_bytes: int) -> bytes | None:
+        return self._fetch(name, max_bytes)
+
+    def _update_root(self, pin: NotaryPin) -> tuple[RootInfo, bytes, int]:
+        trusted_raw = self._state.trusted_root()
+        if trusted_raw is None:
+            raw = self._get("root.json", MAX_ROOT_BYTES)
+            if raw is None:
+                raise UnknownRepositoryError(f"the trust server has no trust data for {self.gun}")
+            root = self._check_root(None, raw, pin, final=True)
+            return root, raw, 0
+        trusted = self._check_root(None, trusted_raw, pin, final=False)
+        raw = self._get("root.json", MAX_ROOT_BYTES)
+        if raw is None:
+            raise UnknownRepositoryError(
+                f"the trust server has no trust data for {self.gun} any more (it was verified before): "
+                "the repository was deleted, or the server is withholding it",
+                hint="do not deploy from it; ask the repository owner",
+            )
+        newest_version = parse_envelope(raw, "root").version
+        if newest_version < trusted.env.version:
+            raise RollbackError(
+                f"the trust server sent root v{newest_version} for {self.gun}, older than the v"
+                f"{trusted.env.version} this client has already verified: a possible rollback attack",
+                hint="do not deploy; if the repository was re-created on purpose, pin it again",
+            )
+        if newest_version == trusted.env.version:
+            if trusted.env.expires <= self._now:
+                raise stale("root", trusted.env.expires, self._now)
+            return trusted, trusted_raw, 0
+        prev = trusted
+        rotations = 0
+        for version in range(trusted.env.version + 1, newest_version):
+            if rotations > MAX_ROOT_WALK:
+                break
+            step = self._get(f"{version}.root.json", MAX_ROOT_BYTES)
+            if step is None:
+                raise TamperedMetadataError(
+                    f"the trust server has no root v{version} of {self.gun} between v{trusted.env.version} "
+                    f"and v{newest_version}: root rotations cannot be followed",
+                    hint="do not deploy from it",
+                )
+            prev = self._check_root(prev, step, pin, final=False, version=version)
+            rotations += 1
+        newest = self._check_root(prev, raw, pin, final=True, version=newest_version)
+        return newest, raw, rotations + 1
+
+    def _check_root(
+        self,
+        prev: RootInfo | None,
+        raw: bytes,
+        pin: NotaryPin,
+        *,
+        final: bool,
+        version: int | None = None,
+    ) -> RootInfo:
+        """Notary's ``ValidateRoot`` plus the version and expiry checks."""
+        root = parse_root(parse_envelope(raw, "root"))
+        if version is not None and root.env.version != version:
+            raise TamperedMetadataError(
+                f"{version}.root.json of {self.gun} holds root v{root.env.version}",
+                hint="do not deploy from it",
+            )
+        certs, refused = root_certificates(root, self.gun, self._now)
+        if not certs:
+            why = "; ".join(refused) or "the root role has no keys"
+            error = StaleMetadataError if "expired" in why else UntrustedSignatureError
+            raise error(
+                f"root v{root.env.version} of {self.gun} has no valid root certificate for {self.gun} "
+                f"({why}): it may be forged, or its certificates expired",
+                hint="do not deploy from it; ask the repository owner",
+            )
+        if prev is not None:
+            old, _ = root_certificates(prev, self.gun, None)
+            old_role = RoleKeys(
+                "previous root", {k: c.key for k, c in old.items()}, prev.roles["root"].threshold
+            )
+            try:
+                check_threshold(root.env, old_role)
+            except UntrustedSignatureError as e:
+                raise UntrustedSignatureError(
+                    f"root v{root.env.version} of {self.gun} is not signed by the previous root's "
+                    "certificates: it may be forged (this may be an attack)",
+                    hint="do not deploy from it; ask the repository owner",
+                ) from e
+        pinned = {k: c for k, c in certs.items() if pin.accepts(c, self._now)}
+        if not pinned:
+            raise UntrustedSignatureError(
+                f"no root certificate of {self.gun} (root v{root.env.version}: "
+                f"{', '.join(k[:16] + '…' for k in certs)}) matches the pin ({pin.describe()}): "
+                "this may be an attack, or the owner rotated the root key",
+                hint="do not deploy; check the certificate id with the repository owner and pin "
+                f"again with `trustctl trust pin {self.gun} --keyid CERT_ID`",
+            )
+        own = RoleKeys("root", {k: c.key for k, c in pinned.items()}, root.roles["root"].threshold)
+        check_threshold(root.env, own)
+        if final and root.env.expires <= self._now:
+            raise stale("root", root.env.expires, self._now)
+        return root
+
+    # --- timestamp, snapshot, targets ---------------------------------------------------
+
+    def _versions_check(self, env: Envelope, cached: dict[str, int]) -> None:
+        seen = cached.get(env.role, 0)
+        if env.version < seen:
+            raise RollbackError(
+                f"the trust server sent {env.role} v{env.version} for {self.gun}, older than the v{seen} "
+                "this client has already verified: a possible rollback attack",
+                hint="do not deploy; if the repository was re-created on purpose, pin it again "
+                f"(`trustctl trust pin {self.gun} ...`)",
+            )
+        if env.expires <= self._now:
+            raise stale(env.role, env.expires, self._now)
+
+    def _timestamp(self, root: RootInfo, cached: dict[str, int]) -> Envelope:
+        raw = self._get("timestamp.json", MAX_TIMESTAMP_BYTES)
+        if raw is None:
+            raise UnknownRepositoryError(f"the trust server has no timestamp for {self.gun}")
+        env = parse_envelope(raw, "timestamp")
+        check_threshold(env, root.roles["timestamp"])
+        self._versions_check(env, cached)
+        if "snapshot" not in parse_meta(env):
+            raise TamperedMetadataError(f"the timestamp of {self.gun} names no snapshot")
+        return env
+
+    def _snapshot(
+        self, root: RootInfo, ts: Envelope, root_raw: bytes, cached: dict[str, int]
+    ) -> tuple[Envelope, dict[str, FileMeta]]:
+        env = self._by_hash("snapshot", parse_meta(ts), cached, root.roles["snapshot"])
+        meta = parse_meta(env)
+        if "targets" not in meta:
+            raise TamperedMetadataError(f"the snapshot of {self.gun} names no targets")
+        if "root" in meta:
+            check_hashes(root_raw, meta["root"], f"the trusted root of {self.gun}")
+        return env, meta
+
+    def _by_hash(
+        self, role: str, meta: dict[str, FileMeta], cached: dict[str, int], keys: RoleKeys
+    ) -> Envelope:
+        """Download ``role`` by the hash ``meta`` signed, check hashes, signatures,
+        version and expiry."""
+        entry = meta.get(role)
+        if entry is None:
+            raise TamperedMetadataError(f"the signed metadata of {self.gun} does not list {role}")
+        sha = entry.hex("sha256")
+        name = f"{role}.{sha}.json" if sha else f"{role}.json"
+        raw = self._get(name, max(entry.length, 1))
+        if raw is None:
+            raise TamperedMetadataError(
+                f"the trust server has no {role} with the hash the signed metadata names ({name}): "
+                "its data is inconsistent, or it is withholding files",
+                hint="do not deploy from it",
+            )
+        check_hashes(raw, entry, f"the {role} metadata of {self.gun}")
+        env = parse_envelope(raw, role)
+        check_threshold(env, keys)
+        self._versions_check(env, cached)
+        return env
+
+    def _delegations(self, trusted: TrustedNotary, cached: dict[str, int]) -> None:
+        queue = list(trusted.targets.delegations)
+        parents_paths = {"targets": ("",)}
+        loaded = 0
+        while queue and loaded < MAX_ROLES:
+            d = queue.pop(0)
+            parent = d.name.rsplit("/", 1)[0]
+            paths = restrict_paths(parents_paths.get(parent, ()), d.paths)
+            if d.name in trusted.roles or d.name not in trusted.snapshot_meta:
+                continue  # not published yet: no targets of its own
+            restricted = Delegation(d.name, d.keys, d.threshold, paths)
+            trusted.delegations[d.name] = restricted
+            loaded += 1
+            try:
+                env = self._by_hash(d.name, trusted.snapshot_meta, cached, d.role_keys)
+            except (UntrustedSignatureError, StaleMetadataError) as e:
+                trusted.failures[d.name] = e.message
+                logger.warning("%s of %s does not count: %s", d.name, self.gun, e.message)
+                continue
+            info = parse_targets(env)
+            trusted.roles[d.name] = info
+            parents_paths[d.name] = paths
+            queue[:0] = list(info.delegations)
+
+
+def is_notary_root(raw: bytes | None) -> bool:
+    """Whether root metadata is in Notary's dialect (``"_type": "Root"``)."""
+    from trustctl.notary.model import signed_type
+
+    return raw is not None and signed_type(raw) == "Root"
