@@ -454,6 +454,25 @@ class KeyStore:
             )
         return imported
 
+    def add_private(
+        self, private: PrivateKey, *, role: str, gun: str | None, name: str | None
+    ) -> tuple[KeyInfo, bool]:
+        """Store an already decrypted private key (Notary's key files); (info, stored):
+        a key the store already holds is left as it is.
+
+        Raises:
+            UsageError: a role or key type trustctl cannot use.
+            PassphraseError: no passphrase for ``role``.
+        """
+        if role not in ROLES:
+            raise UsageError(f"unknown key role {role!r}: expected one of {', '.join(ROLES)}")
+        public = private.public_key()
+        existing = self.get(SSlibKey.from_crypto(public, scheme=scheme_for(public)).keyid)
+        if existing is not None:
+            return existing, False
+        passphrase = self.passphrases.get(role, purpose=f"imported {role} key", new=True)
+        return self._store(private, role=role, gun=gun, name=name, passphrase=passphrase), True
+
     def export(self, keyid: str) -> bytes:
         """The stored (still encrypted) PEM of ``keyid``, headers included."""
         info = self.get(keyid)

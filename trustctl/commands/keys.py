@@ -100,7 +100,7 @@ def key_list(tctx: TrustContext) -> None:
 
 
 @key_group.command("import", cls=TrustctlCommand)
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--role", type=click.Choice(KEY_ROLES), help="Default: the file's role header, else delegation."
 )
@@ -110,13 +110,24 @@ def key_list(tctx: TrustContext) -> None:
 def key_import(
     tctx: TrustContext, file: Path, role: str | None, gun: str | None, name: str | None
 ) -> None:
-    """Import private key(s) from a PEM FILE (encrypted or not).
+    """Import private key(s) from a PEM FILE (encrypted or not), or from a Notary or
+    Docker trust directory (~/.notary, ~/.docker/trust) or one of its key files.
 
     An encrypted file is opened with TRUSTCTL_IMPORT_PASSPHRASE (else the role's
-    passphrase); the key is stored encrypted with the role's passphrase.
+    passphrase; Notary's files with NOTARY_*_PASSPHRASE or
+    DOCKER_CONTENT_TRUST_*_PASSPHRASE); the key is stored encrypted with the role's
+    passphrase. Notary keys keep their roles.
     """
     if gun:
         gun = gun_arg(gun)
+    from trustctl.notary.keyfiles import is_notary_key_file
+
+    if file.is_dir() or is_notary_key_file(file.read_bytes()):
+        from trustctl.notary.keyimport import import_notary_keys
+
+        result = import_notary_keys(tctx, file, only_gun=gun)
+        tctx.printer.result("key import", result.data, result.lines)
+        return
 
     def input_passphrase() -> str | None:
         value = tctx.environ.get("TRUSTCTL_IMPORT_PASSPHRASE")

@@ -120,6 +120,7 @@ class TrustedNotary:
     roles: dict[str, TargetsInfo] = field(default_factory=dict)
     delegations: dict[str, Delegation] = field(default_factory=dict)  # paths restricted
     failures: dict[str, str] = field(default_factory=dict)
+    unverified: dict[str, TargetsInfo] = field(default_factory=dict)  # never trusted
     root_rotations: int = 0
 
     @property
@@ -374,6 +375,13 @@ class NotaryUpdater:
     ) -> Envelope:
         """Download ``role`` by the hash ``meta`` signed, check hashes, signatures,
         version and expiry."""
+        env = self._download(role, meta)
+        check_threshold(env, keys)
+        self._versions_check(env, cached)
+        return env
+
+    def _download(self, role: str, meta: dict[str, FileMeta]) -> Envelope:
+        """``role``'s file by the hash ``meta`` signed (hashes checked, not yet trusted)."""
         entry = meta.get(role)
         if entry is None:
             raise TamperedMetadataError(f"the signed metadata of {self.gun} does not list {role}")
@@ -387,10 +395,7 @@ class NotaryUpdater:
                 hint="do not deploy from it",
             )
         check_hashes(raw, entry, f"the {role} metadata of {self.gun}")
-        env = parse_envelope(raw, role)
-        check_threshold(env, keys)
-        self._versions_check(env, cached)
-        return env
+        return parse_envelope(raw, role)
 
     def _delegations(self, trusted: TrustedNotary, cached: dict[str, int]) -> None:
         queue = list(trusted.targets.delegations)
@@ -405,13 +410,16 @@ class NotaryUpdater:
             restricted = Delegation(d.name, d.keys, d.threshold, paths)
             trusted.delegations[d.name] = restricted
             loaded += 1
+            env = self._download(d.name, trusted.snapshot_meta)
+            info = parse_targets(env)
             try:
-                env = self._by_hash(d.name, trusted.snapshot_meta, cached, d.role_keys)
+                check_threshold(env, d.role_keys)
+                self._versions_check(env, cached)
             except (UntrustedSignatureError, StaleMetadataError) as e:
                 trusted.failures[d.name] = e.message
-                logger.warning("%s of %s does not count: %s", d.name, self.gun, e.message)
+                trusted.unverified[d.name] = info
+                logger.info("%s of %s does not count: %s", d.name, self.gun, e.message)
                 continue
-            info = parse_targets(env)
             trusted.roles[d.name] = info
             parents_paths[d.name] = paths
             queue[:0] = list(info.delegations)
