@@ -3,6 +3,8 @@
 #   postgresql       throwaway PostgreSQL clusters (tests/pg.py)
 #   docker-registry  an OCI registry on 127.0.0.1 for end-to-end tests
 #   skopeo           pushes test images to that registry
+#   notary           Notary 0.7.0 (server, signer, CLI): the peer trustctl reads and migrates from
+#   faketime         runs a client at a later time (expired-metadata tests)
 #
 # Idempotent: installs only what `dpkg -s` reports missing, and runs
 # `apt-get update` only when something is. Run as root, or as a user with sudo.
@@ -10,7 +12,7 @@
 # tests do not use it (they start their own clusters on free ports).
 set -euo pipefail
 
-PACKAGES=(postgresql docker-registry skopeo)
+PACKAGES=(postgresql docker-registry skopeo notary faketime)
 
 if ! command -v dpkg >/dev/null || ! command -v apt-get >/dev/null; then
     echo "install-system-deps: not a Debian system (no dpkg/apt-get); install ${PACKAGES[*]} yourself" >&2

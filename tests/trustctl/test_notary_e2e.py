@@ -1,0 +1,412 @@
+"""trustctl on Notary-signed repositories, end to end (issue 12).
+
+Real processes on 127.0.0.1: Debian's notary-server and notary-signer 0.7.0 (HTTPS,
+gRPC with mutual TLS), repositories built by the real ``notary`` CLI 0.7.0, a real
+docker-registry, and ``python -m trustctl`` as a subprocess. Attacks are served by a
+test server in front of notary-server that changes what it answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import urllib3
+
+from tests.notary_peer import NotaryPerson, NotaryStack, require_notary, start_notary
+from tests.registry import RegistryProcess, push_image
+from tests.secrets import remember
+from tests.trustctl.httpd import Reply, Request, Server, serve
+from tests.trustctl.support import unique_repo
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = json.loads(self.stdout)
+        return doc
+
+    def __str__(self) -> str:
+        return f"exit {self.code}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+
+@dataclass
+class Trustctl:
+    """A trustctl user: a trust dir, a server, passphrases; ``run`` is a subprocess."""
+
+    name: str
+    trust_dir: Path
+    server: str
+    ca: Path | None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("TRUSTCTL_", "DOCKER_CONTENT_TRUST", "NOTARY_"))
+        }
+        env = {
+            **base,
+            "SSL_CERT_FILE": SYSTEM_BUNDLE,
+            "REQUESTS_CA_BUNDLE": SYSTEM_BUNDLE,
+            "TRUSTCTL_SERVER": self.server,
+            "TRUSTCTL_TRUST_DIR": str(self.trust_dir),
+            "TRUSTCTL_ROOT_PASSPHRASE": remember(f"{self.name} root passphrase"),
+            "TRUSTCTL_TARGETS_PASSPHRASE": remember(f"{self.name} targets passphrase"),
+            "TRUSTCTL_DELEGATION_PASSPHRASE": remember(f"{self.name} delegation passphrase"),
+            **self.extra,
+        }
+        if self.ca is not None:
+            env["TRUSTCTL_TLS_CA"] = str(self.ca)
+        return env
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+    ) -> Result:
+        proc = subprocess.run(
+            [*prefix, sys.executable, "-m", "trustctl", *args],
+            check=False,
+            env={**self.env(), **(env or {})},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def ok(self, *args: str, **kwargs: Any) -> Result:
+        result = self.run(*args, **kwargs)
+        assert result.code == 0, str(result)
+        return result
+
+
+def one_line(result: Result, code: int, *needles: str) -> None:
+    """A failure is one Error line and one Hint line, no traceback."""
+    assert result.code == code, str(result)
+    lines = [
+        line
+        for line in result.stderr.splitlines()
+        if line.strip() and not line.startswith("Warning: ")
+    ]
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert len(errors) == 1 and lines[-1].startswith("Hint: "), str(result)
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in errors[0], str(result)
+
+
+@pytest.fixture(scope="module")
+def notary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotaryStack]:
+    require_notary()
+    stack = start_notary("trustctl-e2e", tmp_path_factory.mktemp("notary"))
+    yield stack
+    stack.stop()
+
+
+@dataclass
+class Image:
+    gun: str
+    tag: str
+    digest: str
+    size: int
+
+
+def push(registry: RegistryProcess, repo: str, tag: str) -> Image:
+    digest, size, _ = push_image(registry.url, repo, tag, f"{repo}:{tag}".encode())
+    return Image(f"{registry.host}/{repo}", tag, digest, size)
+
+
+def sign_with_notary(owner: NotaryPerson, image: Image, *roles: str) -> None:
+    args = [
+        "addhash",
+        image.gun,
+        image.tag,
+        str(image.size),
+        "--sha256",
+        image.digest.split(":", 1)[1],
+    ]
+    for role in roles:
+        args += ["--roles", role]
+    owner.run(*args, "-p")
+
+
+def deployer(
+    tmp_path: Path, notary: NotaryStack, name: str = "deployer", server: str | None = None
+) -> Trustctl:
+    return Trustctl(
+        name, tmp_path / name, server or notary.url, notary.ca if server is None else None
+    )
+
+
+# --- 1. same digests as `notary lookup`, pinned by certificate id -------------------------
+
+
+def test_verify_gives_the_digest_notary_lookup_gives_for_every_tag(
+    notary: NotaryStack, registry: RegistryProcess, tmp_path: Path
+) -> None:
+    repo = unique_repo("notary")
+    owner = NotaryPerson("owner", notary, tmp_path / "owner-notary")
+    images = [push(registry, repo, tag) for tag in ("v1", "v2", "latest")]
+    gun = images[0].gun
+    owner.run("init", gun, "-p")
+    for image in images:
+        sign_with_notary(owner, image)
+    cert_id = owner.root_cert_id(gun)
+
+    d = deployer(tmp_path, notary)
+    unpinned = d.run("verify", f"{gun}:v1")
+    one_line(unpinned, 2, "Notary", "no root certificate is pinned")
+    wrong = d.run("trust", "pin", gun, "--keyid", "ab" * 32)
+    one_line(wrong, 1, "matches the pin")
+    pinned = d.ok("--json", "trust", "pin", gun, "--keyid", cert_id).json
+    assert pinned["dialect"] == "notary" and pinned["root_keyids"] == [cert_id]
+
+    for image in images:
+        digest, size = owner.lookup(gun, image.tag)
+        got = d.ok("--json", "verify", f"{gun}:{image.tag}").json
+        assert got["digest"] == digest == image.digest
+        assert got["length"] == size == image.size
+        assert got["role"] == "targets" and got["registry"]["match"] is True
+        assert d.ok("pull", f"{gun}:{image.tag}").stdout.strip() == f"{gun}@{digest}"
+    listing = d.ok("--json", "inspect", gun).json
+    assert {t["tag"]: t["digest"] for t in listing["tags"]} == {i.tag: i.digest for i in images}
+
+    missing = d.run("verify", f"{gun}:nope")
+    one_line(missing, 1, "is not signed")
+
+
+# --- 2. attacks served by a test server in front of notary-server -------------------------
+
+
+@dataclass
+class Proxy:
+    """A plain-HTTP test server on 127.0.0.1 in front of notary-server; ``attack`` changes
+    what it answers (None: forwards unchanged). Remembers what it forwarded."""
+
+    upstream: str
+    ca: Path
+    attack: Callable[[str, bytes], tuple[int, bytes]] | None = None
+    seen: dict[str, bytes] = field(default_factory=dict)
+    server: Server | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> Proxy:
+        pool = urllib3.PoolManager(ca_certs=str(self.ca), cert_reqs="CERT_REQUIRED", retries=False)
+
+        def handle(req: Request) -> Reply:
+            r = pool.request("GET", self.upstream + req.path, timeout=10)
+            name = req.path.rsplit("/_trust/tuf/", 1)[-1]
+            status, body = r.status, r.data
+            if self.attack is not None:
+                status, body = self.attack(name, body)
+            with self.lock:
+                self.seen.setdefault(name, body)
+            return Reply(status, {"Content-Type": "text/plain"}, body)
+
+        self.server = serve(handle)
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+
+def _flip_digest(body: bytes) -> bytes:
+    doc = json.loads(body)
+    for meta in doc["signed"]["targets"].values():
+        meta["hashes"]["sha256"] = "A" * 43 + "="
+    return json.dumps(doc).encode()
+
+
+def _bump_version(body: bytes) -> bytes:
+    doc = json.loads(body)
+    doc["signed"]["version"] += 100
+    return json.dumps(doc).encode()
+
+
+ATTACKS: dict[str, tuple[str, str]] = {
+    # id: (error code, words the message must say)
+    "tampered-targets": ("TAMPERED", "tampered"),
+    "forged-timestamp": ("BAD_SIGNATURE", "forged"),
+    "impostor-repository": ("BAD_SIGNATURE", "forged"),
+    "withheld-snapshot": ("TAMPERED", "withholding"),
+    "endless-timestamp": ("TAMPERED", "endless-data attack"),
+    "rolled-back-timestamp": ("ROLLBACK", "rollback attack"),
+    "frozen-expired-timestamp": ("STALE", "freeze attack"),
+}
+
+
+@pytest.fixture(scope="module")
+def attacked_repo(
+    notary: NotaryStack, registry: RegistryProcess, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """A Notary repository with one tag, and a second one (the impostor's)."""
+    work = tmp_path_factory.mktemp("attacked")
+    owner = NotaryPerson("owner", notary, work / "owner-notary")
+    image = push(registry, unique_repo("attacked"), "v1")
+    owner.run("init", image.gun, "-p")
+    sign_with_notary(owner, image)
+    impostor = f"{image.gun}-impostor"
+    owner.run("init", impostor, "-p")
+    return {
+        "owner": owner,
+        "image": image,
+        "impostor": impostor,
+        "cert_id": owner.root_cert_id(image.gun),
+    }
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS), ids=list(ATTACKS))
+def test_a_tampered_rolled_back_or_expired_copy_is_refused(
+    attack: str,
+    notary: NotaryStack,
+    registry: RegistryProcess,
+    attacked_repo: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    owner: NotaryPerson = attacked_repo["owner"]
+    image: Image = attacked_repo["image"]
+    gun = image.gun
+    proxy = Proxy(notary.url, notary.ca).start()
+    try:
+        d = deployer(tmp_path, notary, server=proxy.url)
+        d.ok("trust", "pin", gun, "--keyid", attacked_repo["cert_id"])
+        d.ok("verify", "--no-registry-check", f"{gun}:v1")  # honest: seen and cached
+        old_timestamp = proxy.seen["timestamp.json"]
+        prefix: tuple[str, ...] = ()
+        if attack == "tampered-targets":
+            proxy.attack = lambda n, b: (
+                (200, _flip_digest(b)) if n.startswith("targets.") else (200, b)
+            )
+        elif attack == "forged-timestamp":
+            proxy.attack = lambda n, b: (
+                (200, _bump_version(b)) if n == "timestamp.json" else (200, b)
+            )
+        elif attack == "impostor-repository":
+            other = f"{notary.url}/v2/{attacked_repo['impostor']}/_trust/tuf/"
+            pool = urllib3.PoolManager(ca_certs=str(notary.ca), retries=False)
+            proxy.attack = lambda n, b: (200, pool.request("GET", other + n).data)
+        elif attack == "withheld-snapshot":
+            proxy.attack = lambda n, b: (404, b"{}") if n.startswith("snapshot.") else (200, b)
+        elif attack == "endless-timestamp":
+            proxy.attack = lambda n, b: (
+                (200, b + b" " * (2 * 1024 * 1024)) if n == "timestamp.json" else (200, b)
+            )
+        elif attack == "rolled-back-timestamp":
+            newer = push(registry, gun.split("/", 1)[1], f"v2-{tmp_path.name[-6:]}")
+            sign_with_notary(owner, newer)
+            d.ok(
+                "verify", "--no-registry-check", f"{gun}:{newer.tag}"
+            )  # the client saw the newer state
+            proxy.attack = lambda n, b: (200, old_timestamp) if n == "timestamp.json" else (200, b)
+        elif attack == "frozen-expired-timestamp":
+            proxy.attack = lambda n, b: (200, old_timestamp) if n == "timestamp.json" else (200, b)
+            later = datetime.now(UTC) + timedelta(days=15)  # notary's timestamps last 14 days
+            prefix = ("faketime", later.strftime("%Y-%m-%d %H:%M:%S"))
+        result = d.run("--json", "verify", "--no-registry-check", f"{gun}:v1", prefix=prefix)
+        assert result.code == 1, str(result)
+        error = result.json["error"]
+        code, words = ATTACKS[attack]
+        assert error["code"] == code, str(result)
+        assert words in error["message"], str(result)
+        assert "Traceback" not in result.stderr
+    finally:
+        assert proxy.server is not None
+        proxy.server.stop()
+
+
+# --- 3. a delegated tag, signed by a team member ------------------------------------------
+
+
+def test_a_tag_signed_into_targets_releases_verifies_with_signer_naming_the_member(
+    notary: NotaryStack, registry: RegistryProcess, tmp_path: Path
+) -> None:
+    owner = NotaryPerson("owner", notary, tmp_path / "owner-notary")
+    alice = NotaryPerson("alice", notary, tmp_path / "alice-docker-trust")
+    image = push(registry, unique_repo("delegated"), "v1")
+    gun = image.gun
+    owner.run("init", gun, "-p")
+    owner.run(
+        "key", "rotate", gun, "snapshot", "-r"
+    )  # as docker trust does: delegates need no snapshot key
+    public, _, _ = alice.generate_signer_key("alice", tmp_path / "alice-keys")
+    owner.run("delegation", "add", gun, "targets/releases", str(public), "--all-paths", "-p")
+    owner.run("delegation", "add", gun, "targets/alice", str(public), "--all-paths", "-p")
+    sign_with_notary(alice, image, "targets/releases")
+    digest, _ = owner.lookup(gun, "v1")
+
+    d = deployer(tmp_path, notary)
+    d.ok("trust", "pin", gun, "--keyid", owner.root_cert_id(gun))
+    got = d.ok("--json", "verify", "--signer", "alice", f"{gun}:v1").json
+    assert got["digest"] == digest == image.digest
+    assert got["role"] == "targets/releases" and got["signers"] == ["alice"]
+    text = d.ok("verify", "--signer", "alice", f"{gun}:v1").stdout
+    assert "signed by:    alice (targets/releases, 1 of 1 required)" in text
+    bob = d.run("verify", "--signer", "bob", f"{gun}:v1")
+    one_line(bob, 1, "not by bob")
+
+
+# --- 4. Notary key files: bad input -------------------------------------------------------
+
+
+BAD_KEY_FILES = {
+    "wrong-passphrase": (2, "wrong passphrase for the Notary alice key"),
+    "truncated": (2, "truncated"),
+    "non-notary-pem": (2, "not a Notary private key"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_KEY_FILES), ids=list(BAD_KEY_FILES))
+def test_a_bad_notary_key_file_is_one_line_and_nothing_is_written(
+    case: str, notary: NotaryStack, tmp_path: Path
+) -> None:
+    alice = NotaryPerson("alice", notary, tmp_path / "alice-docker-trust")
+    _, key_file, _ = alice.generate_signer_key("alice", tmp_path / "alice-keys")
+    env = {"NOTARY_DELEGATION_PASSPHRASE": alice.passphrase}
+    if case == "wrong-passphrase":
+        env = {"NOTARY_DELEGATION_PASSPHRASE": "not the passphrase"}
+    elif case == "truncated":
+        key_file.write_bytes(key_file.read_bytes()[:200])
+    else:
+        shutil.copy(notary.ca, key_file)  # a certificate where a key should be
+    d = Trustctl("alice", tmp_path / "alice-trustctl", notary.url, notary.ca, extra=env)
+    result = d.run("key", "import", str(alice.trust_dir))
+    code, words = BAD_KEY_FILES[case]
+    one_line(result, code, words)
+    assert not (d.trust_dir / "private").exists() or not list((d.trust_dir / "private").iterdir())
+
+    good = Trustctl(
+        "alice",
+        tmp_path / "alice-ok",
+        notary.url,
+        notary.ca,
+        extra={"NOTARY_DELEGATION_PASSPHRASE": alice.passphrase},
+    )
+    if case == "wrong-passphrase":  # the same file opens with the right passphrase
+        imported = good.ok("--json", "key", "import", str(alice.trust_dir)).json
+        assert [(k["role"], k["name"], k["notary_role"]) for k in imported["keys"]] == [
+            ("delegation", "alice", "alice")
+        ]
