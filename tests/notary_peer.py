@@ -7,6 +7,7 @@ A missing ``notary`` package fails the test with the package to install.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from dataclasses import dataclass
@@ -91,14 +92,16 @@ class NotaryPerson:
         directory.mkdir(parents=True, exist_ok=True)
         self.run("key", "generate", "ecdsa", "--role", name, "-o", str(directory / name))
         public, private = directory / f"{name}.pem", directory / f"{name}-key.pem"
-        from trustctl.notary.model import key_id
-
         body = "".join(
             line
             for line in public.read_text().splitlines()
             if line and ":" not in line and "-----" not in line
         )
-        keyid = key_id("ecdsa", body)
+        # Notary's key id: SHA-256 of the key's canonical JSON (computed here independently)
+        doc = {"keytype": "ecdsa", "keyval": {"private": None, "public": body}}
+        keyid = hashlib.sha256(
+            json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()
         target = self.trust_dir / "private" / f"{keyid}.key"
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         target.write_bytes(private.read_bytes())
