@@ -3,8 +3,11 @@
 #   postgresql       throwaway PostgreSQL clusters (tests/pg.py)
 #   docker-registry  an OCI registry on 127.0.0.1 for end-to-end tests
 #   skopeo           pushes test images to that registry
-#   notary           Notary 0.7.0 (server, signer, CLI): the peer trustctl reads and migrates from
+#   notary           Notary 0.7.0 (server, signer, CLI): the peer trustctl reads and migrates from,
+#                    and the reference the Notary-dialect tests compare our server with
 #   faketime         runs a client at a later time (expired-metadata tests)
+#   docker.io        only when no `docker` client is on PATH: `docker trust`
+#                    commands of the Notary-dialect tests (no engine is used)
 #
 # Idempotent: installs only what `dpkg -s` reports missing, and runs
 # `apt-get update` only when something is. Run as root, or as a user with sudo.
@@ -13,6 +16,9 @@
 set -euo pipefail
 
 PACKAGES=(postgresql docker-registry skopeo notary faketime)
+if ! command -v docker >/dev/null; then
+    PACKAGES+=(docker.io)
+fi
 
 if ! command -v dpkg >/dev/null || ! command -v apt-get >/dev/null; then
     echo "install-system-deps: not a Debian system (no dpkg/apt-get); install ${PACKAGES[*]} yourself" >&2
