@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trustctl.errors import TrustctlError, UsageError
-from trustctl.notary.model import parse_envelope, parse_root
+from trustctl.notary.model import parse_root
 from trustctl.notary.pinning import NotaryPin
 from trustctl.notary.updater import is_notary_root
 from trustctl.notary.verify import notary_state, open_notary
@@ -50,8 +50,7 @@ def pin_notary(
         data = root_file.read_bytes()
         if not is_notary_root(data):
             return None
-        root = parse_root(parse_envelope(data, "root"))
-        pin = NotaryPin.by_cert_ids(root.roles["root"].keys)
+        pin = NotaryPin.by_cert_ids(parse_root(data).roles["root"].keyids)
     else:
         if not is_notary_root(tctx.client.get_file(gun, "root.json")):
             if ca_bundle is not None:
@@ -83,11 +82,11 @@ def pin_notary(
             "without checking them out of band"
         )
     root = trusted.root
-    certs = sorted(root.roles["root"].keys)
+    certs = sorted(root.roles["root"].keyids)
     data = {
         "gun": gun,
         "dialect": "notary",
-        "root_version": root.env.version,
+        "root_version": root.file.version,
         "root_keyids": certs,
         "threshold": root.roles["root"].threshold,
         "source": pin.source,
@@ -96,7 +95,7 @@ def pin_notary(
     return PinResult(
         data,
         [
-            f"OK: pinned the Notary repository {gun} ({pin.describe()}); root v{root.env.version} verified",
+            f"OK: pinned the Notary repository {gun} ({pin.describe()}); root v{root.file.version} verified",
             f"  root certificates: {', '.join(certs)} (threshold {root.roles['root'].threshold})",
         ],
     )

@@ -30,6 +30,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 from trustctl.client import error_for_response, transport_failure
@@ -43,20 +44,23 @@ from trustctl.errors import (
 )
 from trustctl.notary.model import (
     Delegation,
-    Envelope,
-    FileMeta,
     RoleKeys,
-    RootInfo,
-    TargetsInfo,
+    Root,
+    Signed,
+    Snapshot,
+    Targets,
+    Timestamp,
     check_hashes,
     check_threshold,
-    parse_envelope,
-    parse_meta,
+    delegations_of,
+    entry_hex,
     parse_root,
+    parse_snapshot,
     parse_targets,
+    parse_timestamp,
     path_allowed,
-    restrict_paths,
     root_certificates,
+    signed_type,
     stale,
 )
 from trustctl.notary.pinning import NotaryPin, NotaryState
@@ -108,50 +112,46 @@ class ServerFetch:
         return resp.data
 
 
+Meta = dict[str, Any]  # a ``{length, hashes, custom}`` entry as on the wire
+
+
 @dataclass
 class TrustedNotary:
     """What one update verified."""
 
     gun: str
-    root: RootInfo
-    timestamp: Envelope
-    snapshot: Envelope
-    snapshot_meta: dict[str, FileMeta]
-    roles: dict[str, TargetsInfo] = field(default_factory=dict)
-    delegations: dict[str, Delegation] = field(default_factory=dict)  # paths restricted
+    root: Root
+    timestamp: Signed
+    snapshot: Signed
+    snapshot_meta: dict[str, Meta]
+    roles: dict[str, Targets] = field(default_factory=dict)
+    delegations: dict[str, Delegation] = field(default_factory=dict)  # paths cut to the parent's
     failures: dict[str, str] = field(default_factory=dict)
-    unverified: dict[str, TargetsInfo] = field(default_factory=dict)  # never trusted
+    unverified: dict[str, Targets] = field(default_factory=dict)  # parsed, never trusted
     root_rotations: int = 0
 
     @property
-    def targets(self) -> TargetsInfo:
+    def targets(self) -> Targets:
         return self.roles["targets"]
 
     def role_keys(self, role: str) -> RoleKeys:
         if role == "targets":
-            return self.root.roles["targets"]
+            return RoleKeys.of_root(self.root, "targets")
         return self.delegations[role].role_keys
 
     def expiries(self) -> dict[str, datetime]:
         out = {
-            "root": self.root.env.expires,
+            "root": self.root.file.expires,
             "timestamp": self.timestamp.expires,
             "snapshot": self.snapshot.expires,
         }
         for name, info in self.roles.items():
-            out[name] = info.env.expires
+            out[name] = info.file.expires
         return out
-
-    def children(self, role: str, paths: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
-        """``role``'s delegations, paths cut to ``paths`` (``GetValidDelegations``)."""
-        info = self.roles.get(role)
-        if info is None:
-            return []
-        return [(d.name, restrict_paths(paths, d.paths)) for d in info.delegations]
 
     def walk(
         self, path: str, role_path: str, skip: tuple[str, ...] = ()
-    ) -> Iterator[tuple[str, TargetsInfo]]:
+    ) -> Iterator[tuple[str, Targets]]:
         """Notary's ``WalkTargets``: the verified roles a lookup of ``path`` under
         ``role_path`` visits, breadth first, each within its delegated paths."""
         queue: list[tuple[str, tuple[str, ...]]] = [("targets", ("",))]
@@ -162,15 +162,16 @@ class TrustedNotary:
             info = self.roles.get(name)
             if info is None:
                 continue
+            children = [(d.name, d.paths) for d in delegations_of(info, paths)]
             if role_path.startswith(name + "/"):
-                queue.extend(self.children(name, paths))
+                queue.extend(children)
                 continue
             under = not role_path or name == role_path or name.startswith(role_path + "/")
             if path_allowed(path, paths) and under and name not in skip:
                 yield name, info
-                queue.extend(self.children(name, paths))
+                queue.extend(children)
 
-    def lookup(self, tag: str) -> tuple[str, FileMeta] | None:
+    def lookup(self, tag: str) -> tuple[str, Meta] | None:
         """Where ``tag`` is signed, ``targets/releases`` first, then ``targets`` (the
         order ``docker pull`` used; each with the roles below it, as Notary walks)."""
         for role_path, skip in ((RELEASES, ("targets",)), ("targets", (RELEASES,))):
@@ -180,7 +181,7 @@ class TrustedNotary:
                     return name, meta
         return None
 
-    def all_targets(self) -> dict[str, tuple[str, FileMeta]]:
+    def all_targets(self) -> dict[str, tuple[str, Meta]]:
         """Every signed tag, each from the role :meth:`lookup` would answer with."""
         names = sorted({t for info in self.roles.values() for t in info.targets})
         found = {}
@@ -218,176 +219,171 @@ class NotaryUpdater:
         cached = self._state.versions()
         root, root_raw, rotations = self._update_root(pin)
         ts = self._timestamp(root, cached)
-        snapshot, snap_meta = self._snapshot(root, ts, root_raw, cached)
-        trusted = TrustedNotary(self.gun, root, ts, snapshot, snap_meta, root_rotations=rotations)
-        targets_env = self._by_hash("targets", snap_meta, cached, root.roles["targets"])
-        trusted.roles["targets"] = parse_targets(targets_env)
+        snapshot = self._snapshot(root, ts, root_raw, cached)
+        trusted = TrustedNotary(
+            self.gun, root, ts.file, snapshot.file, snapshot.meta, root_rotations=rotations
+        )
+        targets = self._download("targets", snapshot.meta)
+        self._check(targets.file, RoleKeys.of_root(root, "targets"), cached)
+        trusted.roles["targets"] = targets
         self._delegations(trusted, cached)
         versions = {
-            "root": root.env.version,
-            "timestamp": ts.version,
-            "snapshot": snapshot.version,
-            **{name: info.env.version for name, info in trusted.roles.items()},
+            "root": root.file.version,
+            "timestamp": ts.file.version,
+            "snapshot": snapshot.file.version,
+            **{name: info.file.version for name, info in trusted.roles.items()},
         }
         self._state.save(root_raw, versions)
         return trusted
 
     # --- root ------------------------------------------------------------------------
 
-    def _get(self, name: str, max_bytes: int) -> bytes | None:
-        return self._fetch(name, max_bytes)
-
-    def _update_root(self, pin: NotaryPin) -> tuple[RootInfo, bytes, int]:
+    def _update_root(self, pin: NotaryPin) -> tuple[Root, bytes, int]:
         trusted_raw = self._state.trusted_root()
         if trusted_raw is None:
-            raw = self._get("root.json", MAX_ROOT_BYTES)
+            raw = self._fetch("root.json", MAX_ROOT_BYTES)
             if raw is None:
                 raise UnknownRepositoryError(f"the trust server has no trust data for {self.gun}")
-            root = self._check_root(None, raw, pin, final=True)
-            return root, raw, 0
+            return self._check_root(None, raw, pin, final=True), raw, 0
         trusted = self._check_root(None, trusted_raw, pin, final=False)
-        raw = self._get("root.json", MAX_ROOT_BYTES)
+        raw = self._fetch("root.json", MAX_ROOT_BYTES)
         if raw is None:
             raise UnknownRepositoryError(
                 f"the trust server has no trust data for {self.gun} any more (it was verified before): "
                 "the repository was deleted, or the server is withholding it",
                 hint="do not deploy from it; ask the repository owner",
             )
-        newest_version = parse_envelope(raw, "root").version
-        if newest_version < trusted.env.version:
+        newest_version = parse_root(raw).file.version
+        current = trusted.file.version
+        if newest_version < current:
             raise RollbackError(
                 f"the trust server sent root v{newest_version} for {self.gun}, older than the v"
-                f"{trusted.env.version} this client has already verified: a possible rollback attack",
+                f"{current} this client has already verified: a possible rollback attack",
                 hint="do not deploy; if the repository was re-created on purpose, pin it again",
             )
-        if newest_version == trusted.env.version:
-            if trusted.env.expires <= self._now:
-                raise stale("root", trusted.env.expires, self._now)
+        if newest_version == current:
+            if trusted.file.expires <= self._now:
+                raise stale("root", trusted.file.expires)
             return trusted, trusted_raw, 0
         prev = trusted
-        rotations = 0
-        for version in range(trusted.env.version + 1, newest_version):
-            if rotations > MAX_ROOT_WALK:
-                break
-            step = self._get(f"{version}.root.json", MAX_ROOT_BYTES)
+        for version in range(current + 1, min(newest_version, current + MAX_ROOT_WALK)):
+            step = self._fetch(f"{version}.root.json", MAX_ROOT_BYTES)
             if step is None:
                 raise TamperedMetadataError(
-                    f"the trust server has no root v{version} of {self.gun} between v{trusted.env.version} "
-                    f"and v{newest_version}: root rotations cannot be followed",
+                    f"the trust server has no root v{version} of {self.gun} between v{current} and "
+                    f"v{newest_version}: root rotations cannot be followed",
                     hint="do not deploy from it",
                 )
             prev = self._check_root(prev, step, pin, final=False, version=version)
-            rotations += 1
         newest = self._check_root(prev, raw, pin, final=True, version=newest_version)
-        return newest, raw, rotations + 1
+        return newest, raw, newest_version - current
 
     def _check_root(
         self,
-        prev: RootInfo | None,
+        prev: Root | None,
         raw: bytes,
         pin: NotaryPin,
         *,
         final: bool,
         version: int | None = None,
-    ) -> RootInfo:
+    ) -> Root:
         """Notary's ``ValidateRoot`` plus the version and expiry checks."""
-        root = parse_root(parse_envelope(raw, "root"))
-        if version is not None and root.env.version != version:
+        root = parse_root(raw)
+        v = root.file.version
+        if version is not None and v != version:
             raise TamperedMetadataError(
-                f"{version}.root.json of {self.gun} holds root v{root.env.version}",
-                hint="do not deploy from it",
+                f"{version}.root.json of {self.gun} holds root v{v}", hint="do not deploy from it"
             )
         certs, refused = root_certificates(root, self.gun, self._now)
         if not certs:
             why = "; ".join(refused) or "the root role has no keys"
             error = StaleMetadataError if "expired" in why else UntrustedSignatureError
             raise error(
-                f"root v{root.env.version} of {self.gun} has no valid root certificate for {self.gun} "
-                f"({why}): it may be forged, or its certificates expired",
+                f"root v{v} of {self.gun} has no valid root certificate for {self.gun} ({why}): it may be "
+                "forged, or its certificates expired",
                 hint="do not deploy from it; ask the repository owner",
             )
         if prev is not None:
             old, _ = root_certificates(prev, self.gun, None)
             old_role = RoleKeys(
-                "previous root", {k: c.key for k, c in old.items()}, prev.roles["root"].threshold
+                "the previous root",
+                {k: c.key for k, c in old.items()},
+                prev.roles["root"].threshold,
             )
             try:
-                check_threshold(root.env, old_role)
+                check_threshold(root.file, old_role)
             except UntrustedSignatureError as e:
                 raise UntrustedSignatureError(
-                    f"root v{root.env.version} of {self.gun} is not signed by the previous root's "
-                    "certificates: it may be forged (this may be an attack)",
+                    f"root v{v} of {self.gun} is not signed by the previous root's certificates: it may be "
+                    "forged (this may be an attack)",
                     hint="do not deploy from it; ask the repository owner",
                 ) from e
         pinned = {k: c for k, c in certs.items() if pin.accepts(c, self._now)}
         if not pinned:
             raise UntrustedSignatureError(
-                f"no root certificate of {self.gun} (root v{root.env.version}: "
-                f"{', '.join(k[:16] + '…' for k in certs)}) matches the pin ({pin.describe()}): "
-                "this may be an attack, or the owner rotated the root key",
-                hint="do not deploy; check the certificate id with the repository owner and pin "
-                f"again with `trustctl trust pin {self.gun} --keyid CERT_ID`",
+                f"no root certificate of {self.gun} (root v{v}: {', '.join(k[:16] + '…' for k in certs)}) "
+                f"matches the pin ({pin.describe()}): it may be forged (an attack), or the owner rotated "
+                "the root key",
+                hint="do not deploy; check the certificate id with the repository owner and pin again "
+                f"with `trustctl trust pin {self.gun} --keyid CERT_ID`",
             )
-        own = RoleKeys("root", {k: c.key for k, c in pinned.items()}, root.roles["root"].threshold)
-        check_threshold(root.env, own)
-        if final and root.env.expires <= self._now:
-            raise stale("root", root.env.expires, self._now)
+        check_threshold(
+            root.file,
+            RoleKeys("root", {k: c.key for k, c in pinned.items()}, root.roles["root"].threshold),
+        )
+        if final and root.file.expires <= self._now:
+            raise stale("root", root.file.expires)
         return root
 
     # --- timestamp, snapshot, targets ---------------------------------------------------
 
-    def _versions_check(self, env: Envelope, cached: dict[str, int]) -> None:
-        seen = cached.get(env.role, 0)
-        if env.version < seen:
+    def _check(self, signed: Signed, keys: RoleKeys, cached: dict[str, int]) -> None:
+        """Signatures (threshold), version (no rollback) and expiry, in Notary's order."""
+        check_threshold(signed, keys)
+        seen = cached.get(signed.role, 0)
+        if signed.version < seen:
             raise RollbackError(
-                f"the trust server sent {env.role} v{env.version} for {self.gun}, older than the v{seen} "
+                f"the trust server sent {signed.role} v{signed.version} for {self.gun}, older than the v{seen} "
                 "this client has already verified: a possible rollback attack",
                 hint="do not deploy; if the repository was re-created on purpose, pin it again "
                 f"(`trustctl trust pin {self.gun} ...`)",
             )
-        if env.expires <= self._now:
-            raise stale(env.role, env.expires, self._now)
+        if signed.expires <= self._now:
+            raise stale(signed.role, signed.expires)
 
-    def _timestamp(self, root: RootInfo, cached: dict[str, int]) -> Envelope:
-        raw = self._get("timestamp.json", MAX_TIMESTAMP_BYTES)
+    def _timestamp(self, root: Root, cached: dict[str, int]) -> Timestamp:
+        raw = self._fetch("timestamp.json", MAX_TIMESTAMP_BYTES)
         if raw is None:
             raise UnknownRepositoryError(f"the trust server has no timestamp for {self.gun}")
-        env = parse_envelope(raw, "timestamp")
-        check_threshold(env, root.roles["timestamp"])
-        self._versions_check(env, cached)
-        if "snapshot" not in parse_meta(env):
-            raise TamperedMetadataError(f"the timestamp of {self.gun} names no snapshot")
-        return env
+        ts = parse_timestamp(raw)
+        self._check(ts.file, RoleKeys.of_root(root, "timestamp"), cached)
+        return ts
 
     def _snapshot(
-        self, root: RootInfo, ts: Envelope, root_raw: bytes, cached: dict[str, int]
-    ) -> tuple[Envelope, dict[str, FileMeta]]:
-        env = self._by_hash("snapshot", parse_meta(ts), cached, root.roles["snapshot"])
-        meta = parse_meta(env)
-        if "targets" not in meta:
-            raise TamperedMetadataError(f"the snapshot of {self.gun} names no targets")
-        if "root" in meta:
-            check_hashes(root_raw, meta["root"], f"the trusted root of {self.gun}")
-        return env, meta
+        self, root: Root, ts: Timestamp, root_raw: bytes, cached: dict[str, int]
+    ) -> Snapshot:
+        raw = self._by_hash("snapshot", {"snapshot": ts.snapshot_meta})
+        snapshot = parse_snapshot(raw)
+        self._check(snapshot.file, RoleKeys.of_root(root, "snapshot"), cached)
+        if "targets" not in snapshot.meta:
+            raise TamperedMetadataError(
+                f"the snapshot of {self.gun} names no targets", hint="do not deploy from it"
+            )
+        if "root" in snapshot.meta:
+            check_hashes(root_raw, snapshot.meta["root"], f"the trusted root of {self.gun}")
+        return snapshot
 
-    def _by_hash(
-        self, role: str, meta: dict[str, FileMeta], cached: dict[str, int], keys: RoleKeys
-    ) -> Envelope:
-        """Download ``role`` by the hash ``meta`` signed, check hashes, signatures,
-        version and expiry."""
-        env = self._download(role, meta)
-        check_threshold(env, keys)
-        self._versions_check(env, cached)
-        return env
-
-    def _download(self, role: str, meta: dict[str, FileMeta]) -> Envelope:
-        """``role``'s file by the hash ``meta`` signed (hashes checked, not yet trusted)."""
+    def _by_hash(self, role: str, meta: dict[str, Meta]) -> bytes:
+        """``role``'s bytes by the hash ``meta`` signed (length and hashes checked)."""
         entry = meta.get(role)
         if entry is None:
-            raise TamperedMetadataError(f"the signed metadata of {self.gun} does not list {role}")
-        sha = entry.hex("sha256")
+            raise TamperedMetadataError(
+                f"the signed metadata of {self.gun} does not list {role}",
+                hint="do not deploy from it",
+            )
+        sha = entry_hex(entry)
         name = f"{role}.{sha}.json" if sha else f"{role}.json"
-        raw = self._get(name, max(entry.length, 1))
+        raw = self._fetch(name, max(int(entry.get("length") or 0), 1))
         if raw is None:
             raise TamperedMetadataError(
                 f"the trust server has no {role} with the hash the signed metadata names ({name}): "
@@ -395,38 +391,33 @@ class NotaryUpdater:
                 hint="do not deploy from it",
             )
         check_hashes(raw, entry, f"the {role} metadata of {self.gun}")
-        return parse_envelope(raw, role)
+        return raw
+
+    def _download(self, role: str, meta: dict[str, Meta]) -> Targets:
+        return parse_targets(role, self._by_hash(role, meta))
 
     def _delegations(self, trusted: TrustedNotary, cached: dict[str, int]) -> None:
-        queue = list(trusted.targets.delegations)
-        parents_paths = {"targets": ("",)}
+        """Delegated roles, parents first (pre-order, as Notary downloads them)."""
+        queue = delegations_of(trusted.targets, ("",))
         loaded = 0
         while queue and loaded < MAX_ROLES:
             d = queue.pop(0)
-            parent = d.name.rsplit("/", 1)[0]
-            paths = restrict_paths(parents_paths.get(parent, ()), d.paths)
             if d.name in trusted.roles or d.name not in trusted.snapshot_meta:
                 continue  # not published yet: no targets of its own
-            restricted = Delegation(d.name, d.keys, d.threshold, paths)
-            trusted.delegations[d.name] = restricted
+            trusted.delegations[d.name] = d
             loaded += 1
-            env = self._download(d.name, trusted.snapshot_meta)
-            info = parse_targets(env)
+            info = self._download(d.name, trusted.snapshot_meta)
             try:
-                check_threshold(env, d.role_keys)
-                self._versions_check(env, cached)
+                self._check(info.file, d.role_keys, cached)
             except (UntrustedSignatureError, StaleMetadataError) as e:
                 trusted.failures[d.name] = e.message
                 trusted.unverified[d.name] = info
                 logger.info("%s of %s does not count: %s", d.name, self.gun, e.message)
                 continue
             trusted.roles[d.name] = info
-            parents_paths[d.name] = paths
-            queue[:0] = list(info.delegations)
+            queue[:0] = delegations_of(info, d.paths)
 
 
 def is_notary_root(raw: bytes | None) -> bool:
     """Whether root metadata is in Notary's dialect (``"_type": "Root"``)."""
-    from trustctl.notary.model import signed_type
-
-    return raw is not None and signed_type(raw) == "Root"
+    return signed_type(raw) == "Root"

@@ -24,12 +24,12 @@ from trustctl.errors import (
     SignerPolicyError,
     TagNotSignedError,
     TrustctlError,
-    UnknownRepositoryError,
 )
-from trustctl.notary.model import FileMeta
+from trustctl.notary.model import common_name, entry_hex, signed_keyids
 from trustctl.notary.pinning import NotaryPin, NotaryState
 from trustctl.notary.updater import (
     RELEASES,
+    Meta,
     NotaryUpdater,
     ServerFetch,
     TrustedNotary,
@@ -117,35 +117,31 @@ def signers_of(trusted: TrustedNotary, role: str, keyids: set[str]) -> tuple[str
         return (role.rsplit("/", 1)[1],)
     names = set()
     claimed: set[str] = set()
-    for d in trusted.targets.delegations:
-        if d.name == RELEASES or d.name.count("/") != 1:
+    for name, d in trusted.targets.delegations.items():
+        if name == RELEASES or name.count("/") != 1:
             continue
-        shared = keyids & set(d.keys)
+        shared = keyids & set(d.keyids)
         if shared:
-            names.add(d.name.split("/", 1)[1])
+            names.add(name.split("/", 1)[1])
             claimed |= shared
     keys = trusted.role_keys(role).keys
     for keyid in sorted(keyids - claimed):
-        cn = keys[keyid].common_name()
+        cn = common_name(keys[keyid])
         if cn:
             names.add(cn)
     return tuple(sorted(names))
 
 
-def tag_report(trusted: TrustedNotary, tag: str, role: str, meta: FileMeta) -> TagReport:
+def tag_report(trusted: TrustedNotary, tag: str, role: str, meta: Meta) -> TagReport:
     """Facts about one signed tag."""
-    from trustctl.notary.model import valid_signatures
-
     keys = trusted.role_keys(role)
-    signed = valid_signatures(trusted.roles[role].env, keys)
-    custom = meta.custom if isinstance(meta.custom, dict) else {}
+    signed = signed_keyids(trusted.roles[role].file, keys)
+    custom = meta.get("custom") if isinstance(meta.get("custom"), dict) else {}
     media_type = custom.get("mediaType") if isinstance(custom.get("mediaType"), str) else None
-    sha256 = meta.hex("sha256")
-    digest = f"sha256:{sha256}" if sha256 else f"sha512:{meta.hex('sha512')}"
     return TagReport(
         tag,
-        digest,
-        meta.length,
+        f"sha256:{entry_hex(meta)}",
+        int(meta["length"]),
         media_type,
         role,
         signers_of(trusted, role, signed),
@@ -181,10 +177,6 @@ def verify_notary_tag(
         )
     role, meta = hit
     report = tag_report(trusted, ref.tag, role, meta)
-    if report.digest.startswith("sha512:"):
-        raise UnknownRepositoryError(
-            f"{ref.gun}:{ref.tag} is signed with a sha512 hash only; an image needs its sha256 digest"
-        )
     for name in required_signers:
         if name not in report.signers:
             who = (
@@ -226,28 +218,30 @@ def inspect_notary(tctx: TrustContext, gun: str, tag: str | None = None) -> Repo
             found[tag] = hit
     for name, (role, meta) in sorted(found.items()):
         report.tags.append(tag_report(trusted, name, role, meta))
-    for d in trusted.targets.delegations:
-        if d.name != RELEASES and d.name.count("/") == 1:
-            report.signers[d.name.split("/", 1)[1]] = sorted(d.keys)
+    for name, d in trusted.targets.delegations.items():
+        if name != RELEASES and name.count("/") == 1:
+            report.signers[name.split("/", 1)[1]] = sorted(d.keyids)
     root = trusted.root
     versions = {
-        "root": (root.env.version, root.env.expires),
-        "targets": (trusted.targets.env.version, trusted.targets.env.expires),
+        "root": (root.file.version, root.file.expires),
+        "targets": (trusted.targets.file.version, trusted.targets.file.expires),
         "snapshot": (trusted.snapshot.version, trusted.snapshot.expires),
         "timestamp": (trusted.timestamp.version, trusted.timestamp.expires),
     }
     for name in ("root", "targets", "snapshot", "timestamp"):
-        role_keys = root.roles[name]
+        base = root.roles[name]
         version, expires = versions[name]
         report.roles.append(
-            RoleReport(name, version, expires, tuple(sorted(role_keys.keys)), role_keys.threshold)
+            RoleReport(name, version, expires, tuple(sorted(base.keyids)), base.threshold)
         )
     for name, info in trusted.roles.items():
         if name == "targets":
             continue
         d = trusted.delegations[name]
         report.roles.append(
-            RoleReport(name, info.env.version, info.env.expires, tuple(sorted(d.keys)), d.threshold)
+            RoleReport(
+                name, info.file.version, info.file.expires, tuple(sorted(d.keys)), d.threshold
+            )
         )
     releases = trusted.delegations.get(RELEASES)
     if releases is not None:

@@ -1,0 +1,212 @@
+"""Notary's client rules in trustctl, in memory: repositories written by the test
+publisher in ``tests/notaryrepo.py`` (independent of trustctl), served by a dict,
+verified by :class:`trustctl.notary.updater.NotaryUpdater` at an injected time."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.notaryrepo import NotaryOwner, Signing, expires, key_object, meta, signed_file
+from trustctl.errors import RollbackError, TrustctlError, UntrustedSignatureError
+from trustctl.notary.pinning import NotaryPin, NotaryState
+from trustctl.notary.updater import NotaryUpdater, TrustedNotary
+
+GUN = "example.com/team/app"
+
+
+class Repo:
+    """A Notary repository served from memory (what notary-server would serve)."""
+
+    def __init__(self, gun: str = GUN, root: Signing | None = None) -> None:
+        self.timestamp = Signing.bare()
+        self.owner = NotaryOwner(gun, self.timestamp.obj)
+        if root is not None:
+            self.owner.root = root
+        self.files: dict[str, bytes] = {}
+        self.root_raw = b""
+
+    def set_root(self, version: int, *signers: Signing, keys: list[Signing] | None = None) -> None:
+        raw = signed_file(
+            self.owner.root_signed(version, root_keys=keys), *(signers or (self.owner.root,))
+        )
+        self.files["root.json"] = self.files[f"{version}.root.json"] = self.root_raw = raw
+
+    def publish(self, version: int, roles: dict[str, bytes]) -> None:
+        for name, raw in roles.items():
+            self.files[f"{name}.{hashlib.sha256(raw).hexdigest()}.json"] = raw
+        snapshot = self.owner.snapshot_file(version, {"root": self.root_raw, **roles})
+        self.files[f"snapshot.{hashlib.sha256(snapshot).hexdigest()}.json"] = snapshot
+        ts = {
+            "_type": "Timestamp",
+            "expires": expires(14),
+            "meta": {"snapshot": meta(snapshot)},
+            "version": version,
+        }
+        self.files["timestamp.json"] = signed_file(ts, self.timestamp)
+
+    def targets(self, version: int, tags: dict[str, bytes], delegations: Any = ()) -> bytes:
+        return signed_file(
+            self.owner.targets_signed(version, tags, list(delegations)), self.owner.targets
+        )
+
+    def fetch(self, name: str, max_bytes: int) -> bytes | None:
+        data = self.files.get(name)
+        return data[: max_bytes + 1] if data is not None else None
+
+
+def delegated(
+    role: str, version: int, tags: dict[str, bytes], *signers: Signing, children: Any = ()
+) -> bytes:
+    owner = NotaryOwner(GUN, Signing.bare().obj)
+    return signed_file(owner.targets_signed(version, tags, list(children), role=role), *signers)
+
+
+def refresh(
+    repo: Repo, state_dir: Path, pin: NotaryPin | None = None, now: datetime | None = None
+) -> TrustedNotary:
+    state = NotaryState(state_dir)
+    if state.pin() is None:
+        state.set_pin(pin or NotaryPin.by_cert_ids([repo.owner.root.keyid]))
+    return NotaryUpdater(GUN, repo.fetch, state, now or datetime.now(UTC)).refresh()
+
+
+def digest(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def test_a_key_listed_under_two_ids_counts_once_toward_a_threshold(tmp_path: Path) -> None:
+    """A bare key and a certificate of the same key are two ids but one signer."""
+    alice = ec.generate_private_key(ec.SECP256R1())
+    bare, cert = Signing.bare(alice), Signing.cert("alice", alice)
+    repo = Repo()
+    repo.set_root(1)
+    top = repo.owner.targets_signed(1, {}, [("targets/releases", [bare, cert], [""])])
+    top["delegations"]["roles"][0]["threshold"] = 2
+    releases = delegated("targets/releases", 1, {"v1": b"one"}, bare, cert)
+    repo.publish(1, {"targets": signed_file(top, repo.owner.targets), "targets/releases": releases})
+    trusted = refresh(repo, tmp_path)
+    assert trusted.lookup("v1") is None
+    assert "1 valid signature(s)" in trusted.failures["targets/releases"]
+
+
+def test_delegation_paths_are_prefixes_cut_to_the_parents(tmp_path: Path) -> None:
+    a, b = Signing.bare(), Signing.bare()
+    repo = Repo()
+    repo.set_root(1)
+    role_a = delegated("targets/a", 1, {}, a, children=[("targets/a/b", [b], ["v1.2", "v2"])])
+    role_b = delegated("targets/a/b", 1, {"v1.2.3": b"x", "v2.0": b"y"}, b)
+    top = repo.targets(1, {}, [("targets/a", [a], ["v1"])])
+    repo.publish(1, {"targets": top, "targets/a": role_a, "targets/a/b": role_b})
+    trusted = refresh(repo, tmp_path)
+    hit = trusted.lookup("v1.2.3")
+    assert hit is not None and hit[0] == "targets/a/b"
+    assert trusted.lookup("v2.0") is None  # "v2" is not under the parent's "v1"
+    assert trusted.delegations["targets/a/b"].paths == ("v1.2",)
+
+
+def test_targets_releases_is_preferred_over_targets(tmp_path: Path) -> None:
+    alice = Signing.bare()
+    repo = Repo()
+    repo.set_root(1)
+    top = repo.targets(1, {"v1": b"owner"}, [("targets/releases", [alice], [""])])
+    releases = delegated("targets/releases", 1, {"v1": b"signer"}, alice)
+    repo.publish(1, {"targets": top, "targets/releases": releases})
+    role, entry = refresh(repo, tmp_path).lookup("v1") or ("", {})
+    assert role == "targets/releases" and entry["length"] == len(b"signer")
+
+
+def _ca_and_leaf(cn: str) -> tuple[bytes, Signing]:
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Team CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca_name)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=300))
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = leaf.public_bytes(serialization.Encoding.PEM)
+    return ca.public_bytes(serialization.Encoding.PEM), Signing(
+        leaf_key, key_object("ecdsa-x509", pem)
+    )
+
+
+def test_a_ca_bundle_pin_accepts_a_root_certificate_it_issued_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    ca_pem, root = _ca_and_leaf(GUN)
+    repo = Repo(root=root)
+    repo.set_root(1)
+    repo.publish(1, {"targets": repo.targets(1, {"v1": b"one"})})
+    assert (
+        refresh(repo, tmp_path / "ok", NotaryPin.by_ca(ca_pem, "ca.pem")).lookup("v1") is not None
+    )
+    other_ca, _ = _ca_and_leaf(GUN)
+    with pytest.raises(UntrustedSignatureError, match="matches the pin"):
+        refresh(repo, tmp_path / "other", NotaryPin.by_ca(other_ca, "other.pem"))
+
+
+def test_a_new_root_must_be_signed_by_the_previous_root(tmp_path: Path) -> None:
+    repo = Repo()
+    old = repo.owner.root
+    repo.set_root(1)
+    repo.publish(1, {"targets": repo.targets(1, {"v1": b"one"})})
+    refresh(repo, tmp_path, NotaryPin.tofu())  # the client trusts root v1
+    new = Signing.cert(GUN)
+    repo.owner.root = new
+    repo.set_root(2, new, keys=[new])  # not signed by the old root certificate
+    repo.publish(2, {"targets": repo.targets(2, {"v1": b"one"})})
+    with pytest.raises(UntrustedSignatureError, match="not signed by the previous root"):
+        refresh(repo, tmp_path)
+    repo.set_root(2, old, new, keys=[new])  # signed by both: a rotation
+    repo.publish(2, {"targets": repo.targets(2, {"v1": b"one"})})
+    repo.set_root(3, new, keys=[new])
+    repo.publish(3, {"targets": repo.targets(3, {"v1": b"one"})})
+    trusted = refresh(repo, tmp_path)
+    assert trusted.root.file.version == 3 and trusted.root_rotations == 2
+
+
+def test_older_metadata_than_the_cached_state_is_a_rollback(tmp_path: Path) -> None:
+    repo = Repo()
+    repo.set_root(1)
+    repo.publish(1, {"targets": repo.targets(1, {"v1": b"one"})})
+    old = dict(repo.files)
+    repo.publish(2, {"targets": repo.targets(2, {"v1": b"one", "v2": b"two"})})
+    assert refresh(repo, tmp_path).lookup("v2") is not None
+    repo.files = old
+    with pytest.raises(RollbackError, match="rollback attack"):
+        refresh(repo, tmp_path)
+
+
+def test_expired_targets_are_stale_at_the_injected_time(tmp_path: Path) -> None:
+    repo = Repo()
+    repo.set_root(1)
+    repo.publish(1, {"targets": repo.targets(1, {"v1": b"one"})})
+    with pytest.raises(TrustctlError, match="freeze attack") as e:
+        refresh(repo, tmp_path, now=datetime.now(UTC) + timedelta(days=30))
+    assert e.value.code == "STALE"
