@@ -137,6 +137,53 @@ def renew(config_path: str | None) -> None:
     click.echo(f"renewed {renewed} repositories")
 
 
+@main.command("import-notary")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False))
+@click.option("--from", "source", required=True, metavar="DATABASE_URL",
+              help="SQLAlchemy URL of the notary-server 0.7.0 database (its tuf_files table).")
+@click.option("--dry-run", is_flag=True, help="Check everything and report; write nothing.")
+def import_notary(config_path: str | None, source: str, dry_run: bool) -> None:
+    """Import every repository of a notary-server 0.7.0 database, byte for byte.
+
+    Run `notary-signer import-notary` first so that the server-held keys are there.
+    Checks the whole source before writing; a second run writes nothing new.
+    """
+    config = _load(config_path)
+    configure_logging(config.log_level)
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from notary_server.notary.migrate import ImportRefused, apply, read_notary_files
+    from notary_server.storage.sql import open_store
+
+    try:
+        engine = create_engine(source)
+        try:
+            plan = read_notary_files(engine)
+        finally:
+            engine.dispose()
+        if not dry_run:
+            _migrate(config.database_url)
+        store = open_store(config.database_url)
+        todo = plan.check_against(store)
+        new = sum(len(u) for u in todo.values())
+        if dry_run:
+            click.echo(
+                f"would import {new} of {plan.count} file(s) of {len(plan.files)} repositories "
+                f"({len(todo)} with new files); nothing written"
+            )
+            return
+        written = apply(store, todo)
+    except ImportRefused as e:
+        _fail(f"refused: {e}; nothing was written", "fix the source database or import into an empty one")
+    except SQLAlchemyError as e:
+        _fail(f"database error: {getattr(e, 'orig', None) or type(e).__name__}")
+    click.echo(
+        f"imported {written} of {plan.count} file(s) of {len(plan.files)} repositories; "
+        f"{plan.count - written} already present"
+    )
+
+
 @main.command()
 @click.option("--keys-dir", default="keys", show_default=True, type=click.Path(file_okay=False))
 @click.option("--var-dir", default="var", show_default=True, type=click.Path(file_okay=False))

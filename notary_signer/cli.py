@@ -128,6 +128,52 @@ def reencrypt(ctx: click.Context, config_path: str | None, new_alias: str) -> No
             )
 
 
+@main.command("import-notary")
+@_config_option
+@click.option("--from", "source", required=True, metavar="DATABASE_URL",
+              help="SQLAlchemy URL of the notary-signer 0.7.0 database (its private_keys table).")
+@click.option("--dry-run", is_flag=True, help="Decrypt and check every key; write nothing.")
+@click.pass_context
+def import_notary(ctx: click.Context, config_path: str | None, source: str, dry_run: bool) -> None:
+    """Import the keys of a notary-signer 0.7.0 database, re-encrypted under our alias.
+
+    Each source key's passphrase comes from NOTARY_SIGNER_<ALIAS> (its
+    passphrase_alias), as notary-signer reads it. All keys or none are imported;
+    running it again imports nothing new.
+    """
+    from sqlalchemy import create_engine
+
+    from notary_signer import db
+    from notary_signer.crypto import KeyEncryptor
+    from notary_signer.keystore.sql import SQLKeyStore
+    from notary_signer.notary_import import import_keys, read_notary_keys
+
+    with _errors(ctx):
+        cfg = _load(ctx, config_path)
+        source_engine = create_engine(source)
+        try:
+            keys = read_notary_keys(source_engine, os.environ)
+        finally:
+            source_engine.dispose()
+        by_role: dict[str, int] = {}
+        for k in keys:
+            by_role[k.role] = by_role.get(k.role, 0) + 1
+        summary = ", ".join(f"{n} {role}" for role, n in sorted(by_role.items())) or "none"
+        guns = len({k.gun for k in keys})
+        if dry_run:
+            click.echo(f"would import {len(keys)} key(s) of {guns} repositories ({summary}); nothing written")
+            return
+        engine = db.make_engine(cfg.database_url)
+        if db.is_sqlite(cfg.database_url):
+            db.migrate(engine)
+        elif not db.is_current(engine):
+            raise SignerError("the signer database schema is not up to date", hint="run `notary-signer migrate` first")
+        store = SQLKeyStore(engine, KeyEncryptor(os.environ, alias=cfg.default_alias))
+        count = import_keys(store, keys)
+        click.echo(f"imported {count} new key(s) of {guns} repositories ({summary}); "
+                   f"{len(keys) - count} already present")
+
+
 @main.command("generate-dev-pki")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.pass_context

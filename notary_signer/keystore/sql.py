@@ -137,6 +137,55 @@ class SQLKeyStore:
         logger.info("created %s key %s for %s/%s", algorithm, key.keyid, gun, role)
         return key
 
+    def import_keys(
+        self,
+        keys: builtins.list[tuple[str, str, str, bytes, datetime | None, datetime | None]],
+    ) -> int:
+        """Store existing private keys ``(gun, role, algorithm, pkcs8_der, created_at,
+        last_used)`` encrypted under the current alias, in one transaction. A key
+        already stored for the same GUN and role is skipped; one stored for another
+        GUN or role refuses the whole import. Returns how many keys were new.
+
+        Raises:
+            SignerError: a key is already held for another GUN or role.
+        """
+        from cryptography.hazmat.primitives.serialization import load_der_private_key
+        from securesystemslib.signer import SSlibKey
+
+        self._enc.check_alias()
+        count = 0
+        with _db_errors("import keys"), self._engine.begin() as conn:
+            for gun, role, algorithm, der, created_at, last_used in keys:
+                pub = SSlibKey.from_crypto(load_der_private_key(der, password=None).public_key())
+                found = conn.execute(
+                    select(private_keys.c.gun, private_keys.c.role).where(private_keys.c.keyid == pub.keyid)
+                ).first()
+                if found is not None:
+                    if (found.gun, found.role) != (gun, role):
+                        raise SignerError(
+                            f"key {pub.keyid} is already held for {found.gun}/{found.role}, "
+                            f"not {gun}/{role}"
+                        )
+                    continue
+                conn.execute(
+                    insert(private_keys).values(
+                        keyid=pub.keyid,
+                        gun=gun,
+                        role=role,
+                        algorithm=algorithm,
+                        keytype=pub.keytype,
+                        scheme=pub.scheme,
+                        public_key=json.dumps(pub.to_dict(), sort_keys=True),
+                        passphrase_alias=self._enc.alias,
+                        encrypted_private=self._enc.encrypt(der, keyid=pub.keyid, gun=gun, role=role),
+                        created_at=created_at or self._clock(),
+                        last_used=last_used,
+                    )
+                )
+                count += 1
+        logger.info("imported %d key(s)", count)
+        return count
+
     def get(self, keyid: str) -> StoredKey:
         """See :meth:`KeyStore.get`."""
         return _to_stored(self._fetch(keyid, _PUBLIC_COLUMNS))
