@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 import math
@@ -64,6 +65,7 @@ class TrustctlGroup(click.Group):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lazy_modules: dict[str, str] = {}
+        self.json_mode = False
 
     def group(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("cls", TrustctlGroup)
@@ -77,6 +79,32 @@ class TrustctlGroup(click.Group):
         if module is not None and cmd_name not in self.commands:
             importlib.import_module(f"trustctl.commands.{module}").register(self)
         return super().get_command(ctx, cmd_name)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """A group given no command prints its help on stdout (exit 0)."""
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            if getattr(ctx.find_root().command, "json_mode", False):
+                raise click.UsageError("a command is required", ctx=ctx)
+            click.echo(ctx.get_help())
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """An unknown command name suggests the closest ones (lazy commands included)."""
+        name = click.utils.make_str(args[0]) if args else ""
+        if (
+            name
+            and not name.startswith("-")
+            and not ctx.resilient_parsing
+            and self.get_command(ctx, name) is None
+        ):
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=3)
+            meant = " or ".join(f"{c!r}" for c in close)
+            suggestion = f" Did you mean {meant}?" if close else ""
+            raise click.UsageError(f"No such command {name!r}.{suggestion}", ctx=ctx)
+        return super().resolve_command(ctx, args)
 
     def main(
         self,
@@ -93,6 +121,7 @@ class TrustctlGroup(click.Group):
         if not verbosity and os.environ.get("TRUSTCTL_VERBOSE", "").isdigit():
             verbosity = int(os.environ["TRUSTCTL_VERBOSE"])
         printer = Printer(json_mode=json_mode, verbosity=verbosity)
+        self.json_mode = json_mode
         try:
             rv = super().main(
                 argv, prog_name or "trustctl", complete_var, standalone_mode=False, **extra
@@ -290,4 +319,5 @@ main.lazy_modules = {
     "key": "keys",
     "trust": "trust",
     "agent": "agent",
+    "pending": "pending",
 }

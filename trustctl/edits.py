@@ -233,9 +233,9 @@ def _choose_role(plan: Plan, tag: str) -> str:
             hint=f"ask the owner to run `trustctl signer add NAME --key YOUR.pub {gun}` (create the key with "
             "`trustctl key generate NAME`)",
         )
-    extra = " (nor its bins key)" if owner is not None else ""
+    which = "bins key (which signs its tags)" if owner is not None else "targets key"
     raise MissingKeyError(
-        f"you do not hold the targets key of {gun}{extra}, so you cannot sign {tag}",
+        f"you do not hold the {which} of {gun}, so you cannot sign {tag}",
         hint="sign on the machine that ran `trustctl init`, import the key with `trustctl key import`, or ask "
         "the owner to add you as a signer",
     )

@@ -108,6 +108,11 @@ class KeyInfo:
     def algorithm(self) -> str:
         return self.public.scheme
 
+    @property
+    def label(self) -> str:
+        """What people call it: "bins key" for the owner's bins key, else "<role> key"."""
+        return "bins key" if self.role == "targets" and self.name == "bins" else f"{self.role} key"
+
 
 class PassphraseSource:
     """Passphrases by key role: environment first, then ``prompt`` (if any).
@@ -133,8 +138,8 @@ class PassphraseSource:
                 return value
         return None
 
-    def get(self, role: str, *, purpose: str, new: bool = False) -> str:
-        """The passphrase for keys of ``role``.
+    def get(self, role: str, *, purpose: str, new: bool = False, label: str | None = None) -> str:
+        """The passphrase for keys of ``role`` (``label`` names the key in messages).
 
         Raises:
             PassphraseError: none in the environment and no terminal to ask on.
@@ -142,15 +147,16 @@ class PassphraseSource:
         value = self.from_env(role) or self._cache.get(role)
         if value:
             return value
+        label = label or f"{role} key"
         if self._prompt is None:
             names = " or ".join(PASSPHRASE_ENV.get(role, ("TRUSTCTL_DELEGATION_PASSPHRASE",)))
             raise PassphraseError(
-                f"no passphrase for the {role} key ({purpose}) and no terminal to ask on",
+                f"no passphrase for the {label} ({purpose}) and no terminal to ask on",
                 hint=f"set {names}",
             )
-        value = self._prompt(f"Passphrase for the {role} key ({purpose})", new)
+        value = self._prompt(f"Passphrase for the {label} ({purpose})", new)
         if not value:
-            raise PassphraseError(f"an empty passphrase is not allowed for the {role} key")
+            raise PassphraseError(f"an empty passphrase is not allowed for the {label}")
         self._cache[role] = value
         return value
 
@@ -271,7 +277,7 @@ class KeyStore:
                 return prefetched
         data = info.path.read_bytes()
         for attempt in range(3):
-            passphrase = self.passphrases.get(info.role, purpose=purpose)
+            passphrase = self.passphrases.get(info.role, purpose=purpose, label=info.label)
             try:
                 private = serialization.load_pem_private_key(data, passphrase.encode())
                 break
@@ -281,7 +287,7 @@ class KeyStore:
                     continue
                 names = " or ".join(PASSPHRASE_ENV.get(info.role, ()))
                 raise WrongPassphraseError(
-                    f"wrong passphrase for the {info.role} key {keyid[:12]}…",
+                    f"wrong passphrase for the {info.label} {keyid[:12]}…",
                     hint=f"check {names}" if not self.passphrases.interactive else "try again",
                 ) from e
         actual = SSlibKey.from_crypto(private.public_key(), scheme=info.public.scheme)
@@ -343,7 +349,7 @@ class KeyStore:
     ) -> CryptoSigner | None:
         from trustctl.kdf import decrypt
 
-        passphrase = self.passphrases.get(info.role, purpose=purpose)
+        passphrase = self.passphrases.get(info.role, purpose=purpose, label=info.label)
         if passphrase != derivation.passphrase:
             return None
         key = derivation.key()

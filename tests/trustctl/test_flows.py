@@ -503,12 +503,12 @@ def test_wrong_passphrase_missing_key_and_unknown_gun(
         wrong.stderr.splitlines()[-2],
         "Hint: check TRUSTCTL_TARGETS_PASSPHRASE or DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE",
     ]
-    assert "wrong passphrase for the targets key" in wrong.stderr
+    assert "wrong passphrase for the bins key" in wrong.stderr
 
     deployer = person("deployer")
     pin(deployer, owner, image.gun, tmp_path)
     missing = deployer.run("sign", image.ref)
-    assert missing.exit_code == EXIT_USAGE and "you do not hold the targets key" in missing.stderr
+    assert missing.exit_code == EXIT_USAGE and "you do not hold the bins key" in missing.stderr
 
     other = f"{image.gun}-nope"
     ok(deployer.run("trust", "pin", other, str(tmp_path / "root.json")))

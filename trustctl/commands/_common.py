@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from trustctl.context import TrustContext
     from trustctl.repo import PublishResult
     from trustctl.trust import PinnedRoot
+    from trustctl.verify import VerifiedTag
 
 __all__ = [
     "ALGORITHMS",
@@ -28,6 +29,7 @@ __all__ = [
     "publish_data",
     "publish_lines",
     "publish_staged",
+    "verify_details",
 ]
 
 
@@ -144,4 +146,28 @@ def publish_lines(gun: str, result: PublishResult) -> list[str]:
         )
     if result.attempts > 1:
         lines.append(f"  rebased:      {result.attempts - 1} time(s) on concurrent publishes")
+    return lines
+
+
+def verify_details(tctx: TrustContext, v: VerifiedTag) -> list[str]:
+    """What ``verify -v`` adds on stderr: the trust anchor, the roles python-tuf
+    verified and their expiry, and exactly which keys signed the tag's role."""
+    from trustctl.verify import iso
+
+    pinned = tctx.trust.pinned(v.gun)
+    lines = []
+    if pinned is not None:
+        lines.append(
+            f"  pinned root:  root v{pinned.version} ({pinned.source}, {pinned.pinned_at or 'unknown time'}); "
+            "python-tuf followed every newer root from it"
+        )
+    lines.append(
+        "  verified:     "
+        + ", ".join(f"{role} (expires {iso(moment)})" for role, moment in v.expires.items())
+    )
+    r = v.report
+    keys = ", ".join(r.signed_keyids) or "none"
+    lines.append(
+        f"  signed by key(s) {keys} in {r.role} ({len(r.signed_keyids)} of {r.threshold} required)"
+    )
     return lines

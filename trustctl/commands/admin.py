@@ -273,7 +273,10 @@ def inspect_cmd(tctx: TrustContext, image: str, tofu: bool) -> None:
             from trustctl.verify import inspect_repository
 
             report = inspect_repository(repo, tag=ref.tag, pending=pending)
-    if ref.tag and not report.tags:
+    waits = report.pending is not None and (
+        ref.tag in report.pending.added or ref.tag in report.pending.removed
+    )
+    if ref.tag and not report.tags and not waits:
         raise TagNotSignedError(
             f"{ref.gun}:{ref.tag} is not signed", hint=f"see `trustctl inspect {ref.gun}`"
         )

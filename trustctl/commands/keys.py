@@ -21,7 +21,11 @@ from trustctl.layout import check_signer_name
 from trustctl.output import table
 
 if TYPE_CHECKING:
+    from trustctl.admin import Rotation
     from trustctl.context import TrustContext
+    from trustctl.keys import KeyInfo
+    from trustctl.keyuse import RepoKeys
+    from trustctl.repo import PublishResult
 
 __all__ = ["register"]
 
@@ -79,10 +83,25 @@ def key_generate(tctx: TrustContext, name: str, algorithm: str, directory: Path)
 @key_group.command("list", cls=TrustctlCommand)
 @pass_ctx
 def key_list(tctx: TrustContext) -> None:
-    """List the keys in the local key store (no passphrase needed)."""
+    """List the local keys, marking which ones their repositories still use.
+
+    STATUS: current (listed by the repository's newest verified metadata), retired
+    (rotated out), unknown (its repository is not pinned here or cannot be reached).
+    Asks the trust server; no passphrase is needed.
+    """
+    from trustctl.keyuse import key_status
+
     keys = tctx.keystore.all_keys()
-    rows = [[k.role, k.gun or "-", k.name or "-", k.keyid, k.algorithm] for k in keys]
-    lines = table(["ROLE", "GUN", "NAME", "KEY ID", "ALGORITHM"], rows) if rows else ["(no keys)"]
+    repos = _known_repos(tctx, keys)
+    status = {k.keyid: key_status(k, repos) for k in keys}
+    rows = [
+        [k.role, k.gun or "-", k.name or "-", k.keyid, k.algorithm, status[k.keyid]] for k in keys
+    ]
+    lines = (
+        table(["ROLE", "GUN", "NAME", "KEY ID", "ALGORITHM", "STATUS"], rows)
+        if rows
+        else ["(no keys)"]
+    )
     data = {
         "keys": [
             {
@@ -92,11 +111,38 @@ def key_list(tctx: TrustContext) -> None:
                 "name": k.name,
                 "algorithm": k.algorithm,
                 "path": str(k.path),
+                "status": status[k.keyid],
             }
             for k in keys
         ]
     }
     tctx.printer.result("key list", data, lines)
+
+
+def _known_repos(tctx: TrustContext, keys: list[KeyInfo]) -> dict[str, RepoKeys]:
+    """The keys listed by the newest verified metadata of each pinned repository the
+    local keys may belong to (refreshed from the trust server; one that cannot be
+    reached is left out, so its keys show as unknown)."""
+    from trustctl.errors import TrustctlError
+    from trustctl.keyuse import RepoKeys
+
+    pinned = tctx.trust.list_pinned()
+    if any(k.gun is None for k in keys):
+        guns = pinned  # a signer key may be used by any repository
+    else:
+        guns = [g for g in pinned if g in {k.gun for k in keys}]
+    out: dict[str, RepoKeys] = {}
+    if not tctx.settings.server:
+        return out
+    for gun in guns:
+        try:
+            with tctx.trust.lock(gun):
+                repo = tctx.open_trusted(gun)
+                repo.refresh()
+                out[gun] = RepoKeys.of(repo.root.signed, repo.targets.signed)
+        except TrustctlError as e:
+            tctx.printer.warn(f"cannot tell which keys {gun} uses: {e.message}")
+    return out
 
 
 @key_group.command("import", cls=TrustctlCommand)
@@ -232,13 +278,14 @@ def key_rotate(
         result = tctx.publisher(gun).publish(rotation.changes)
     for warning in result.warnings:
         tctx.printer.warn(warning)
+    steps = [*rotation.next_steps, *_after_rotation(tctx, gun, rotation, result)]
     data = {
         "gun": gun,
         "role": rotation.role,
         "new_keyid": rotation.new_keyid,
         "old_keyids": list(rotation.old_keyids),
         "complete": not rotation.next_steps,
-        "next_steps": list(rotation.next_steps),
+        "next_steps": steps,
         **publish_data(result, []),
     }
     head = f"OK: rotated the {rotation.role} key of {gun}"
@@ -252,9 +299,55 @@ def key_rotate(
             f"  new key:      {rotation.new_keyid}",
             f"  old key(s):   {', '.join(rotation.old_keyids) or '-'}",
             *publish_lines(gun, result),
-            *(f"  next:         {step}" for step in rotation.next_steps),
+            *(f"  next:         {step}" for step in steps),
         ],
     )
+
+
+def _after_rotation(
+    tctx: TrustContext, gun: str, rotation: Rotation, result: PublishResult
+) -> list[str]:
+    """What the owner does after a rotation: back the new key up, hand it over, retire
+    the old one (steps that need nobody else; see ``Rotation.next_steps`` for those)."""
+    new, role = rotation.new_keyid, rotation.role
+    held_old = [k for k in rotation.old_keyids if tctx.keystore.get(k) is not None]
+    remove = " ".join(f"`trustctl key remove {k[:12]} --yes`" for k in held_old)
+    retire = (
+        [
+            f"the old key no longer signs for {gun}: delete it once no other repository uses it: {remove}"
+        ]
+        if remove
+        else []
+    )
+    if role in ("timestamp", "snapshot"):
+        return [
+            f"nothing else: the trust server signs {role} of {gun} with the new key from now on"
+        ]
+    if role == "root":
+        version = result.published.get("root")
+        return [
+            f"back up the new root key offline: `trustctl key export {new[:12]} -o root-key.pem`",
+            *retire,
+            "deployers follow the new root by themselves; give new deployers the current root: "
+            f"`trustctl trust export {gun}`" + (f" (root v{version})" if version else ""),
+        ]
+    if role == "targets":
+        return [
+            f"back up the new targets key: `trustctl key export {new[:12]} -o targets-key.pem`",
+            *retire,
+        ]
+    if role == "bins":
+        return [
+            (
+                f"give CI the new bins key: `trustctl key export {new[:12]} -o bins-key.pem`, then "
+                "`trustctl key import bins-key.pem` on the CI machine (the old bins key signs "
+                "nothing now)"
+            ),
+            *retire,
+        ]
+    if rotation.next_steps:
+        return []
+    return retire
 
 
 def register(group: click.Group) -> None:

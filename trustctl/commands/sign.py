@@ -15,6 +15,7 @@ from trustctl.commands._common import (
     publish_data,
     publish_lines,
     publish_staged,
+    verify_details,
 )
 from trustctl.errors import UsageError
 from trustctl.reference import ImageRef, is_digest
@@ -224,6 +225,8 @@ def verify_cmd(
     ref = image_with_tag(image)
     mode = REGISTRY_SKIP if no_registry_check else REGISTRY_TAG
     v = _verify(tctx, ref, signers=signers, mode=mode, tofu=tofu)
+    for line in verify_details(tctx, v) if tctx.printer.verbosity else ():
+        tctx.printer.detail(line)
     tctx.printer.result("verify", v.to_dict(), _verified_lines(v))
 
 
