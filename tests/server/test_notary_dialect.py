@@ -358,3 +358,16 @@ def test_a_chained_root_rotation_signed_by_old_and_new_is_accepted(client):
     assert upload(client, NGUN, {"root": root2, "snapshot": snap}).status_code == 200
     assert client.get(f"/v2/{NGUN}/_trust/tuf/2.root.json").data == root2
     assert keyid_of(owner.root.obj) in Root.parse(root2).roles["root"].keyids
+
+
+def test_renew_re_signs_timestamp_and_the_server_held_snapshot_in_notarys_format(service, client, clock):
+    init(client, server_snapshot=True)
+    assert service.renew(NGUN) is False  # fresh: nothing to do
+    snap1 = Snapshot.parse(served(client, NGUN)["snapshot"])
+    clock.advance(days=5)  # inside the snapshot's 3-day renewal window of 7 days
+    assert service.renew(NGUN) is True  # what `notary-server renew` runs per GUN
+    got = served(client, NGUN)
+    snap2, ts = Snapshot.parse(got["snapshot"]), Timestamp.parse(got["timestamp"])
+    assert snap2.file.version == snap1.file.version + 1 and snap2.meta == snap1.meta
+    assert ts.snapshot_meta["length"] == len(got["snapshot"])
+    assert ts.file.expires > clock.now
