@@ -205,6 +205,13 @@ def _positive_seconds(value: float) -> float:
     return value
 
 
+def _budget_seconds(value: float) -> float:
+    """``--retry-budget``: a finite number of seconds, 0 or more."""
+    if not (math.isfinite(value) and value >= 0):
+        raise click.BadParameter(f"{value} is not a number of seconds (0 or more)")
+    return value
+
+
 @click.group(
     "trustctl", cls=TrustctlGroup, context_settings={"help_option_names": ["-h", "--help"]}
 )
@@ -270,6 +277,17 @@ def _positive_seconds(value: float) -> float:
     show_default=True,
     help="Network timeout (s).",
 )
+@click.option(
+    "--retry-budget",
+    envvar="TRUSTCTL_RETRY_BUDGET",
+    type=float,
+    callback=lambda _ctx, _param, value: _budget_seconds(value),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Ride through a trust server, signer or database restart: retry what is safe "
+    "for up to this long (0: no retries).",
+)
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -282,6 +300,7 @@ def main(
     json_mode: bool,
     verbosity: int,
     timeout: float,
+    retry_budget: float,
 ) -> None:
     """Sign container image tags after push; verify them before deploy.
 
@@ -303,6 +322,7 @@ def main(
         json=json_mode,
         verbosity=verbosity,
         timeout=timeout,
+        retry_budget=retry_budget,
     )
     ctx.obj = TrustContext(
         settings, printer=Printer(json_mode=json_mode, verbosity=verbosity), overrides=overrides

@@ -31,11 +31,13 @@ from trustctl.errors import (
     AuthenticationError,
     PendingUnsupportedError,
     PublishConflictError,
+    PublishUncertainError,
     ServerRejectedError,
     ServerUnavailableError,
     TrustctlError,
     UnknownRepositoryError,
 )
+from trustctl.retry import REFUSED_CODES, RETRIABLE_STATUS
 from trustctl.transport import Response, Transport, TransportError
 
 __all__ = [
@@ -72,6 +74,14 @@ class ServerErrorInfo:
         self.detail = detail
 
 
+def info_code(resp: Response) -> str | None:
+    return server_error_info(resp).code
+
+
+def _gave_up(resp: Response) -> str:
+    return f"; {resp.gave_up}" if resp.gave_up else ""
+
+
 def server_error_info(resp: Response) -> ServerErrorInfo:
     try:
         entry = resp.json()["errors"][0]
@@ -92,6 +102,14 @@ def transport_failure(server: str, e: TransportError) -> ServerUnavailableError:
     )
     return ServerUnavailableError(
         f"cannot reach the trust server at {server}: {e.reason}", hint=hint
+    )
+
+
+def _uncertain(gun: str, why: str) -> PublishUncertainError:
+    return PublishUncertainError(
+        f"the upload of {gun} was sent but {why}: it may or may not be stored",
+        hint=f"`trustctl verify` or `trustctl inspect {gun}` shows what is published; "
+        "`trustctl publish` sends what is still staged",
     )
 
 
@@ -136,12 +154,23 @@ class ServerClient:
         Raises:
             VersionConflictError: someone else published first.
             ServerRejectedError: the server refused the update (names the rule).
+            PublishUncertainError: the request was sent and its answer lost (a
+                reset, a proxy's 502 or 504): reconcile before trying again.
             AuthenticationError, ServerUnavailableError.
         """
         parts = [(role, data) for role, data in files.items()]
-        resp = self._call(
-            "POST", self.metadata_url(gun), files=parts, scope=_scope(gun, "push,pull")
-        )
+        try:
+            resp = self._transport.request(
+                "POST", self.metadata_url(gun), files=parts, scope=_scope(gun, "push,pull")
+            )
+        except TransportError as e:
+            if e.sent and not e.tls:
+                raise _uncertain(gun, f"the connection failed before the answer ({e.reason})") from e
+            raise transport_failure(self.server, e) from e
+        if resp.status in RETRIABLE_STATUS and not (
+            resp.status == 503 and info_code(resp) in REFUSED_CODES
+        ):
+            raise _uncertain(gun, f"the answer was HTTP {resp.status}{_gave_up(resp)}")
         self._check(resp, gun, "publish")
 
     def delete(self, gun: str) -> None:
@@ -235,8 +264,9 @@ def error_for_response(resp: Response, gun: str, action: str, server: str) -> Tr
         )
     if resp.status >= 500 or code.endswith("_UNAVAILABLE"):
         return ServerUnavailableError(
-            f"the trust server could not {action} for {gun}: {code or resp.status} {message}",
-            hint="try again later",
+            f"the trust server could not {action} for {gun}: {code or resp.status} {message}"
+            f"{' (' + resp.gave_up + ')' if resp.gave_up else ''}",
+            hint="try again later; --retry-budget SECONDS (TRUSTCTL_RETRY_BUDGET) waits longer",
         )
     reason = str(info.detail.get("reason", "")) if info.detail else ""
     return ServerRejectedError(

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from trustctl.pending import PendingStore
     from trustctl.registry import RegistryClient
     from trustctl.repo import Publisher
+    from trustctl.retry import RetryPolicy
     from trustctl.transport import Transport
     from trustctl.trust import TrustStore
     from trustctl.trusted import TrustedRepository
@@ -63,6 +64,8 @@ class Settings:
     json: bool = False
     verbosity: int = 0
     timeout: float = 30.0
+    #: Seconds one request or publish may spend riding through a restart (0: no retries).
+    retry_budget: float = 30.0
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Overrides:
     kdf_iterations: int | None = None
     clock: Callable[[], datetime] | None = None
     sleep: Callable[[float], None] | None = None
+    monotonic: Callable[[], float] | None = None
     environ: Mapping[str, str] | None = None
 
 
@@ -182,18 +186,35 @@ class TrustContext:
         return server.rstrip("/")
 
     @cached_property
-    def server_transport(self) -> Transport:
-        if self.overrides.server_transport is not None:
-            return self.overrides.server_transport
-        from trustctl.credentials import CredentialStore
-        from trustctl.transport import HttpTransport
+    def retry(self) -> RetryPolicy:
+        """How long to ride through a restart (``--retry-budget``), on the injected clock."""
+        from trustctl.retry import RetryPolicy
 
-        creds = CredentialStore(environ=self.environ, env_prefix="TRUSTCTL_SERVER")
-        return HttpTransport(
-            ca_file=_check_file(self.settings.tls_ca, "--tls-ca"),
-            credentials=creds.lookup,
-            timeout=self.settings.timeout,
+        return RetryPolicy(
+            budget=self.settings.retry_budget,
+            clock=self.overrides.monotonic or time.monotonic,
+            sleep=self.sleep,
         )
+
+    @cached_property
+    def server_transport(self) -> Transport:
+        """The trust server's transport: retries what is safe (:mod:`trustctl.retry`)."""
+        from trustctl.retry import RetryingTransport
+
+        inner = self.overrides.server_transport
+        if inner is None:
+            from trustctl.credentials import CredentialStore
+            from trustctl.transport import HttpTransport
+
+            creds = CredentialStore(environ=self.environ, env_prefix="TRUSTCTL_SERVER")
+            inner = HttpTransport(
+                ca_file=_check_file(self.settings.tls_ca, "--tls-ca"),
+                credentials=creds.lookup,
+                timeout=self.settings.timeout,
+            )
+        if self.settings.retry_budget <= 0:
+            return inner
+        return RetryingTransport(inner, self.retry)
 
     @cached_property
     def registry_transport(self) -> Transport:
@@ -263,6 +284,7 @@ class TrustContext:
             clock=self.clock,
             sleep=self.sleep,
             warn=self.printer.warn,
+            retry=self.retry,
         )
         return Publisher(gun, services)
 

@@ -44,6 +44,7 @@ __all__ = [
     "PendingConflictError",
     "PendingUnsupportedError",
     "PublishConflictError",
+    "PublishUncertainError",
     "RegistryProtocolError",
     "RegistryUnavailableError",
     "RollbackError",
@@ -238,6 +239,17 @@ class NetworkError(TrustctlError):
 
 class ServerUnavailableError(NetworkError):
     code = "SERVER_UNAVAILABLE"
+
+
+class PublishUncertainError(ServerUnavailableError):
+    """The upload was sent but its answer was lost: it may or may not be stored.
+
+    The publisher reconciles (reads the repository, checks whether the upload is
+    there) before it tries again; this reaches a user only when the retry budget ran
+    out first.
+    """
+
+    code = "PUBLISH_UNCERTAIN"
 
 
 class RegistryUnavailableError(NetworkError):

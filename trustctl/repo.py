@@ -10,7 +10,13 @@
    and check each signature threshold with python-tuf's verification results;
 4. upload root, targets and delegated roles in one atomic request (the server builds
    snapshot and timestamp with its own keys);
-5. on ``VERSION`` (someone published first) back off and go to 1: that is the rebase.
+5. on ``VERSION`` (someone published first) back off and go to 1: that is the rebase;
+6. when the upload's answer was lost (:class:`~trustctl.errors.PublishUncertainError`:
+   a reset connection, a proxy's 502 or 504), wait (:mod:`trustctl.retry`) and go to
+   1, where the fresh view first tells whether that upload is stored. If it is, the
+   publish is done: nothing is published twice and no version is skipped. The same
+   check follows a ``VERSION`` answer, which is what a resent upload that had in fact
+   been stored gets.
 
 A delegated role whose threshold the user cannot meet alone goes to the pending
 store instead (:mod:`trustctl.pending`). Before uploading a new delegation, the
@@ -41,12 +47,14 @@ from trustctl.errors import (
     MissingKeyError,
     PendingConflictError,
     PublishConflictError,
+    PublishUncertainError,
     ThresholdError,
     TrustctlError,
     UsageError,
 )
 from trustctl.keys import KeyStore
 from trustctl.pending import PendingStore, content_of, read_pending
+from trustctl.retry import Backoff, RetryPolicy
 from trustctl.trusted import TrustedRepository
 
 __all__ = [
@@ -108,6 +116,7 @@ class Services:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     sleep: Callable[[float], None] = time.sleep
     warn: Callable[[str], None] = logger.warning
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 # --- signing and publishing -------------------------------------------------------------
@@ -141,10 +150,18 @@ class Publisher:
             TrustctlError: verification, network or server errors.
         """
         result = PublishResult()
+        sent: tuple[Plan, _Prepared] | None = None  # an upload whose outcome is unknown
+        backoff: Backoff | None = None
         for attempt in range(1, self.max_attempts + 1):
             result.attempts = attempt
             repo = self.services.open_trusted()
             repo.refresh()
+            if sent is not None and _stored(repo, sent[1]):
+                logger.info(
+                    "the upload of %s whose answer was lost is stored: not sending it again", self.gun
+                )
+                return self._finish(*sent, result)
+            sent = None
             plan = Plan(repo, self.services.keystore, self.services.clock())
             for change in changes:
                 result.roles_for_change[change.id] = APPLY[change.action](plan, dict(change.data))
@@ -154,36 +171,49 @@ class Publisher:
                 try:
                     self.services.client.publish(self.gun, prepared.files)
                 except VersionConflictError:
+                    sent = (plan, prepared)  # a resent upload that was stored gets VERSION too
                     delay = min(2.0, 0.05 * 2 ** min(attempt, 6)) * (0.5 + random.random())
                     logger.info(
                         "version conflict publishing %s (attempt %d): rebasing", self.gun, attempt
                     )
                     self.services.sleep(delay)
                     continue
-            store = (
-                self.services.pending_store
-                if prepared.pending_puts or prepared.pending_deletes
-                else None
-            )
-            for role, data, outcome in prepared.pending_puts:
-                assert store is not None
-                store().put(self.gun, role, data)
-                result.pending.append(outcome)
-            for role in prepared.pending_deletes:
-                try:
-                    assert store is not None
-                    store().delete(self.gun, role)
-                except TrustctlError as e:
-                    logger.info("could not remove the published pending %s: %s", role, e)
-            result.published = prepared.versions
-            result.warnings.extend(plan.warnings)
-            return result
+                except PublishUncertainError as e:
+                    sent = (plan, prepared)
+                    backoff = backoff or self.services.retry.start()
+                    if not backoff.wait(f"{e.message}; checking before trying again"):
+                        e.message = f"{e.message} ({backoff.gave_up()})"
+                        e.args = (e.message,)
+                        raise
+                    continue
+            return self._finish(plan, prepared, result)
         raise PublishConflictError(
             f"publishing {self.gun} kept conflicting with other publishers ({self.max_attempts} attempts)",
             hint="try again; your changes stay staged (`trustctl status`)",
         )
 
     # --- internals ---------------------------------------------------------------
+
+    def _finish(self, plan: Plan, prepared: _Prepared, result: PublishResult) -> PublishResult:
+        """After the upload (or with nothing to upload): pending signatures, the result."""
+        store = (
+            self.services.pending_store
+            if prepared.pending_puts or prepared.pending_deletes
+            else None
+        )
+        for role, data, outcome in prepared.pending_puts:
+            assert store is not None
+            store().put(self.gun, role, data)
+            result.pending.append(outcome)
+        for role in prepared.pending_deletes:
+            try:
+                assert store is not None
+                store().delete(self.gun, role)
+            except TrustctlError as e:
+                logger.info("could not remove the published pending %s: %s", role, e)
+        result.published = prepared.versions
+        result.warnings.extend(plan.warnings)
+        return result
 
     def _prepare(self, plan: Plan, *, replace_pending: bool) -> _Prepared:
         out = _Prepared()
@@ -349,6 +379,26 @@ class Publisher:
                 hint=f"have enough signers re-sign it first (`trustctl witness {self.gun}`) or choose another "
                 "--threshold; --force accepts that those tags stop verifying until they are re-signed",
             )
+
+
+def _stored(repo: TrustedRepository, prepared: _Prepared) -> bool:
+    """Whether the verified repository holds exactly the roles ``prepared`` uploaded."""
+    if not prepared.files:
+        return False
+    for role, data in prepared.files.items():
+        mine = Metadata.from_bytes(data)
+        if role == "root":
+            stored: Metadata[Root] | Metadata[Targets] | None = repo.root
+        elif repo.version_of(role) != mine.signed.version:
+            return False
+        else:
+            try:
+                stored = repo.role(role)
+            except TrustctlError:
+                return False
+        if stored is None or stored.signed_bytes != mine.signed_bytes:
+            return False
+    return True
 
 
 def _changed_children(old: Delegations, new: Delegations) -> list[str]:

@@ -67,6 +67,9 @@ class Response:
     data: bytes
     url: str = ""
     truncated: bool = False
+    #: Set by :class:`~trustctl.retry.RetryingTransport` when this is the last of
+    #: several retriable answers: the tries and the time spent ("gave up after ...").
+    gave_up: str | None = None
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -77,13 +80,30 @@ class Response:
 
 
 class TransportError(Exception):
-    """The request never got an HTTP answer: DNS, refused connection, TLS, timeout."""
+    """The request never got an HTTP answer: DNS, refused connection, TLS, timeout.
 
-    def __init__(self, url: str, reason: str, *, tls: bool = False) -> None:
+    Attributes:
+        tls: a TLS failure (never healed by retrying).
+        sent: the request may have reached the server (the connection failed after
+            it was written): a write may have been carried out.
+        retriable: trying again may succeed (refused, reset, timed out).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        reason: str,
+        *,
+        tls: bool = False,
+        sent: bool = False,
+        retriable: bool | None = None,
+    ) -> None:
         super().__init__(f"{url}: {reason}")
         self.url = url
         self.reason = reason
         self.tls = tls
+        self.sent = sent
+        self.retriable = (not tls) if retriable is None else retriable
 
 
 class Transport(Protocol):
@@ -133,7 +153,9 @@ class HttpTransport:
         ca_file: CA bundle to trust instead of the system store (explicit wins).
         credentials: ``host -> Credentials | None`` for Basic auth and token requests.
         timeout: seconds for connect and for each read.
-        retries: connection-level retries (and 502/503/504 retries for GET/HEAD).
+        retries: quick connection-level retries (failed connects; reads of GET/HEAD).
+            Answers such as 503 are retried above, by
+            :class:`~trustctl.retry.RetryingTransport`, within its time budget.
     """
 
     def __init__(
@@ -201,8 +223,7 @@ class HttpTransport:
             connect=self._retries,
             read=self._retries if idempotent else 0,
             other=0,  # TLS failures do not heal by retrying
-            status=self._retries if idempotent else 0,
-            status_forcelist=(502, 503, 504) if idempotent else (),
+            status=0,
             allowed_methods=frozenset({"GET", "HEAD", "PUT", "DELETE", "POST"}),
             backoff_factor=0.2,
             raise_on_status=False,
@@ -225,6 +246,8 @@ class HttpTransport:
             raise _transport_error(url, e.reason or e) from e
         except urllib3.exceptions.HTTPError as e:
             raise _transport_error(url, e) from e
+        except OSError as e:  # a reset while urllib3 writes the request body
+            raise _transport_error(url, e) from e
         truncated = False
         try:
             if method == "HEAD":
@@ -233,9 +256,9 @@ class HttpTransport:
                 data = raw.read(max_bytes + 1)
                 truncated = len(data) > max_bytes
                 data = data[:max_bytes]
-        except urllib3.exceptions.HTTPError as e:
+        except (urllib3.exceptions.HTTPError, OSError) as e:
             raw.close()
-            raise _transport_error(url, e) from e
+            raise _transport_error(url, e, sent=True) from e
         if truncated:
             raw.close()  # never hand a half-read connection back to the pool
         else:
@@ -298,18 +321,32 @@ def _safe_for_secrets(url: str) -> bool:
     return is_loopback_host(split_host_port(parts.netloc)[0])
 
 
-def _transport_error(url: str, reason: BaseException | str) -> TransportError:
+def _transport_error(url: str, reason: BaseException | str, *, sent: bool | None = None) -> TransportError:
+    """A :class:`TransportError` saying whether the request may have been sent."""
     text = str(reason)
     tls = isinstance(reason, urllib3.exceptions.SSLError) or "SSL" in text or "CERTIFICATE" in text
+    if sent is None:
+        # a failed connect (refused, connect timeout, TLS handshake) sent nothing;
+        # anything later (reset, read timeout, closed without an answer) may have
+        sent = not isinstance(
+            reason, urllib3.exceptions.ConnectTimeoutError | urllib3.exceptions.NewConnectionError
+        ) and not tls
+    retriable = not tls
     if "Connection refused" in text:
         text = "connection refused"
     elif "Name or service not known" in text or "nodename nor servname" in text:
-        text = "host name not found"
+        text, retriable = "host name not found", False
     elif "timed out" in text.lower():
         text = "timed out"
     elif tls:
         text = f"TLS error: {_tls_summary(text)}"
-    return TransportError(url, text, tls=tls)
+    elif sent and (
+        isinstance(reason, urllib3.exceptions.ProtocolError | ConnectionError)
+        or "Connection aborted" in text
+        or "RemoteDisconnected" in text
+    ):
+        text = "connection closed before the answer arrived"
+    return TransportError(url, text, tls=tls, sent=sent, retriable=retriable)
 
 
 def _tls_summary(text: str) -> str:

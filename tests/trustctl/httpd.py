@@ -30,6 +30,8 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    #: Close the connection without answering (a response lost on the way back).
+    drop: bool = False
 
 
 @dataclass
@@ -61,6 +63,9 @@ def serve(
             )
             requests.append(req)
             reply = handler(req)
+            if reply.drop:
+                self.close_connection = True
+                return
             self.send_response(reply.status)
             headers = {k.lower(): v for k, v in reply.headers.items()}
             for k, v in reply.headers.items():

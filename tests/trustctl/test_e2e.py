@@ -402,7 +402,7 @@ def test_failures_are_one_line_with_a_hint(
     unknown = f"{gun}-unknown"
     deployer.ok("trust", "pin", unknown, str(owner.trust_dir.parent / "root.json"))
     one_line(deployer.run("verify", f"{unknown}:v1"), 1, "no trust data")
-    down = {"TRUSTCTL_SERVER": f"https://127.0.0.1:{free_port()}"}
+    down = {"TRUSTCTL_SERVER": f"https://127.0.0.1:{free_port()}", "TRUSTCTL_RETRY_BUDGET": "1"}
     one_line(deployer.run("verify", f"{gun}:v1", env=down), 3, "cannot reach the trust server")
     one_line(owner.run("sign", f"127.0.0.1:{free_port()}/x/y:v1"), 3, "cannot reach registry")
     no_ca = {"TRUSTCTL_TLS_CA": ""}
