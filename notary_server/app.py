@@ -20,12 +20,13 @@ from notary_server import errors
 from notary_server.api import bp
 from notary_server.auth import Access, TokenAuth
 from notary_server.config import ServerConfig
+from notary_server.errors import REQUEST_ID_HEADER
 from notary_server.metrics import Metrics
 from notary_server.service import Clock, TrustService, utcnow
 from notary_server.storage import MetadataStore
 from notary_signer.keyservice import KeyService
 
-__all__ = ["build_service", "create_app"]
+__all__ = ["build_service", "create_app", "request_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,14 @@ _HTTP_ERRORS: dict[int, type[errors.NotaryError]] = {
     405: errors.MethodNotAllowedError,
     413: errors.TooLargeError,
 }
+
+
+def request_id() -> str:
+    """This request's id (:func:`~notary_server.errors.new_request_id`)."""
+    rid: str | None = g.get("request_id")
+    if rid is None:
+        rid = g.request_id = errors.new_request_id(request.headers.get(REQUEST_ID_HEADER))
+    return rid
 
 
 def required_access(endpoint: str | None, args: dict[str, Any]) -> list[Access] | None:
@@ -129,9 +138,14 @@ def create_app(
 
     @app.errorhandler(errors.NotaryError)
     def notary_error(e: errors.NotaryError) -> tuple[Response, int]:
+        rid = request_id()
         if e.http_status >= 500:
-            logger.warning("%s %s: %s", request.method, request.path, e.message)
-        resp = jsonify({"errors": [e.to_dict()]})
+            logger.warning(
+                "request %s: %s %s answered %d %s: %s (%s)",
+                rid, request.method, request.path, e.http_status, e.code, e.message,
+                errors.describe_cause(e),
+            )
+        resp = jsonify(errors.envelope(e, rid))
         resp.headers.update(e.headers)
         return resp, e.http_status
 
@@ -140,12 +154,14 @@ def create_app(
         status = e.code or 500
         cls = _HTTP_ERRORS.get(status, errors.NotaryError)
         err = cls(e.description if status != 404 else None)
-        return jsonify({"errors": [err.to_dict()]}), status
+        return jsonify(errors.envelope(err, request_id())), status
 
     @app.errorhandler(Exception)
     def unexpected(e: Exception) -> tuple[Response, int]:
-        logger.exception("unexpected error on %s %s", request.method, request.path)
-        return jsonify({"errors": [errors.NotaryError("internal error").to_dict()]}), 500
+        rid = request_id()
+        logger.exception("request %s: unexpected error on %s %s", rid, request.method, request.path)
+        err = errors.NotaryError("internal error; the server log has the details under this request id")
+        return jsonify(errors.envelope(err, rid)), 500
 
     @app.before_request
     def start_timer() -> None:
@@ -162,6 +178,7 @@ def create_app(
 
     @app.after_request
     def count(resp: Response) -> Response:
+        resp.headers[REQUEST_ID_HEADER] = request_id()
         started: Any = g.get("started")
         if started is not None:
             operation = request.endpoint or "unknown"

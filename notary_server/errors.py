@@ -10,13 +10,25 @@ status. Views never build error responses by hand: the app's error handler turns
 Validation failures are ``InvalidUpdateError`` subclasses whose ``detail["reason"]``
 names the broken rule (``BAD_ROOT``, ``BAD_TARGETS``, ``BAD_SNAPSHOT``, ...), so a
 client can tell them apart without parsing the message.
+
+Messages are written for the client and name nothing internal: no host, port, file
+path, SQL or library exception text. What went wrong inside (the signer's address,
+the database driver's error) is the exception's ``__cause__``, which the app logs
+under the request id it also sends to the client (:func:`envelope`).
+
+A ``503`` (:class:`SignerUnavailableError`, :class:`StorageUnavailableError`) means
+nothing was stored: the client may send the same request again after
+``retry_after`` seconds (the ``Retry-After`` header).
 """
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any, ClassVar
 
 __all__ = [
+    "REQUEST_ID_HEADER",
     "BadHierarchyError",
     "BadKeysError",
     "BadRootError",
@@ -40,6 +52,9 @@ __all__ = [
     "StorageUnavailableError",
     "TooLargeError",
     "UnauthorizedError",
+    "describe_cause",
+    "envelope",
+    "new_request_id",
 ]
 
 
@@ -49,12 +64,16 @@ class NotaryError(Exception):
     code: ClassVar[str] = "UNKNOWN"
     http_status: ClassVar[int] = 500
     default_message: ClassVar[str] = "unknown error"
+    #: Seconds after which the same request may succeed (sent as ``Retry-After``).
+    retry_after: ClassVar[int | None] = None
 
     def __init__(self, message: str | None = None, **detail: Any) -> None:
         self.message = message or self.default_message
         self.detail = detail
         #: Extra response headers (the ``WWW-Authenticate`` challenge of a 401).
         self.headers: dict[str, str] = {}
+        if self.retry_after is not None:
+            self.headers["Retry-After"] = str(self.retry_after)
         super().__init__(self.message)
 
     def to_dict(self) -> dict[str, Any]:
@@ -62,6 +81,38 @@ class NotaryError(Exception):
         if self.detail:
             entry["detail"] = self.detail
         return entry
+
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+
+
+def new_request_id(offered: str | None = None) -> str:
+    """The id of one request: the client's (or a proxy's) ``X-Request-ID`` when it is
+    a plain token of 8 to 64 characters, else 16 random hex digits."""
+    if offered and _CLIENT_REQUEST_ID.fullmatch(offered):
+        return offered
+    return os.urandom(8).hex()
+
+
+def envelope(error: NotaryError, request_id: str | None) -> dict[str, Any]:
+    """The JSON body of an error answer: ``{"errors": [...], "request_id": ...}``."""
+    body: dict[str, Any] = {"errors": [error.to_dict()]}
+    if request_id:
+        body["request_id"] = request_id
+    return body
+
+
+def describe_cause(error: BaseException) -> str:
+    """The chain of causes behind ``error``, for the server's log only (never a body)."""
+    parts = []
+    seen: set[int] = set()
+    cause = error.__cause__ or error.__context__
+    while cause is not None and id(cause) not in seen and len(parts) < 4:
+        seen.add(id(cause))
+        parts.append(f"{type(cause).__name__}: {cause}")
+        cause = cause.__cause__ or cause.__context__
+    return " <- ".join(parts) if parts else "no further cause"
 
 
 class MalformedUploadError(NotaryError):
@@ -162,13 +213,15 @@ class InvalidParametersError(NotaryError):
 class SignerUnavailableError(NotaryError):
     code = "SIGNER_UNAVAILABLE"
     http_status = 503
-    default_message = "the signing service is unavailable; try again later"
+    default_message = "the signing service is unavailable; nothing was stored: try again in a few seconds"
+    retry_after = 1
 
 
 class StorageUnavailableError(NotaryError):
     code = "STORAGE_UNAVAILABLE"
     http_status = 503
-    default_message = "the metadata database is unavailable; try again later"
+    default_message = "the metadata database is unavailable; nothing was stored: try again in a few seconds"
+    retry_after = 1
 
 
 class UnauthorizedError(NotaryError):

@@ -21,7 +21,7 @@ from urllib.parse import unquote
 from werkzeug.http import HTTP_STATUS_CODES, http_date
 
 from notary_server.api import lookup_metadata
-from notary_server.errors import NotaryError
+from notary_server.errors import NotaryError, envelope, new_request_id
 from notary_server.metrics import Metrics
 from notary_server.service import TrustService
 
@@ -55,17 +55,19 @@ class FastReads:
         except UnicodeError:
             return self.app(environ, start_response)
         gun, _, filename = decoded[len("/v2/") :].partition(_MARK)
+        rid = new_request_id(environ.get("HTTP_X_REQUEST_ID"))
         try:
             found = lookup_metadata(self.service, gun, unquote(filename))
         except NotaryError as e:
             if e.http_status >= 500 or e.headers:
                 return self.app(environ, start_response)  # Flask logs those
-            return self._error(e, started, start_response)
+            return self._error(e, rid, started, start_response)
         if found is None:
             return self.app(environ, start_response)
         stored, cache_control = found
         etag = f'"{stored.sha256}"'
         headers = [
+            ("X-Request-ID", rid),
             ("ETag", etag),
             ("Cache-Control", cache_control),
             ("Last-Modified", http_date(stored.created_at)),
@@ -87,16 +89,18 @@ class FastReads:
         return body
 
     def _error(
-        self, e: NotaryError, started: float, start_response: Callable[..., Any]
+        self, e: NotaryError, rid: str, started: float, start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
         """The error envelope, byte for byte what Flask's handler sends (``jsonify``)."""
-        body = (
-            json.dumps({"errors": [e.to_dict()]}, separators=(",", ":")) + "\n"
-        ).encode()
+        body = (json.dumps(envelope(e, rid), separators=(",", ":")) + "\n").encode()
         status = e.http_status
         start_response(
             f"{status} {HTTP_STATUS_CODES.get(status, '').upper()}",
-            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("X-Request-ID", rid),
+            ],
         )
         self.metrics.observe("tuf.get_metadata", "GET", status, time.perf_counter() - started)
         return [body]

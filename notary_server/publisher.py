@@ -80,7 +80,5 @@ def sign(signed: Snapshot | Timestamp, signers: Sequence[Signer]) -> bytes:
             cause = e.__cause__ or e
             if isinstance(cause, errors.NotaryError):
                 raise cause from e
-            raise errors.SignerUnavailableError(
-                f"could not sign {signed.type}: {cause}", role=signed.type
-            ) from e
+            raise errors.SignerUnavailableError(role=signed.type) from e
     return md.to_bytes()

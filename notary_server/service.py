@@ -13,7 +13,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Generic, ParamSpec, TypeVar
 
 from securesystemslib.signer import Key, Signature, Signer
@@ -55,6 +55,9 @@ __all__ = ["Clock", "TrustService"]
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+#: After a failed renewal, reads serve the still valid timestamp this long before
+#: one of them tries to renew again.
+RENEWAL_RETRY = timedelta(seconds=5)
 P = ParamSpec("P")
 R = TypeVar("R")
 K = TypeVar("K")
@@ -189,6 +192,9 @@ class TrustService:
         # parsed snapshots by the sha256 of their stored bytes, so that building the
         # next snapshot does not re-parse the previous one
         self._snapshots: _Bounded[str, Snapshot] = _Bounded(256)
+        # when renewing a GUN's timestamp last failed (signer or database down): reads
+        # serve the still valid timestamp without trying again for RENEWAL_RETRY
+        self._renewal_failed: _Bounded[str, datetime] = _Bounded(4096)
         #: Repositories in Notary v1's dialect (notary_server/notary/).
         self.notary = NotaryRepos(self)
 
@@ -405,7 +411,7 @@ class TrustService:
             except (errors.BadHierarchyError, signer_errors.KeyNotFoundError) as e:
                 if fresh or attempt == 2:
                     if isinstance(e, signer_errors.KeyNotFoundError):
-                        raise errors.SignerUnavailableError(f"signing service: {e}") from e
+                        raise errors.SignerUnavailableError() from e
                     raise
                 held, fresh = self._held_ids(gun, fresh=True), True
         raise AssertionError("unreachable")
@@ -451,7 +457,7 @@ class TrustService:
         except signer_errors.SignerRefusedError as e:
             raise errors.InvalidUpdateError(f"the signer refused: {e}") from e
         except signer_errors.SignerError as e:
-            raise errors.SignerUnavailableError(f"signing service: {e}") from e
+            raise errors.SignerUnavailableError() from e
         snapshot_update = None
         if snapshot is not None:
             assert signed.snapshot is not None and snapshot_payload is not None
@@ -462,9 +468,8 @@ class TrustService:
                 snapshot, snapshot_payload, _signatures(signed.snapshot_signatures)
             )
         if payload_of(timestamp) != signed.timestamp_payload:
-            raise errors.SignerUnavailableError(
-                "signing service: the signer signed another timestamp than the server built"
-            )
+            logger.error("the signer signed another timestamp than the server built for %s", gun)
+            raise errors.SignerUnavailableError()
         known[signed.timestamp] = Loaded(
             timestamp, signed.timestamp_payload, _signatures(signed.timestamp_signatures)
         )
@@ -526,6 +531,9 @@ class TrustService:
             return self.notary.ensure_fresh(gun, ts)
         if ts is None or not self._needs_renewal(gun, ts, now):
             return ts
+        failed = self._renewal_failed.get(gun)
+        if failed is not None and now - failed < RENEWAL_RETRY and self._expiries_of(gun, ts)[0] > now:
+            return ts  # renewal failed moments ago: a read does not wait for the signer again
         try:
             self.renew(gun)
             return self._current(gun, "timestamp")
@@ -533,10 +541,16 @@ class TrustService:
             ts_expires, _ = self._expiries_of(gun, ts)
             if ts_expires <= now:
                 raise errors.SignerUnavailableError(
-                    f"the timestamp of {gun} has expired and could not be renewed: {e.message}",
+                    f"the timestamp of {gun} has expired and could not be renewed yet; "
+                    "try again in a few seconds",
                     gun=gun,
                 ) from e
-            logger.warning("could not renew the timestamp of %s yet: %s", gun, e.message)
+            # serve the still valid timestamp, and spare the next reads the wait
+            self._renewal_failed.put(gun, now)
+            logger.warning(
+                "could not renew the timestamp of %s yet: %s (%s)",
+                gun, e.message, errors.describe_cause(e),
+            )
             return ts
 
     def renew(self, gun: str) -> bool:
@@ -692,4 +706,4 @@ class TrustService:
         except signer_errors.SignerRefusedError as e:
             raise errors.InvalidUpdateError(f"the signer refused: {e}") from e
         except signer_errors.SignerError as e:
-            raise errors.SignerUnavailableError(f"signing service: {e}") from e
+            raise errors.SignerUnavailableError() from e

@@ -369,20 +369,30 @@ class SignerClient:
         fields: dict[str, str] | None = None,
     ) -> Any:
         url = self.base_url + path
-        try:
-            resp = self._pool.request(
-                method,
-                url,
-                body=json.dumps(body).encode() if body is not None else None,
-                fields=fields,
-                headers={"Content-Type": "application/json"} if body is not None else None,
-            )
-        except urllib3.exceptions.HTTPError as e:
-            reason = getattr(e, "reason", None) or e
-            logger.warning("signer %s unreachable: %s", self.base_url, type(reason).__name__)
-            raise SignerUnavailableError(
-                f"signer at {self.base_url} is unreachable: {reason}"
-            ) from e
+        encoded = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        # Every call but creating a key changes nothing in the signer, so one that
+        # failed once the request was sent (a connection the restarted signer no
+        # longer knows, a reset) is sent again, once, on a new connection.
+        again = not (method == "POST" and path == "/v1/keys")
+        while True:
+            try:
+                resp = self._pool.request(method, url, body=encoded, fields=fields, headers=headers)
+                break
+            except urllib3.exceptions.HTTPError as e:
+                reason = getattr(e, "reason", None) or e
+                if again and not isinstance(reason, urllib3.exceptions.NewConnectionError):
+                    again = False
+                    logger.info(
+                        "signer call %s %s failed (%s): once more on a new connection",
+                        method, path, type(reason).__name__,
+                    )
+                    self._pool.clear()
+                    continue
+                logger.warning("signer %s unreachable: %s", self.base_url, type(reason).__name__)
+                raise SignerUnavailableError(
+                    f"signer at {self.base_url} is unreachable: {reason}"
+                ) from e
         if resp.status in (404, 405) and path == "/v1/sign/batch":
             entry = _error_entry(_json_or_none(resp.data))
             if entry is not None and entry.get("code") in ("NOT_FOUND", "METHOD_NOT_ALLOWED"):
