@@ -90,8 +90,11 @@ def initialize(
     algorithm: str = "ecdsa",
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     hash_bins: int = DEFAULT_HASH_BINS,
+    targets_keyid: str | None = None,
+    pin_source: str = "trustctl init",
 ) -> InitResult:
-    """Create ``gun`` on the trust server and pin its root locally.
+    """Create ``gun`` on the trust server and pin its root locally (with the root and
+    targets keys ``root_keyid`` and ``targets_keyid`` from the key store, else new ones).
 
     With ``hash_bins`` (a power of two; 0 for the flat layout) ``targets`` delegates
     succinct hash bins to a new *bins key* (see :mod:`trustctl.layout`); the bins are
@@ -119,7 +122,14 @@ def initialize(
             )
     else:
         root_info = keystore.generate("root", gun=gun, algorithm=algorithm)
-    targets_info = keystore.generate("targets", gun=gun, algorithm=algorithm)
+    if targets_keyid:
+        targets_info = keystore.find(targets_keyid)
+        if targets_info.role != "targets":
+            raise MissingKeyError(
+                f"key {targets_info.keyid[:12]}… is a {targets_info.role} key, not a targets key"
+            )
+    else:
+        targets_info = keystore.generate("targets", gun=gun, algorithm=algorithm)
     now = clock()
     root = Root(expires=now + timedelta(days=EXPIRY_DAYS["root"]), consistent_snapshot=True)
     root.add_key(root_info.public, "root")
@@ -137,7 +147,7 @@ def initialize(
     targets_md.sign(keystore.signer(targets_info.keyid, purpose=f"new repository {gun}"))
     root_bytes = root_md.to_bytes()
     client.publish(gun, {"root": root_bytes, "targets": targets_md.to_bytes()})
-    trust.pin(gun, root_bytes, source="trustctl init")
+    trust.pin(gun, root_bytes, source=pin_source)
     return InitResult(
         gun,
         root_info.keyid,

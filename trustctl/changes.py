@@ -9,7 +9,8 @@ is rebased.
 Actions and their ``data``:
 
 ==================  ===============================================================
-``add-target``      ``tag``, ``sha256``, ``length``, ``media_type``, ``role`` (or null: choose)
+``add-target``      ``tag``, ``sha256``, ``length``, ``media_type``, ``role`` (or null: choose),
+                    ``custom`` (optional: the target's custom data as is, when carried)
 ``remove-target``   ``tag``, ``role`` (or null: every role the user can sign)
 ``add-signer``      ``name``, ``keys`` (TUF key dicts with ``keyid``), ``threshold`` (or null)
 ``remove-signer``   ``name``, ``keyids`` (or null: all), ``threshold`` (or null), ``force``

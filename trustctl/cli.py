@@ -340,4 +340,5 @@ main.lazy_modules = {
     "trust": "trust",
     "agent": "agent",
     "pending": "pending",
+    "migrate": "migrate",
 }

@@ -257,7 +257,8 @@ def _apply_add_target(plan: Plan, d: dict[str, Any]) -> list[str]:
         length=int(d["length"]),
         hashes={"sha256": str(d["sha256"])},
         path=d["tag"],
-        unrecognized_fields={"custom": {"mediaType": d["media_type"]}},
+        # a tag carried from elsewhere (trustctl migrate) keeps its own custom data
+        unrecognized_fields={"custom": d["custom"] if "custom" in d else {"mediaType": d["media_type"]}},
     )
     targets = plan.working(role)
     if targets.targets.get(d["tag"]) != target:

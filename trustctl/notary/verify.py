@@ -76,11 +76,11 @@ def dialect_of(tctx: TrustContext, gun: str, *, tofu: bool) -> str:
     Raises:
         NoPinnedRootError: a Notary repository, nothing pinned, no ``--tofu``.
     """
+    if tctx.trust.pinned(gun) is not None:
+        return TUF  # also after `trustctl migrate` moved this GUN to TUF 1.0
     state = notary_state(tctx, gun)
     if state.pin() is not None:
         return NOTARY
-    if tctx.trust.pinned(gun) is not None:
-        return TUF
     try:
         raw = tctx.client.get_file(gun, "root.json")
     except TrustctlError:
