@@ -23,7 +23,9 @@ from typing import Any
 import pytest
 import urllib3
 
+from tests.client_view import HTTPSFetcher, judge
 from tests.notary_peer import NotaryPerson, NotaryStack, require_notary, start_notary
+from tests.procs import Stack, start_stack
 from tests.registry import RegistryProcess, push_image
 from tests.secrets import remember
 from tests.trustctl.httpd import Reply, Request, Server, serve
@@ -410,3 +412,134 @@ def test_a_bad_notary_key_file_is_one_line_and_nothing_is_written(
         assert [(k["role"], k["name"], k["notary_role"]) for k in imported["keys"]] == [
             ("delegation", "alice", "alice")
         ]
+
+
+# --- 5. the upgrade of a Notary repository to TUF 1.0 on our server ------------------------
+
+
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = start_stack(tmp_path_factory.mktemp("ours"))
+    yield stack
+    stack.stop()
+
+
+def test_a_notary_repository_is_upgraded_to_tuf_with_its_tags_signers_and_keys(
+    notary: NotaryStack, ours: Stack, registry: RegistryProcess, tmp_path: Path
+) -> None:
+    repo = unique_repo("migrated")
+    owner = NotaryPerson("owner", notary, tmp_path / "owner-docker-trust")
+    alice = NotaryPerson("alice", notary, tmp_path / "alice-docker-trust")
+    bob = NotaryPerson("bob", notary, tmp_path / "bob-docker-trust")
+    carol = NotaryPerson("carol", notary, tmp_path / "carol-docker-trust")
+    v1, v2, v3, v4, lost = (push(registry, repo, t) for t in ("v1", "v2", "v3", "v4", "v-carol"))
+    gun = v1.gun
+    owner.run("init", gun, "-p")
+    owner.run("key", "rotate", gun, "snapshot", "-r")
+    sign_with_notary(owner, v1)
+    owner.run("key", "rotate", gun, "targets")  # a rotated targets key
+    sign_with_notary(owner, v2)
+    alice_pub, _, _ = alice.generate_signer_key("alice", tmp_path / "keys")
+    bob_pub, _, _ = bob.generate_signer_key("bob", tmp_path / "keys")
+    carol_pub, _, carol_id = carol.generate_signer_key("carol", tmp_path / "keys")
+    owner.run(
+        "delegation",
+        "add",
+        gun,
+        "targets/releases",
+        str(alice_pub),
+        str(bob_pub),
+        "--all-paths",
+        "-p",
+    )
+    owner.run("delegation", "add", gun, "targets/alice", str(alice_pub), "--all-paths", "-p")
+    owner.run("delegation", "add", gun, "targets/bob", str(bob_pub), "--all-paths", "-p")
+    sign_with_notary(alice, v3, "targets/releases")
+    # carol signs a tag, then her key is replaced: her role no longer verifies
+    owner.run("delegation", "add", gun, "targets/carol", str(carol_pub), "--all-paths", "-p")
+    sign_with_notary(carol, lost, "targets/carol")
+    dave_pub, _, _ = NotaryPerson("dave", notary, tmp_path / "dave").generate_signer_key(
+        "dave", tmp_path / "keys"
+    )
+    owner.run("delegation", "add", gun, "targets/carol", str(dave_pub), "-p")
+    owner.run("delegation", "remove", gun, "targets/carol", carol_id, "-y", "-p")
+    source = {t.tag: owner.lookup(gun, t.tag)[0] for t in (v1, v2, v3)}
+    assert owner.run("lookup", gun, "v-carol", check=False).returncode != 0
+
+    # the owner: pin the Notary repository, then migrate it to our server
+    migrator = Trustctl(
+        "owner",
+        tmp_path / "owner-trustctl",
+        ours.url,
+        ours.pki.ca_cert,
+        extra={
+            "NOTARY_ROOT_PASSPHRASE": owner.passphrase,
+            "NOTARY_TARGETS_PASSPHRASE": owner.passphrase,
+        },
+    )
+    at_notary = ("--server", notary.url, "--tls-ca", str(notary.ca))
+    migrator.ok(*at_notary, "trust", "pin", gun, "--keyid", owner.root_cert_id(gun))
+    args = (
+        "migrate",
+        gun,
+        "--from",
+        notary.url,
+        "--from-tls-ca",
+        str(notary.ca),
+        "--notary-trust-dir",
+        str(owner.trust_dir),
+    )
+    plan = migrator.ok("--json", *args, "--dry-run").json
+    assert [t["tag"] for t in plan["tags"]] == ["v1", "v2", "v3"]
+    assert plan["dry_run"] is True
+    assert (
+        urllib3.PoolManager(ca_certs=str(ours.pki.ca_cert))
+        .request("GET", f"{ours.url}/v2/{gun}/_trust/tuf/1.root.json")
+        .status
+        == 404
+    )  # nothing was written
+
+    done = migrator.ok("--json", *args).json
+    assert {t["tag"]: t["digest"] for t in done["tags"]} == source
+    assert {s["name"] for s in done["signers"]} == {"alice", "bob", "carol"}
+    assert done["threshold"] == 1
+    skipped = {s["what"]: s["reason"] for s in done["skipped"]}
+    assert "did not verify in the source" in skipped["tag v-carol (targets/carol)"]
+    text = migrator.ok(*args).stdout  # re-run: nothing is duplicated
+    assert "published:    nothing new" in text and "tag v3" in text.split("done before:")[1]
+    assert "skipped:  tag v-carol (targets/carol)" in text
+
+    # ngclient and a deployer find every tag with the same digest
+    root_file = tmp_path / "root.json"
+    migrator.ok("trust", "export", gun, "-o", str(root_file))
+    for tag, digest in source.items():
+        info = judge(
+            tmp_path / f"ngclient-{tag}",
+            ours.url,
+            gun,
+            tag,
+            HTTPSFetcher(str(ours.pki.ca_cert)),
+            root_file.read_bytes(),
+        )
+        assert info is not None and f"sha256:{info.hashes['sha256']}" == digest
+    d = Trustctl("deployer", tmp_path / "deployer", ours.url, ours.pki.ca_cert)
+    d.ok("trust", "pin", gun, "--keyid", done["root_keyid"])
+    for tag, digest in source.items():
+        got = d.ok("--json", "verify", f"{gun}:{tag}").json
+        assert got["digest"] == digest and got["registry"]["match"] is True
+    one_line(d.run("verify", f"{gun}:v-carol"), 1, "is not signed")
+
+    # alice signs a new tag with the key from her docker trust directory
+    a = Trustctl(
+        "alice",
+        tmp_path / "alice-trustctl",
+        ours.url,
+        ours.pki.ca_cert,
+        extra={"NOTARY_DELEGATION_PASSPHRASE": alice.passphrase},
+    )
+    imported = a.ok("--json", "key", "import", str(alice.trust_dir)).json["keys"]
+    assert [(k["role"], k["name"]) for k in imported] == [("delegation", "alice")]
+    a.ok("trust", "pin", gun, "--keyid", done["root_keyid"])
+    a.ok("sign", f"{gun}:v4")
+    got = d.ok("--json", "verify", "--signer", "alice", f"{gun}:v4").json
+    assert got["digest"] == v4.digest and got["role"] == "targets/releases"
