@@ -28,6 +28,7 @@ from tests.notary_peer import NotaryPerson, NotaryStack, require_notary, start_n
 from tests.procs import Stack, start_stack
 from tests.registry import RegistryProcess, push_image
 from tests.secrets import remember
+from tests.trustctl import schema
 from tests.trustctl.httpd import Reply, Request, Server, serve
 from tests.trustctl.support import unique_repo
 
@@ -184,15 +185,18 @@ def test_verify_gives_the_digest_notary_lookup_gives_for_every_tag(
     one_line(wrong, 1, "matches the pin")
     pinned = d.ok("--json", "trust", "pin", gun, "--keyid", cert_id).json
     assert pinned["dialect"] == "notary" and pinned["root_keyids"] == [cert_id]
+    schema.check(pinned, "trust pin")
 
     for image in images:
         digest, size = owner.lookup(gun, image.tag)
         got = d.ok("--json", "verify", f"{gun}:{image.tag}").json
+        schema.check(got, "verify")  # the same JSON as for TUF 1.0 repositories
         assert got["digest"] == digest == image.digest
         assert got["length"] == size == image.size
         assert got["role"] == "targets" and got["registry"]["match"] is True
         assert d.ok("pull", f"{gun}:{image.tag}").stdout.strip() == f"{gun}@{digest}"
     listing = d.ok("--json", "inspect", gun).json
+    schema.check(listing, "inspect")
     assert {t["tag"]: t["digest"] for t in listing["tags"]} == {i.tag: i.digest for i in images}
 
     missing = d.run("verify", f"{gun}:nope")
@@ -330,6 +334,7 @@ def test_a_tampered_rolled_back_or_expired_copy_is_refused(
             prefix = ("faketime", later.strftime("%Y-%m-%d %H:%M:%S"))
         result = d.run("--json", "verify", "--no-registry-check", f"{gun}:v1", prefix=prefix)
         assert result.code == 1, str(result)
+        schema.check(result.json, "error")
         error = result.json["error"]
         code, words = ATTACKS[attack]
         assert error["code"] == code, str(result)
@@ -492,6 +497,7 @@ def test_a_notary_repository_is_upgraded_to_tuf_with_its_tags_signers_and_keys(
     plan = migrator.ok("--json", *args, "--dry-run").json
     assert [t["tag"] for t in plan["tags"]] == ["v1", "v2", "v3"]
     assert plan["dry_run"] is True
+    schema.check(plan, "migrate")
     assert (
         urllib3.PoolManager(ca_certs=str(ours.pki.ca_cert))
         .request("GET", f"{ours.url}/v2/{gun}/_trust/tuf/1.root.json")
@@ -500,6 +506,7 @@ def test_a_notary_repository_is_upgraded_to_tuf_with_its_tags_signers_and_keys(
     )  # nothing was written
 
     done = migrator.ok("--json", *args).json
+    schema.check(done, "migrate")
     assert {t["tag"]: t["digest"] for t in done["tags"]} == source
     assert {s["name"] for s in done["signers"]} == {"alice", "bob", "carol"}
     assert done["threshold"] == 1
