@@ -647,6 +647,7 @@ class TrustService:
         if held:
             return held[-1]
         self._held.forget(gun)
+        self.notary.forget(gun)
         return self._signer_call(self.keys.create_key, gun, role, self.config.key_algorithm)
 
     def rotate_server_key(self, gun: str, role: str) -> Key:
@@ -655,6 +656,7 @@ class TrustService:
         self._check_online_role(role)
         key = self._signer_call(self.keys.create_key, gun, role, self.config.key_algorithm)
         self._held.forget(gun)
+        self.notary.forget(gun)
         logger.info("created pending %s key %s for %s", role, key.keyid, gun)
         return key
 
@@ -682,6 +684,7 @@ class TrustService:
     def delete(self, gun: str) -> bool:
         self.check_gun(gun)
         deleted = self.store.delete(gun)
+        self.notary.forget(gun)
         logger.info("deleted trust data of %s (existed: %s)", gun, deleted)
         return deleted
 

@@ -92,8 +92,14 @@ def _version(data: bytes) -> int:
 
 class NotaryRepos:
     def __init__(self, trust: TrustService) -> None:
+        from notary_server.service import _Bounded
+
         self._trust = trust
-        self._ids: dict[str, NotaryKey] = {}  # signer key id -> Notary form (pure function)
+        self._ids: _Bounded[str, NotaryKey] = _Bounded(65536)  # signer key id -> Notary form
+        # the signer's keys by GUN: a hint that saves two signer round trips per
+        # publish, never a source of trust (as TrustService._held): refreshed when a
+        # root is uploaded, when the hint lacks a key root lists, and after key changes
+        self._held: _Bounded[str, dict[str, dict[str, Key]]] = _Bounded(65536)
 
     @property
     def _clock(self) -> Callable[[], datetime]:
@@ -102,16 +108,26 @@ class NotaryRepos:
     def _notary(self, key: Key) -> NotaryKey:
         found = self._ids.get(key.keyid)
         if found is None:
-            found = self._ids[key.keyid] = notary_key(key)
+            found = notary_key(key)
+            self._ids.put(key.keyid, found)
         return found
 
-    def held(self, gun: str) -> dict[str, dict[str, Key]]:
-        """The signer's keys for ``gun`` by online role, by their Notary key id."""
+    def held(self, gun: str, *, fresh: bool = True) -> dict[str, dict[str, Key]]:
+        """The signer's keys for ``gun`` by online role, by their Notary key id
+        (from the hint when ``fresh`` is false and the hint has the GUN)."""
+        if not fresh and (cached := self._held.get(gun)) is not None:
+            return cached
         call = self._trust._signer_call
-        return {
+        held = {
             role: {self._notary(k).keyid: k for k in call(self._trust.keys.list_keys, gun, role)}
             for role in ("timestamp", "snapshot")
         }
+        self._held.put(gun, held)
+        return held
+
+    def forget(self, gun: str) -> None:
+        """Drop the key hint of ``gun`` (a key was created or the GUN deleted)."""
+        self._held.forget(gun)
 
     # --- publishing -------------------------------------------------------------
 
@@ -130,10 +146,19 @@ class NotaryRepos:
                 f = cache[role]
                 return f.data if f is not None else None
 
-            held = self.held(gun)
-            checked = validate_update(
-                gun, uploads, stored, held={r: set(k) for r, k in held.items()}, now=now
-            )
+            fresh = "root" in uploads  # a new root is checked against what the signer says now
+            held = self.held(gun, fresh=fresh)
+            try:
+                checked = validate_update(
+                    gun, uploads, stored, held={r: set(k) for r, k in held.items()}, now=now
+                )
+            except (errors.BadHierarchyError, errors.BadRootError):
+                if fresh:
+                    raise
+                held = self.held(gun)  # a stale hint? ask the signer once
+                checked = validate_update(
+                    gun, uploads, stored, held={r: set(k) for r, k in held.items()}, now=now
+                )
             files = [MetaUpdate(r, v, raw) for r, (v, raw) in checked.files.items()]
             if checked.server_snapshot:
                 changed = {r: raw for r, (_, raw) in checked.files.items()}
