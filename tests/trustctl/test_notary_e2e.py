@@ -129,6 +129,36 @@ def notary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotaryStack]:
 
 
 @dataclass
+class NotaryServer:
+    """A server the notary CLI talks to: ``url``, ``ca`` and the CLI's ``client_config``."""
+
+    url: str
+    ca: Path
+    client_config: Path
+
+
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = start_stack(tmp_path_factory.mktemp("ours"))
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(params=["notary-server-0.7.0", "ours"])
+def notary_server(request: pytest.FixtureRequest, tmp_path: Path) -> NotaryServer:
+    """Debian's notary-server, or our server speaking Notary's dialect."""
+    if request.param == "ours":
+        stack: Stack = request.getfixturevalue("ours")
+        config = tmp_path / "notary-client.json"
+        config.write_text(
+            json.dumps({"remote_server": {"url": stack.url, "root_ca": str(stack.pki.ca_cert)}})
+        )
+        return NotaryServer(stack.url, stack.pki.ca_cert, config)
+    peer: NotaryStack = request.getfixturevalue("notary")
+    return NotaryServer(peer.url, peer.ca, peer.client_config)
+
+
+@dataclass
 class Image:
     gun: str
     tag: str
@@ -167,10 +197,11 @@ def deployer(
 
 
 def test_verify_gives_the_digest_notary_lookup_gives_for_every_tag(
-    notary: NotaryStack, registry: RegistryProcess, tmp_path: Path
+    notary_server: NotaryServer, registry: RegistryProcess, tmp_path: Path
 ) -> None:
+    notary = notary_server
     repo = unique_repo("notary")
-    owner = NotaryPerson("owner", notary, tmp_path / "owner-notary")
+    owner = NotaryPerson("owner", notary, tmp_path / "owner-notary")  # type: ignore[arg-type]
     images = [push(registry, repo, tag) for tag in ("v1", "v2", "latest")]
     gun = images[0].gun
     owner.run("init", gun, "-p")
@@ -349,10 +380,11 @@ def test_a_tampered_rolled_back_or_expired_copy_is_refused(
 
 
 def test_a_tag_signed_into_targets_releases_verifies_with_signer_naming_the_member(
-    notary: NotaryStack, registry: RegistryProcess, tmp_path: Path
+    notary_server: NotaryServer, registry: RegistryProcess, tmp_path: Path
 ) -> None:
-    owner = NotaryPerson("owner", notary, tmp_path / "owner-notary")
-    alice = NotaryPerson("alice", notary, tmp_path / "alice-docker-trust")
+    notary = notary_server
+    owner = NotaryPerson("owner", notary, tmp_path / "owner-notary")  # type: ignore[arg-type]
+    alice = NotaryPerson("alice", notary, tmp_path / "alice-docker-trust")  # type: ignore[arg-type]
     image = push(registry, unique_repo("delegated"), "v1")
     gun = image.gun
     owner.run("init", gun, "-p")
@@ -410,7 +442,7 @@ def test_a_bad_notary_key_file_is_one_line_and_nothing_is_written(
         tmp_path / "alice-ok",
         notary.url,
         notary.ca,
-        extra={"NOTARY_DELEGATION_PASSPHRASE": alice.passphrase},
+        extra={"DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": alice.passphrase},  # Docker's name
     )
     if case == "wrong-passphrase":  # the same file opens with the right passphrase
         imported = good.ok("--json", "key", "import", str(alice.trust_dir)).json
@@ -420,13 +452,6 @@ def test_a_bad_notary_key_file_is_one_line_and_nothing_is_written(
 
 
 # --- 5. the upgrade of a Notary repository to TUF 1.0 on our server ------------------------
-
-
-@pytest.fixture(scope="module")
-def ours(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = start_stack(tmp_path_factory.mktemp("ours"))
-    yield stack
-    stack.stop()
 
 
 def test_a_notary_repository_is_upgraded_to_tuf_with_its_tags_signers_and_keys(
@@ -535,6 +560,8 @@ def test_a_notary_repository_is_upgraded_to_tuf_with_its_tags_signers_and_keys(
         got = d.ok("--json", "verify", f"{gun}:{tag}").json
         assert got["digest"] == digest and got["registry"]["match"] is True
     one_line(d.run("verify", f"{gun}:v-carol"), 1, "is not signed")
+    # the owner's trust dir pins both the Notary source and the new repository: TUF 1.0 wins
+    assert migrator.ok("--json", "verify", f"{gun}:v1").json["digest"] == source["v1"]
 
     # alice signs a new tag with the key from her docker trust directory
     a = Trustctl(
