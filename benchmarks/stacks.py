@@ -314,9 +314,15 @@ def notary_available() -> bool:
 
 
 def start_notary(
-    label: str, work: Path, pg_port: int | None = None, log_level: str = "warn"
+    label: str,
+    work: Path,
+    pg_port: int | None = None,
+    log_level: str = "warn",
+    mysql_dsns: tuple[str, str] | None = None,
 ) -> NotaryStack:
-    """notary-signer + notary-server 0.7.0; PostgreSQL when ``pg_port`` is given, else memory.
+    """notary-signer + notary-server 0.7.0; PostgreSQL when ``pg_port`` is given, MySQL
+    (MariaDB) when ``mysql_dsns`` (server, signer: Go DSNs of databases with notary's
+    tables) is, else memory.
 
     ``log_level`` "warn" turns off notary-server's per-request access log (ours has
     none either); "info" is its documented default.
@@ -338,6 +344,9 @@ def start_notary(
             "db_url": f"postgres://postgres@127.0.0.1:{pg_port}/notary_signer_{suffix}?sslmode=disable",
             "default_alias": alias,
         }
+    elif mysql_dsns is not None:
+        server_storage = {"backend": "mysql", "db_url": mysql_dsns[0]}
+        signer_storage = {"backend": "mysql", "db_url": mysql_dsns[1], "default_alias": alias}
     else:
         server_storage = {"backend": "memory"}
         signer_storage = {"backend": "memory"}

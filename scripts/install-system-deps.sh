@@ -6,6 +6,8 @@
 #   notary           Notary 0.7.0 (server, signer, CLI): the peer trustctl reads and migrates from,
 #                    and the reference the Notary-dialect tests compare our server with
 #   faketime         runs a client at a later time (expired-metadata tests)
+#   mariadb-server   a throwaway MariaDB holding a notary-server 0.7.0 database
+#                    (tests of notary-server import-notary; tests/mariadb.py)
 #   docker.io        only when no `docker` client is on PATH: `docker trust`
 #                    commands of the Notary-dialect tests (no engine is used)
 #
@@ -15,7 +17,7 @@
 # tests do not use it (they start their own clusters on free ports).
 set -euo pipefail
 
-PACKAGES=(postgresql docker-registry skopeo notary faketime)
+PACKAGES=(postgresql docker-registry skopeo notary faketime mariadb-server)
 if ! command -v docker >/dev/null; then
     PACKAGES+=(docker.io)
 fi

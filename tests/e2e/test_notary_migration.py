@@ -1,4 +1,4 @@
-"""Moving a notary-server + notary-signer 0.7.0 deployment (PostgreSQL) over to ours.
+"""Moving a notary-server + notary-signer 0.7.0 deployment (PostgreSQL, MariaDB) over to ours.
 
 Debian's notary-server and notary-signer are filled by the real notary CLI (two
 repositories, a delegation, rotated keys), then ``notary-signer import-notary`` and
@@ -13,14 +13,21 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from benchmarks.stacks import NOTARY_BIN, base_env, notary_available, start_notary
+from benchmarks.stacks import NOTARY_BIN, NotaryStack, base_env, notary_available, start_notary
+from tests.mariadb import (
+    NOTARY_SERVER_MYSQL_SCHEMA,
+    NOTARY_SIGNER_MYSQL_SCHEMA,
+    mariadb_available,
+    mariadb_server,
+)
 from tests.procs import ROOT, start_stack
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = pytest.mark.e2e
 
 A, B = "127.0.0.1:5000/team/app", "127.0.0.1:5000/team/lib"
 PASSPHRASES = {
@@ -74,19 +81,42 @@ def cli(module: str, *args: str, env: dict[str, str]) -> subprocess.CompletedPro
     )  # fmt: skip
 
 
-def test_a_notary_deployment_on_postgres_moves_over_and_its_clients_keep_working(pg_cluster, tmp_path: Path):
+@pytest.fixture(params=["postgres", "mariadb"])
+def source(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[NotaryStack, str, str]]:
+    """A notary-server + notary-signer 0.7.0 on PostgreSQL or MariaDB, and the
+    SQLAlchemy URLs of its two databases."""
     if not notary_available():
         pytest.fail("needs Debian's notary package (notary-server, notary-signer, notary 0.7.0): "
                     "run scripts/install-system-deps.sh")
-    theirs = start_notary("migsrc", tmp_path / "theirs", pg_port=pg_cluster.port)
+    if request.param == "postgres":
+        cluster = request.getfixturevalue("pg_cluster")
+        stack = start_notary("migsrc", tmp_path / "theirs", pg_port=cluster.port)
+        try:
+            yield stack, cluster.url("notary_server_migsrc"), cluster.url("notary_signer_migsrc")
+        finally:
+            stack.stop()
+        return
+    if not mariadb_available():
+        pytest.fail("needs Debian's mariadb-server: run scripts/install-system-deps.sh")
+    with mariadb_server() as db:
+        server_url = db.create_database("notaryserver", NOTARY_SERVER_MYSQL_SCHEMA)
+        signer_url = db.create_database("notarysigner", NOTARY_SIGNER_MYSQL_SCHEMA)
+        stack = start_notary("migsrc", tmp_path / "theirs",
+                             mysql_dsns=(db.go_dsn("notaryserver"), db.go_dsn("notarysigner")))  # fmt: skip
+        try:
+            yield stack, server_url, signer_url
+        finally:
+            stack.stop()
+
+
+def test_a_notary_deployment_moves_over_and_its_clients_keep_working(source, tmp_path: Path):
+    theirs, source_server, source_signer = source
     try:
         fill(theirs.client_config, tmp_path)
         ts_keys = {g: timestamp_keyid(theirs.trust_dir / "tuf" / g / "metadata" / "root.json") for g in (A, B)}
         before = {g: ok(notary(theirs.client_config, "list", g)) for g in (A, B)}
     finally:
         theirs.stop()
-    source_server = pg_cluster.url("notary_server_migsrc")
-    source_signer = pg_cluster.url("notary_signer_migsrc")
 
     ours = start_stack(tmp_path / "ours")
     try:
