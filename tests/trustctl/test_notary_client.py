@@ -210,3 +210,37 @@ def test_expired_targets_are_stale_at_the_injected_time(tmp_path: Path) -> None:
     with pytest.raises(TrustctlError, match="freeze attack") as e:
         refresh(repo, tmp_path, now=datetime.now(UTC) + timedelta(days=30))
     assert e.value.code == "STALE"
+
+
+@pytest.mark.parametrize(
+    ("notary_role", "expected"),
+    [
+        ("root", ("root", None)),
+        ("targets", ("targets", None)),
+        ("alice", ("delegation", "alice")),  # docker trust key generate alice
+        ("targets/alice", ("delegation", "alice")),
+        ("targets/releases", ("delegation", None)),
+        ("delegation", ("delegation", None)),  # notary key import's default role
+    ],
+    ids=["root", "targets", "docker-signer", "notary-delegation", "releases", "default"],
+)
+def test_notary_key_roles_are_kept(notary_role: str, expected: tuple[str, str | None]) -> None:
+    from trustctl.notary.keyfiles import trustctl_role
+
+    assert trustctl_role(notary_role) == expected
+
+
+def test_notary_and_docker_passphrase_variables() -> None:
+    from trustctl.notary.keyfiles import notary_passphrase
+
+    docker = {
+        "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": "dr",
+        "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "dp",
+    }
+    assert notary_passphrase(docker, "root") == "dr"
+    assert notary_passphrase(docker, "targets") == "dp"
+    assert notary_passphrase(docker, "alice") == "dp"
+    notary = {**docker, "NOTARY_TARGETS_PASSPHRASE": "nt", "NOTARY_DELEGATION_PASSPHRASE": "nd"}
+    assert notary_passphrase(notary, "targets") == "nt"
+    assert notary_passphrase(notary, "targets/releases") == "nd"
+    assert notary_passphrase({}, "root") is None

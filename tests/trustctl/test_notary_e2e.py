@@ -217,6 +217,8 @@ def test_verify_gives_the_digest_notary_lookup_gives_for_every_tag(
     pinned = d.ok("--json", "trust", "pin", gun, "--keyid", cert_id).json
     assert pinned["dialect"] == "notary" and pinned["root_keyids"] == [cert_id]
     schema.check(pinned, "trust pin")
+    shown = d.ok("--json", "trust", "show", gun).json["pins"]
+    assert [(p["gun"], p["root_keyids"]) for p in shown] == [(gun, [cert_id])]
 
     for image in images:
         digest, size = owner.lookup(gun, image.tag)

@@ -118,8 +118,12 @@ def trust_pin(
 @pass_ctx
 def trust_show(tctx: TrustContext, gun: str | None) -> None:
     """Show the pinned root of GUN, or list every pinned GUN."""
-    guns = [gun_arg(gun)] if gun else tctx.trust.list_pinned()
-    pins = [tctx.trust.require_pinned(g) for g in guns]
+    from trustctl.notary.pin import notary_pinned_guns, pinned_notary
+
+    guns = [gun_arg(gun)] if gun else sorted({*tctx.trust.list_pinned(), *notary_pinned_guns(tctx)})
+    pins = [
+        tctx.trust.pinned(g) or pinned_notary(tctx, g) or tctx.trust.require_pinned(g) for g in guns
+    ]
     rows = [
         [p.gun, str(p.version), ", ".join(k[:16] + "…" for k in p.keyids), p.source, p.pinned_at]
         for p in pins
@@ -140,7 +144,11 @@ def trust_show(tctx: TrustContext, gun: str | None) -> None:
 @pass_ctx
 def trust_export(tctx: TrustContext, gun: str, output: Path | None) -> None:
     """Print GUN's pinned root metadata (hand it to deployers for `trust pin`)."""
-    pinned = tctx.trust.require_pinned(gun_arg(gun))
+    from trustctl.notary.pin import pinned_notary
+
+    gun = gun_arg(gun)
+    notary = None if tctx.trust.pinned(gun) is not None else pinned_notary(tctx, gun)
+    pinned = notary if notary is not None and notary.data else tctx.trust.require_pinned(gun)
     if output is not None:
         output.write_bytes(pinned.data)
         tctx.printer.result(

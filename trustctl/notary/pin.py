@@ -21,8 +21,9 @@ from trustctl.notary.verify import notary_state, open_notary
 
 if TYPE_CHECKING:
     from trustctl.context import TrustContext
+    from trustctl.trust import PinnedRoot
 
-__all__ = ["PinResult", "pin_notary"]
+__all__ = ["PinResult", "notary_pinned_guns", "pin_notary", "pinned_notary"]
 
 
 @dataclass(frozen=True)
@@ -99,3 +100,36 @@ def pin_notary(
             f"  root certificates: {', '.join(certs)} (threshold {root.roles['root'].threshold})",
         ],
     )
+
+
+def pinned_notary(tctx: TrustContext, gun: str) -> PinnedRoot | None:
+    """The Notary pin of ``gun`` in ``trust show``'s terms (None when there is none):
+    the newest verified root's certificates, or the pinned ids before any verification."""
+    from trustctl.trust import PinnedRoot
+
+    state = notary_state(tctx, gun)
+    pin = state.pin()
+    if pin is None:
+        return None
+    raw = state.trusted_root()
+    version, keyids, threshold = 0, pin.cert_ids, 1
+    if raw is not None:
+        root = parse_root(raw)
+        version, keyids = root.file.version, tuple(root.roles["root"].keyids)
+        threshold = root.roles["root"].threshold
+    return PinnedRoot(
+        gun,
+        raw or b"",
+        version,
+        tuple(keyids),
+        threshold,
+        f"notary: {pin.describe()}",
+        pin.pinned_at,
+    )
+
+
+def notary_pinned_guns(tctx: TrustContext) -> list[str]:
+    root = tctx.trust.root
+    if not root.is_dir():
+        return []
+    return sorted(str(p.parent.parent.relative_to(root)) for p in root.rglob("notary/pin.json"))
