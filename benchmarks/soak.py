@@ -5,7 +5,8 @@ trust-server replicas sharing the database behind a small round-robin TCP proxy
 (TLS passes through it; a backend that refuses the connection is skipped, like a load
 balancer does). Publishers run ``trustctl sign --digest ...`` in loops, into one
 shared repository (all holding its targets key) and into one repository of their
-own; readers fetch timestamp, snapshot, targets and the timestamp key through the
+own (hash bins for the shared one and every other own one, the flat layout for the
+rest); readers fetch timestamp, snapshot, targets and the timestamp key through the
 proxy. Seeded faults of 2-6 s come one at a time:
 
 * signer: SIGTERM, kill -9, SIGSTOP (then restarted or continued);
@@ -178,6 +179,7 @@ class Report:
     lost: list[tuple[str, str]] = field(default_factory=list)
     tracebacks: list[str] = field(default_factory=list)
     leaky_bodies: list[str] = field(default_factory=list)
+    unclear_failures: list[str] = field(default_factory=list)  # not one "Error:" line
 
     def in_window(self, t0: float, t1: float) -> Fault | None:
         for f in self.faults:
@@ -237,6 +239,7 @@ class Report:
             (f"publishes failed inside fault windows: {failed} of {inside}"
             f" ({100 * failed / inside if inside else 0:.1f}%)"),
             f"response bodies with internals: {len(self.leaky_bodies)}",
+            f"failures without exactly one Error: line: {len(self.unclear_failures)}",
         ]
 
 
@@ -331,7 +334,8 @@ class Soak:
             mine = self.work / f"publisher-{i}"
             shutil.copytree(owner, mine)  # holds the shared repository's targets key
             gun = f"127.0.0.1:5000/soak/own-{i}"
-            self._ok(self.trustctl(mine, "init", gun))
+            layout = ("--hash-bins", "0") if i % 2 else ()  # flat and hash-bin repositories
+            self._ok(self.trustctl(mine, "init", gun, *layout))
             self.guns[gun] = mine
             self.dirs.append((mine, gun))
 
@@ -360,6 +364,9 @@ class Soak:
                 self.report.publishes.append(pub)
                 if "Traceback" in done.stderr or "internal error" in done.stderr:
                     self.report.tracebacks.append(done.stderr)
+                errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+                if not pub.ok and len(errors) != 1:
+                    self.report.unclear_failures.append(done.stderr)
             if not pub.ok:
                 self.log(f"  publish {gun}:{tag} failed at {started:.1f}s: {done.stderr.strip()[-300:]}")
 

@@ -33,3 +33,4 @@ def test_short_soak_loses_nothing_and_leaks_nothing(tmp_path: Path) -> None:
     assert report.tracebacks == []
     assert [r.status for r in report.fives_outside()] == []
     assert report.leaky_bodies == []
+    assert report.unclear_failures == []
