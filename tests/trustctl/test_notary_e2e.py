@@ -579,3 +579,62 @@ def test_a_notary_repository_is_upgraded_to_tuf_with_its_tags_signers_and_keys(
     a.ok("sign", f"{gun}:v4")
     got = d.ok("--json", "verify", "--signer", "alice", f"{gun}:v4").json
     assert got["digest"] == v4.digest and got["role"] == "targets/releases"
+
+
+def test_migrate_refuses_bad_input_writing_nothing_and_can_make_new_keys(
+    notary: NotaryStack, ours: Stack, registry: RegistryProcess, tmp_path: Path
+) -> None:
+    owner = NotaryPerson("owner", notary, tmp_path / "owner-notary")
+    image = push(registry, unique_repo("newkeys"), "v1")
+    gun = image.gun
+    owner.run("init", gun, "-p")
+    sign_with_notary(owner, image)
+    wrong = {"NOTARY_ROOT_PASSPHRASE": "not it", "NOTARY_TARGETS_PASSPHRASE": "not it"}
+    m = Trustctl("owner", tmp_path / "owner-trustctl", ours.url, ours.pki.ca_cert, extra=wrong)
+    m.ok(
+        "--server",
+        notary.url,
+        "--tls-ca",
+        str(notary.ca),
+        "trust",
+        "pin",
+        gun,
+        "--keyid",
+        owner.root_cert_id(gun),
+    )
+    source = (
+        "--from",
+        notary.url,
+        "--from-tls-ca",
+        str(notary.ca),
+        "--notary-trust-dir",
+        str(owner.trust_dir),
+    )
+
+    one_line(
+        m.run("migrate", gun), 2, "a repository keeps its dialect"
+    )  # --from defaults to --server: ours
+    one_line(m.run("migrate", gun, *source), 2, "wrong passphrase for the Notary root key")
+    one_line(
+        m.run(
+            "migrate",
+            gun,
+            "--from",
+            notary.url,
+            "--from-tls-ca",
+            str(notary.ca),
+            "--notary-trust-dir",
+            str(tmp_path / "nowhere"),
+        ),
+        2,
+        "is not in",
+    )
+    pool = urllib3.PoolManager(ca_certs=str(ours.pki.ca_cert))
+    assert pool.request("GET", f"{ours.url}/v2/{gun}/_trust/tuf/1.root.json").status == 404
+    assert not (m.trust_dir / "private").exists() or not list((m.trust_dir / "private").iterdir())
+
+    dest = f"{gun}-tuf"
+    done = m.ok("--json", "migrate", gun, dest, *source, "--new-keys").json
+    assert done["created"] is True and [t["tag"] for t in done["tags"]] == ["v1"]
+    got = m.ok("--json", "verify", "--no-registry-check", f"{dest}:v1").json
+    assert got["digest"] == image.digest
