@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,9 +145,7 @@ def _tuf_key(key: NotaryKey) -> SSlibKey:
     return SSlibKey.from_crypto(public, scheme=scheme_for(public))
 
 
-def _signers_in_source(
-    trusted: TrustedNotary, role: str, meta: Mapping[str, Any]
-) -> tuple[str, ...]:
+def _signers_in_source(trusted: TrustedNotary, role: str) -> tuple[str, ...]:
     from trustctl.notary.model import signed_keyids
     from trustctl.notary.verify import signers_of
 
@@ -175,7 +172,7 @@ def plan_migration(trusted: TrustedNotary, dest_gun: str) -> MigrationPlan:
                 int(meta["length"]),
                 meta.get("custom"),
                 role,
-                _signers_in_source(trusted, role, meta),
+                _signers_in_source(trusted, role),
             )
         )
     noted: set[str] = set(found)
