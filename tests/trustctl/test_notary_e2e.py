@@ -235,6 +235,19 @@ def test_verify_gives_the_digest_notary_lookup_gives_for_every_tag(
     missing = d.run("verify", f"{gun}:nope")
     one_line(missing, 1, "is not signed")
 
+    # the same registry comparison as for TUF 1.0: the tag moved after signing
+    moved_digest, _, _ = push_image(registry.url, repo, "v1", b"other content, same tag")
+    assert moved_digest != images[0].digest
+    one_line(d.run("verify", f"{gun}:v1"), 1, "the registry now serves")
+    pulled = d.run("pull", f"{gun}:v1")
+    assert pulled.code == 0 and pulled.stdout.strip() == f"{gun}@{images[0].digest}", str(pulled)
+    assert "now points at" in pulled.stderr
+
+    # --tofu, said explicitly, pins what the server sends (announced)
+    t = deployer(tmp_path, notary, name="tofu")
+    first = t.ok("verify", "--tofu", "--no-registry-check", f"{gun}:v2")
+    assert "trusting on first use" in first.stderr and images[1].digest in first.stdout
+
 
 # --- 2. attacks served by a test server in front of notary-server -------------------------
 
