@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # imported where used: reading the configuration needs neither (nor tuf)
     from notary_server.publisher import Expiries
     from notary_server.validation import Limits
+    from notary_signer.front import FrontLimits
 
 __all__ = ["ConfigError", "ServerConfig", "load_config"]
 
@@ -42,8 +43,21 @@ class ServerConfig:
     #: (measured: about 60% of the 2-worker memory, 45-70% of its reads/s).
     workers: int = 2
     threads: int = 8
-    #: "granian" (default, faster by measurement) or "gunicorn".
-    wsgi_server: str = "granian"
+    #: "front" (default: notary_signer.front, safe against slow and stalled clients),
+    #: or "granian" / "gunicorn", which give every connection a worker thread while
+    #: it reads the request: only behind a reverse proxy that buffers whole requests.
+    wsgi_server: str = "front"
+    #: Slow and stalled clients (the front only; docs/operations.md).
+    handshake_timeout_seconds: float = 10
+    header_timeout_seconds: float = 10
+    body_timeout_seconds: float = 60
+    write_timeout_seconds: float = 60
+    keepalive_timeout_seconds: float = 30
+    #: Open connections per client address and in all, per worker process (0: no
+    #: per-address limit, e.g. behind a reverse proxy that limits them itself).
+    max_connections_per_client: int = 64
+    max_connections: int = 1024
+    max_header_bytes: int = 16 * 1024
 
     database_url: str = "sqlite:///var/notary-server.db"
 
@@ -111,6 +125,22 @@ class ServerConfig:
             max_target_path_length=self.max_target_path_length,
         )
 
+    @property
+    def front_limits(self) -> FrontLimits:
+        from notary_signer.front import FrontLimits
+
+        return FrontLimits(
+            handshake_timeout=self.handshake_timeout_seconds,
+            header_timeout=self.header_timeout_seconds,
+            body_timeout=self.body_timeout_seconds,
+            write_timeout=self.write_timeout_seconds,
+            keepalive_timeout=self.keepalive_timeout_seconds,
+            max_header_bytes=self.max_header_bytes,
+            max_body_bytes=self.max_body_bytes,
+            max_connections_per_client=self.max_connections_per_client,
+            max_connections=self.max_connections,
+        )
+
     def check(self) -> None:
         """Raise ConfigError naming the first bad setting."""
         if not 0 < self.port < 65536:
@@ -125,8 +155,14 @@ class ServerConfig:
             raise ConfigError("snapshot_expiry_days must be at most 400 (the signer's cap)")
         if self.key_algorithm not in ("ecdsa", "ed25519"):
             raise ConfigError(f"key_algorithm must be ecdsa or ed25519, got {self.key_algorithm!r}")
-        if self.wsgi_server not in ("granian", "gunicorn"):
-            raise ConfigError(f"wsgi_server must be granian or gunicorn, got {self.wsgi_server!r}")
+        if self.wsgi_server not in ("front", "granian", "gunicorn"):
+            raise ConfigError(
+                f"wsgi_server must be front, granian or gunicorn, got {self.wsgi_server!r}"
+            )
+        try:
+            self.front_limits.check()
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
         if self.auth_type not in ("none", "token"):
             raise ConfigError(f"auth_type must be none or token, got {self.auth_type!r}")
         if self.auth_type == "token":

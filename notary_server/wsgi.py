@@ -1,10 +1,13 @@
 """WSGI entry points: the app built from the environment, and the servers that run it.
 
-The trust server runs under granian by default (measured: about 1.5x the requests per
-second of gunicorn's gthread workers for the same 2 worker processes; see
-docs/performance.md); ``wsgi_server = "gunicorn"`` selects gunicorn instead. Worker
-processes build their own app (their own database connections) from the same
-configuration file and ``NOTARY_SERVER_*`` variables as the parent.
+The trust server runs under :mod:`notary_signer.front` by default: an asyncio front in
+each worker process reads every request whole, with deadlines and per-address
+connection bounds, before a thread runs the app, so slow or stalled clients cost a
+socket, never a thread (issue 10). ``wsgi_server = "granian"`` or ``"gunicorn"``
+select those servers instead, which give each connection a thread while it reads the
+request: only behind a reverse proxy that buffers whole requests. Worker processes
+build their own app (their own database connections) from the same configuration
+file and ``NOTARY_SERVER_*`` variables as the parent.
 
 Memory: the parent (granian's or gunicorn's supervisor) imports only the server
 itself and the configuration; the app (Flask, SQLAlchemy, tuf) is imported in each
@@ -84,6 +87,27 @@ def serve(config: ServerConfig, config_path: str | None) -> None:
 
     limit_malloc_arenas()
     tls = not config.insecure_plain_http
+    if config.wsgi_server == "front":
+        from notary_signer.front import serve as serve_front
+        from notary_signer.serving import make_ssl_context
+
+        cert, key = config.tls_cert_file, config.tls_key_file
+        serve_front(
+            app_from_environment,
+            host=config.host,
+            port=config.port,
+            ssl_factory=(lambda: make_ssl_context(cert, key, None, False)) if tls else None,
+            limits=config.front_limits,
+            workers=config.workers,
+            threads=config.threads,
+            name="notary-server",
+        )
+        return
+    logging.getLogger("notary_server").warning(
+        "wsgi_server = %s gives every connection a worker thread while it reads the request: "
+        "run it only behind a reverse proxy that buffers whole requests (docs/operations.md)",
+        config.wsgi_server,
+    )
     if config.wsgi_server == "granian":
         from granian import Granian
         from granian.constants import Interfaces, SSLProtocols

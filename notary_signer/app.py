@@ -24,7 +24,7 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from notary_signer import api
-from notary_signer.config import SignerConfig, load_config
+from notary_signer.config import MAX_REQUEST_BYTES, SignerConfig, load_config
 from notary_signer.crypto import KeyEncryptor
 from notary_signer.errors import SignerError
 from notary_signer.keystore import KeyStore
@@ -33,9 +33,6 @@ from notary_signer.service import SigningService
 __all__ = ["MAX_REQUEST_BYTES", "create_app"]
 
 logger = logging.getLogger(__name__)
-
-#: Largest accepted request body: a base64 payload of policy.MAX_PAYLOAD_BYTES fits.
-MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 _HTTP_CODES = {
     400: "BAD_REQUEST",

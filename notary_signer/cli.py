@@ -54,30 +54,30 @@ def main(ctx: click.Context, verbose: int) -> None:
 @click.pass_context
 def serve(ctx: click.Context, config_path: str | None) -> None:
     """Serve the signing API over HTTPS, client certificates required."""
-    from notary_signer.serving import serve_wsgi
+    from notary_signer.front import serve as serve_front
+    from notary_signer.serving import make_ssl_context
 
     with _errors(ctx):
         cfg = _load(ctx, config_path)
         cfg.check_serving(os.environ)
     _in_child(ctx, _prepare_database, ctx, cfg)
     with _errors(ctx):
-        assert cfg.tls_cert_file and cfg.tls_key_file and cfg.client_ca_file
-        serve_wsgi(
+        cert, key, ca = cfg.tls_cert_file, cfg.tls_key_file, cfg.client_ca_file
+        assert cert and key and ca
+        logger.info("serving notary-signer on https://%s:%d (client certificates required)", cfg.host, cfg.port)
+        # The front reads every request whole, with deadlines and per-address
+        # connection bounds, before a thread runs the app: a client stalled in its
+        # TLS handshake or request costs a socket, never a worker thread.
+        serve_front(
             _factory(cfg),
             host=cfg.host,
             port=cfg.port,
-            certfile=cfg.tls_cert_file,
-            keyfile=cfg.tls_key_file,
-            ca_certs=cfg.client_ca_file,
-            require_client_cert=True,
+            ssl_factory=lambda: make_ssl_context(cert, key, ca, True),
+            limits=cfg.front_limits,
             workers=cfg.workers,
             threads=cfg.threads,
             name="notary-signer",
-            # the trust server is the only client: keep its TLS connections open
-            # between publishes instead of a new mutual-TLS handshake each time
-            keepalive=120,
             access_log=cfg.access_log,
-            log_level=cfg.log_level,
         )
 
 

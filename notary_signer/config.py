@@ -32,13 +32,16 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from notary_signer.crypto import ENV_PREFIX, env_var_for_alias, normalize_alias
 from notary_signer.errors import ConfigError, PassphraseError
 from notary_signer.keystore._material import ALGORITHMS
 
-__all__ = ["CONFIG_ENV_VAR", "SignerConfig", "check_alias", "load_config", "setting_env_var"]
+if TYPE_CHECKING:
+    from notary_signer.front import FrontLimits
+
+__all__ = ["CONFIG_ENV_VAR", "MAX_REQUEST_BYTES", "SignerConfig", "check_alias", "load_config", "setting_env_var"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,8 @@ logger = logging.getLogger(__name__)
 CONFIG_ENV_VAR = ENV_PREFIX + "CONFIG"
 _PATH_KEYS = ("tls_cert_file", "tls_key_file", "client_ca_file")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+#: Largest request body the signer reads: a base64 payload of policy.MAX_PAYLOAD_BYTES fits.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,11 @@ class SignerConfig:
         threads: Threads per worker.
         log_level: debug, info, warning or error.
         access_log: Log every request (off by default).
+        handshake_timeout_seconds, header_timeout_seconds, body_timeout_seconds,
+        write_timeout_seconds, keepalive_timeout_seconds: deadlines for each client
+            (:class:`notary_signer.front.FrontLimits`).
+        max_connections_per_client, max_connections: open connections per client
+            address (0: no limit) and in all, per worker process.
     """
 
     host: str = "127.0.0.1"
@@ -79,6 +89,29 @@ class SignerConfig:
     threads: int = 8
     log_level: str = "info"
     access_log: bool = False
+    handshake_timeout_seconds: int = 10
+    header_timeout_seconds: int = 10
+    body_timeout_seconds: int = 30
+    write_timeout_seconds: int = 30
+    keepalive_timeout_seconds: int = 120
+    max_connections_per_client: int = 64
+    max_connections: int = 1024
+
+    @property
+    def front_limits(self) -> FrontLimits:
+        """Deadlines and connection bounds for :mod:`notary_signer.front`."""
+        from notary_signer.front import FrontLimits
+
+        return FrontLimits(
+            handshake_timeout=self.handshake_timeout_seconds,
+            header_timeout=self.header_timeout_seconds,
+            body_timeout=self.body_timeout_seconds,
+            write_timeout=self.write_timeout_seconds,
+            keepalive_timeout=self.keepalive_timeout_seconds,
+            max_body_bytes=MAX_REQUEST_BYTES,
+            max_connections_per_client=self.max_connections_per_client,
+            max_connections=self.max_connections,
+        )
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -207,6 +240,11 @@ def _validate(cfg: SignerConfig) -> None:
         raise ConfigError(f"setting port must be 1-65535, got {cfg.port}")
     if cfg.workers < 1 or cfg.threads < 1:
         raise ConfigError(f"workers and threads must be >= 1, got {cfg.workers}/{cfg.threads}")
+    if min(cfg.handshake_timeout_seconds, cfg.header_timeout_seconds, cfg.body_timeout_seconds,
+           cfg.write_timeout_seconds, cfg.keepalive_timeout_seconds) < 1:
+        raise ConfigError("every *_timeout_seconds setting must be at least 1")
+    if cfg.max_connections < 1 or cfg.max_connections_per_client < 0:
+        raise ConfigError("max_connections must be >= 1 and max_connections_per_client >= 0")
     if cfg.default_algorithm not in ALGORITHMS:
         raise ConfigError(
             f"setting default_algorithm must be one of {', '.join(ALGORITHMS)}, "

@@ -57,13 +57,13 @@ def test_missing_config_file_is_one_line(tmp_path: Path) -> None:
 
 
 def test_serving_parent_loads_no_app_modules() -> None:
-    # granian's and gunicorn's parent process runs notary_server.cli and wsgi.serve;
+    # the serving parent (the front's, granian's or gunicorn's) runs notary_server.cli and wsgi.serve;
     # every worker it forks carries what it imported, so it must not load the app.
     import subprocess
     import sys
 
     code = (
-        "import sys, notary_server.cli, notary_server.wsgi, notary_signer.serving;"
+        "import sys, notary_server.cli, notary_server.wsgi, notary_signer.serving, notary_signer.front;"
         "from notary_server.config import ServerConfig; c = ServerConfig(); c.check();"
         "heavy = ('flask', 'sqlalchemy', 'alembic', 'tuf', 'securesystemslib', 'jwt', 'gunicorn');"
         "print(' '.join(sorted(m for m in heavy if m in sys.modules)))"
