@@ -1,5 +1,6 @@
-"""Issue 9, end to end on real processes: the new user's walkthrough (the smaller
-findings: help, typos, key status, rotation steps, ``-v``, pending signatures).
+"""Issue 9, end to end on real processes: pinning after a root rotation (case 7), and
+the new user's walkthrough (the smaller findings: help, typos, key status, rotation
+steps, ``-v``, pending signatures).
 
 Real trust server and signer processes (HTTPS, mutual TLS, SQLite), a real
 docker-registry, and ``python -m trustctl`` as a subprocess (helpers from
@@ -8,10 +9,12 @@ docker-registry, and ``python -m trustctl`` as a subprocess (helpers from
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from tests.procs import Stack
 from tests.registry import RegistryProcess
 from tests.trustctl import schema, test_e2e
 from tests.trustctl.support import unique_repo
@@ -21,6 +24,63 @@ pytestmark = pytest.mark.e2e
 
 stack = test_e2e.stack  # the real server and signer processes (fixture, one per module)
 users = test_e2e.users  # owner, alice, bob, deployer (fixture)
+
+
+# --- case 7: new deployers after a root rotation ---------------------------------------------
+
+
+def test_case7_new_deployers_after_a_root_rotation_pin_the_current_root(
+    registry: RegistryProcess, users: dict[str, User], tmp_path: Path, stack: Stack
+) -> None:
+    owner = users["owner"]
+    gun, digest = push(registry, unique_repo(), "v1", b"rotated")
+    owner.ok("init", gun)
+    owner.ok("sign", f"{gun}:v1")
+    first_key = owner.ok("--json", "trust", "export", gun).json["root_keyids"][0]
+    owner.ok("key", "rotate", gun, "root")
+    owner.ok("key", "rotate", gun, "root")
+
+    exported = owner.ok("--json", "trust", "export", gun, "-o", str(tmp_path / "root.json")).json
+    assert exported["root_version"] == 3
+    current_key = exported["root_keyids"][0]
+    assert current_key != first_key
+
+    by_file = User("by-file", tmp_path / "by-file", stack.url, stack.pki.ca_cert)
+    pinned = by_file.ok("--json", "trust", "pin", gun, str(tmp_path / "root.json")).json
+    assert pinned["root_version"] == 3
+    assert by_file.ok("--json", "verify", f"{gun}:v1").json["digest"] == digest
+
+    by_key = User("by-key", tmp_path / "by-key", stack.url, stack.pki.ca_cert)
+    pinned = by_key.ok("--json", "trust", "pin", gun, "--keyid", current_key).json
+    assert pinned["root_version"] == 3 and pinned["root_keyids"] == [current_key]
+    assert by_key.ok("--json", "verify", f"{gun}:v1").json["digest"] == digest
+
+    # a key that is no longer a root key of the current root is not a trust anchor
+    stale = User("stale", tmp_path / "stale", stack.url, stack.pki.ca_cert)
+    refused = stale.run("--json", "trust", "pin", gun, "--keyid", first_key)
+    assert refused.code == 1 and refused.json["error"]["code"] == "BAD_SIGNATURE", str(refused)
+    assert "root v3" in refused.json["error"]["message"]
+
+    # the whole chain, when asked, pins too (each step checked) ...
+    chain = owner.ok("--json", "trust", "export", gun, "--chain").json
+    assert [json.loads(r)["signed"]["version"] for r in chain["chain"]] == [1, 2, 3]
+    owner.ok("trust", "export", gun, "--chain", "-o", str(tmp_path / "chain.json"))
+    by_chain = User("by-chain", tmp_path / "by-chain", stack.url, stack.pki.ca_cert)
+    pinned = by_chain.ok("--json", "trust", "pin", gun, str(tmp_path / "chain.json")).json
+    assert pinned["root_version"] == 3 and "chain v1-v3 verified" in pinned["source"]
+    # ... and a chain with a forged step is refused
+    docs = [json.loads(r) for r in chain["chain"]]
+    docs[1]["signed"]["expires"] = "2099-01-01T00:00:00Z"
+    (tmp_path / "forged.json").write_text(json.dumps(docs))
+    forged = by_chain.run("--json", "trust", "pin", gun, str(tmp_path / "forged.json"))
+    assert forged.code == 1 and forged.json["error"]["code"] == "BAD_SIGNATURE", str(forged)
+    assert (
+        "root v2" in forged.json["error"]["message"] and "attack" in forged.json["error"]["message"]
+    )
+    assert by_chain.ok("--json", "trust", "show", gun).json["pins"][0]["root_version"] == 3
+
+
+# --- the new user's walkthrough ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

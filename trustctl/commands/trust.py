@@ -11,7 +11,13 @@ from trustctl.cli import TrustctlCommand, TrustctlGroup, pass_ctx
 from trustctl.commands._common import gun_arg
 from trustctl.errors import UnknownRepositoryError, UntrustedSignatureError, UsageError
 from trustctl.output import table
-from trustctl.trust import PinnedRoot, parse_root
+from trustctl.trust import (
+    MAX_ROOT_ROTATIONS,
+    PinnedRoot,
+    parse_root,
+    parse_root_chain,
+    verify_root_chain,
+)
 
 if TYPE_CHECKING:
     from trustctl.context import TrustContext
@@ -41,7 +47,10 @@ def _pinned_data(p: PinnedRoot) -> dict[str, object]:
     "root_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option(
-    "--keyid", metavar="KEYID", help="Pin the server's root v1 if this full root key id signed it."
+    "--keyid",
+    metavar="KEYID",
+    help="Pin the server's current root if this full root key id is one of its root keys "
+    "and signed it (the chain from root v1 is checked).",
 )
 @click.option(
     "--tofu", is_flag=True, help="Pin whatever root v1 the server sends (trust on first use)."
@@ -79,29 +88,25 @@ def trust_pin(
             tctx.printer.result("trust pin", notary.data, notary.lines)
             return
         if root_file is not None:
-            pinned = tctx.trust.pin(gun, root_file.read_bytes(), source=f"file {root_file}")
+            roots = parse_root_chain(root_file.read_bytes(), what=str(root_file))
+            source = f"file {root_file}"
+            if len(roots) > 1:
+                chain = verify_root_chain(roots, what=str(root_file))
+                source += (
+                    f" (root chain v{chain[0].signed.version}-v{chain[-1].signed.version} verified)"
+                )
+            pinned = tctx.trust.pin(gun, roots[-1], source=source)
+        elif keyid is not None:
+            pinned = _pin_by_keyid(tctx, gun, keyid)
         else:
             data = tctx.client.get_file(gun, "1.root.json")
             if data is None:
                 raise UnknownRepositoryError(f"the trust server has no trust data for {gun}")
-            if keyid is not None:
-                if len(keyid) != 64:
-                    raise UsageError("--keyid needs the full 64-hex-digit root key id")
-                md = parse_root(data, what=f"the server's root of {gun}")
-                check = md.signed.get_verification_result("root", md.signed_bytes, md.signatures)
-                if keyid.lower() not in check.signed:
-                    raise UntrustedSignatureError(
-                        f"the server's root v1 of {gun} is not signed by root key {keyid[:16]}…; it may not be "
-                        "the repository you expect, or this may be an attack",
-                        hint="check the key id with the repository owner",
-                    )
-                pinned = tctx.trust.pin(gun, data, source=f"keyid {keyid}")
-            else:
-                pinned = tctx.trust.pin(gun, data, source="tofu")
-                tctx.printer.warn(
-                    f"trusting on first use: pinned the server's root of {gun} without checking it "
-                    "out of band"
-                )
+            pinned = tctx.trust.pin(gun, data, source="tofu")
+            tctx.printer.warn(
+                f"trusting on first use: pinned the server's root of {gun} without checking it "
+                "out of band"
+            )
     keys = ", ".join(pinned.keyids)
     tctx.printer.result(
         "trust pin",
@@ -111,6 +116,76 @@ def trust_pin(
             f"  root keys:    {keys} (threshold {pinned.threshold})",
         ],
     )
+
+
+def _server_chain(tctx: TrustContext, gun: str, *, upto: int | None = None) -> list[bytes]:
+    """Root v1, v2, ... as the server has them (to ``upto``, else to the newest).
+
+    Raises:
+        UnknownRepositoryError: the server has no root v1 for ``gun``.
+        UntrustedSignatureError: the server lacks a version below ``upto``.
+    """
+    roots: list[bytes] = []
+    while upto is None or len(roots) < upto:
+        if len(roots) > MAX_ROOT_ROTATIONS:
+            raise UntrustedSignatureError(
+                f"the trust server sends more than {MAX_ROOT_ROTATIONS} root versions of {gun}; "
+                "this may be an endless-data attack"
+            )
+        data = tctx.client.get_file(gun, f"{len(roots) + 1}.root.json")
+        if data is None:
+            if not roots:
+                raise UnknownRepositoryError(f"the trust server has no trust data for {gun}")
+            if upto is not None:
+                raise UntrustedSignatureError(
+                    f"the trust server has no root v{len(roots) + 1} of {gun}, below the trusted "
+                    f"root v{upto}; this may be an attack"
+                )
+            break
+        roots.append(data)
+    return roots
+
+
+def _pin_by_keyid(tctx: TrustContext, gun: str, keyid: str) -> PinnedRoot:
+    """Pin the server's current root when ``keyid`` is one of its root keys and signed it.
+
+    The chain from root v1 is walked with the TUF client's rules (each root signed by
+    a threshold of the previous root's keys and of its own); the key id, given out of
+    band, is the trust anchor: the newest root must list it as a root key, carry its
+    valid signature and meet its own threshold.
+    """
+    keyid = keyid.lower()
+    if len(keyid) != 64 or any(c not in "0123456789abcdef" for c in keyid):
+        raise UsageError("--keyid needs the full 64-hex-digit root key id")
+    roots = _server_chain(tctx, gun)
+    chain = verify_root_chain(roots, what=f"the server's root chain of {gun}")
+    current = chain[-1]
+    version = current.signed.version
+    check = current.signed.get_verification_result("root", current.signed_bytes, current.signatures)
+    if keyid not in current.signed.roles["root"].keyids:
+        older = [md.signed.version for md in chain if keyid in md.signed.roles["root"].keyids]
+        if older:
+            raise UntrustedSignatureError(
+                f"root key {keyid[:16]}… was a root key of {gun} up to root v{older[-1]}, but the "
+                f"current root v{version} no longer lists it, so it cannot vouch for the repository now",
+                hint=f"ask the owner for a key id of the current root (`trustctl trust export {gun} --json`"
+                " shows root_keyids), or pin the root file they give you",
+            )
+        raise UntrustedSignatureError(
+            f"the server's current root v{version} of {gun} is not signed by root key {keyid[:16]}… "
+            "(it is not one of its root keys); it may not be the repository you expect, or this may "
+            "be an attack",
+            hint="check the key id with the repository owner",
+        )
+    if keyid not in check.signed:
+        raise UntrustedSignatureError(
+            f"the server's current root v{version} of {gun} is not signed by root key {keyid[:16]}…; "
+            "this may be an attack",
+            hint="do not pin it; ask the repository owner",
+        )
+    data = roots[-1]
+    source = f"keyid {keyid}" + (f" (root chain v1-v{version} verified)" if version > 1 else "")
+    return tctx.trust.pin(gun, data, source=source)
 
 
 @trust_group.command("show", cls=TrustctlCommand)
@@ -141,14 +216,76 @@ def trust_show(tctx: TrustContext, gun: str | None) -> None:
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file."
 )
+@click.option(
+    "--chain",
+    is_flag=True,
+    help="Every root version from v1 to the current one (a JSON array, oldest first).",
+)
+@click.option(
+    "--pinned", is_flag=True, help="The root pinned on this machine, as pinned (no server needed)."
+)
 @pass_ctx
-def trust_export(tctx: TrustContext, gun: str, output: Path | None) -> None:
-    """Print GUN's pinned root metadata (hand it to deployers for `trust pin`)."""
+def trust_export(
+    tctx: TrustContext, gun: str, output: Path | None, chain: bool, pinned: bool
+) -> None:
+    """Print GUN's current root metadata (hand it to deployers for `trust pin`).
+
+    The current root is the newest one python-tuf verified from the pinned root,
+    refreshed from the trust server first. --chain adds every older version, each
+    checked against the next; --pinned exports the pinned root itself.
+    """
     from trustctl.notary.pin import pinned_notary
 
     gun = gun_arg(gun)
+    if chain and pinned:
+        raise UsageError("give at most one of --chain and --pinned")
     notary = None if tctx.trust.pinned(gun) is not None else pinned_notary(tctx, gun)
-    pinned = notary if notary is not None and notary.data else tctx.trust.require_pinned(gun)
+    if notary is not None and notary.data:  # a Notary root: exported as pinned
+        _export_notary(tctx, notary, output)
+        return
+    anchor = tctx.trust.require_pinned(gun)
+    if pinned:
+        data, md = anchor.data, parse_root(anchor.data, what=f"the pinned root of {gun}")
+        roots = [data]
+    else:
+        with tctx.trust.lock(gun):
+            repo = tctx.open_trusted(gun)
+            repo.refresh()
+            data, md = repo.root_bytes, repo.root
+        roots = [data]
+        if chain:
+            roots = _server_chain(tctx, gun, upto=md.signed.version)
+            checked = verify_root_chain(roots, what=f"the server's root chain of {gun}")
+            if checked[-1].signed != md.signed:
+                raise UntrustedSignatureError(
+                    f"the trust server's root v{md.signed.version} of {gun} differs from the one "
+                    "verified from the pinned root; this may be an attack"
+                )
+    role = md.signed.roles["root"]
+    info = {
+        "gun": gun,
+        "root_version": md.signed.version,
+        "root_keyids": list(role.keyids),
+        "threshold": role.threshold,
+        "source": anchor.source,
+        "pinned_at": anchor.pinned_at,
+        "pinned_version": anchor.version,
+    }
+    text = (b"[\n" + b",\n".join(r.strip() for r in roots) + b"\n]\n") if chain else data
+    what = f"root v1-v{md.signed.version} (chain)" if chain else f"root v{md.signed.version}"
+    if output is not None:
+        output.write_bytes(text)
+        tctx.printer.result(
+            "trust export",
+            {**info, "output": str(output)},
+            [f"OK: wrote {what} of {gun} to {output}"],
+        )
+        return
+    member = {"chain": [r.decode() for r in roots]} if chain else {"root": data.decode()}
+    tctx.printer.result("trust export", {**info, **member}, [text.decode().rstrip("\n")])
+
+
+def _export_notary(tctx: TrustContext, pinned: PinnedRoot, output: Path | None) -> None:
     if output is not None:
         output.write_bytes(pinned.data)
         tctx.printer.result(

@@ -117,7 +117,7 @@ def signed_type(raw: bytes | None) -> str | None:
     """The ``_type`` of a metadata file (``Root`` means Notary's dialect), or None."""
     try:
         value = json.loads(raw or b"")["signed"]["_type"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
         return None
     return value if isinstance(value, str) else None
 
