@@ -27,9 +27,16 @@ _PATTERNS = [
 ]
 
 
-def leaks(body: bytes | str, ports: Iterable[int] = ()) -> list[str]:
-    """The internals ``body`` shows (empty when it shows none)."""
+def leaks(body: bytes | str, ports: Iterable[int] = (), allow: Iterable[str] = ()) -> list[str]:
+    """The internals ``body`` shows (empty when it shows none).
+
+    ``allow``: what the client sent itself and may see again (its repository name,
+    e.g. ``127.0.0.1:5000/app``), removed before looking.
+    """
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    for sent in sorted(allow, key=len, reverse=True):
+        if sent:
+            text = text.replace(sent, "")
     found = [f"{name} {m.group(0)}" for name, rx in _PATTERNS for m in [rx.search(text)] if m]
     for port in ports:
         if re.search(rf"(?<![\w.]){port}(?!\w)", text):
