@@ -32,9 +32,20 @@ MAX_METADATA_BYTES = 64 * 1024 * 1024
 class ServerHTTPError(DownloadHTTPError):
     """A DownloadHTTPError that also keeps the server's error code (``METADATA_NOT_FOUND``...)."""
 
-    def __init__(self, message: str, status_code: int, server_code: str | None) -> None:
+    def __init__(
+        self, message: str, status_code: int, server_code: str | None, gave_up: str | None = None
+    ) -> None:
         super().__init__(message, status_code)
         self.server_code = server_code
+        #: "gave up after N tries in S s" when retries (trustctl.retry) ran out.
+        self.gave_up = gave_up
+
+    def summary(self) -> str:
+        """``HTTP 503 SIGNER_UNAVAILABLE; gave up after 9 tries in 30.1 s``."""
+        text = f"HTTP {self.status_code}"
+        if self.server_code:
+            text += f" {self.server_code}"
+        return f"{text}; {self.gave_up}" if self.gave_up else text
 
 
 class TransportFetcher(FetcherInterface):
@@ -65,5 +76,5 @@ class TransportFetcher(FetcherInterface):
             except (ValueError, KeyError, IndexError, TypeError):
                 pass
             logger.debug("GET %s -> HTTP %d %s", url, resp.status, code or "")
-            raise ServerHTTPError(f"GET {url}: HTTP {resp.status}", resp.status, code)
+            raise ServerHTTPError(f"GET {url}: HTTP {resp.status}", resp.status, code, resp.gave_up)
         return iter((resp.data,))

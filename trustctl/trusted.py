@@ -124,8 +124,10 @@ def map_tuf_error(e: BaseException, gun: str, server: str) -> TrustctlError:
                 hint="set TRUSTCTL_SERVER_USERNAME and TRUSTCTL_SERVER_PASSWORD",
             )
         if status >= 500:
+            why = e.summary() if isinstance(e, ServerHTTPError) else f"HTTP {status}"
             return ServerUnavailableError(
-                f"the trust server failed to send trust data for {gun} (HTTP {status})"
+                f"the trust server failed to send trust data for {gun} ({why})",
+                hint="try again later; --retry-budget SECONDS (TRUSTCTL_RETRY_BUDGET) waits longer",
             )
         return TrustError(f"the trust server answered HTTP {status} for {gun}")
     if isinstance(e, tuf_exc.SlowRetrievalError):

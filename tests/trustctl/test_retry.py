@@ -174,3 +174,16 @@ def test_a_publish_whose_outcome_is_unknown_says_so(
     with pytest.raises(error) as info:
         client.publish("reg/app", {"targets": b"{}"})
     assert (type(info.value) is PublishUncertainError) == (error is PublishUncertainError)
+
+
+def test_a_read_that_ran_out_of_budget_says_why_and_how_long() -> None:
+    from trustctl.fetcher import ServerHTTPError, TransportFetcher
+    from trustctl.trusted import map_tuf_error
+
+    t = FakeTime()
+    fetcher = TransportFetcher(_transport(Script(*[_503("STORAGE_UNAVAILABLE")] * 100), t, budget=10))
+    with pytest.raises(ServerHTTPError) as info:
+        fetcher._fetch(URL + "timestamp.json")
+    error = map_tuf_error(info.value, "reg/app", "https://notary.example")
+    assert isinstance(error, ServerUnavailableError)
+    assert "HTTP 503 STORAGE_UNAVAILABLE; gave up after" in error.message and " s)" in error.message
