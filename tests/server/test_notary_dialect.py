@@ -371,3 +371,23 @@ def test_renew_re_signs_timestamp_and_the_server_held_snapshot_in_notarys_format
     assert snap2.file.version == snap1.file.version + 1 and snap2.meta == snap1.meta
     assert ts.snapshot_meta["length"] == len(got["snapshot"])
     assert ts.file.expires > clock.now
+
+
+def test_with_token_auth_a_notary_client_gets_no_signer_key_without_a_push_token(service, keyservice, tmp_path: Path):
+    from notary_server.app import create_app
+    from notary_server.auth import TokenAuth
+    from tests.tokens import ISSUER, REALM, SERVICE, Issuer, repo_access
+
+    issuer = Issuer()
+    auth = TokenAuth.from_bundle(
+        str(issuer.write_bundle(tmp_path / "bundle.pem")), realm=REALM, service=SERVICE,
+        issuer=ISSUER, clock=service.clock,
+    )  # fmt: skip
+    with create_app(service=service, auth=auth).test_client() as c:
+        for method, scope in ((c.get, "push,pull"), (c.post, "*")):
+            resp = method(f"/v2/{NGUN}/_trust/tuf/timestamp.key", headers=NOTARY_UA)
+            assert resp.status_code == 401 and f':{scope}"' in resp.headers["WWW-Authenticate"]
+        assert keyservice.list_keys(NGUN, "timestamp") == []
+        pull = {"Authorization": f"Bearer {issuer.token(repo_access(NGUN, 'pull'))}", **NOTARY_UA}
+        assert c.get(f"/v2/{NGUN}/_trust/tuf/timestamp.key", headers=pull).status_code == 401
+        assert keyservice.list_keys(NGUN, "timestamp") == []
