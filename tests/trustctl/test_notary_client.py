@@ -244,3 +244,26 @@ def test_notary_and_docker_passphrase_variables() -> None:
     assert notary_passphrase(notary, "targets") == "nt"
     assert notary_passphrase(notary, "targets/releases") == "nd"
     assert notary_passphrase({}, "root") is None
+
+
+def test_a_root_rotation_is_followed_after_the_old_root_certificate_expired(tmp_path: Path) -> None:
+    """As Notary: the cached root is the previous root even when its certificate has
+    expired since; the new root must be valid, and signed by the old and the new."""
+    now = datetime.now(UTC)
+    old = Signing.cert(GUN, not_after=now + timedelta(days=1))
+    repo = Repo(root=old)
+    repo.set_root(1)
+    repo.publish(1, {"targets": repo.targets(1, {"v1": b"one"})})
+    refresh(repo, tmp_path, NotaryPin.tofu(), now=now)
+    later = now + timedelta(days=2)
+    new = Signing.cert(GUN)
+    repo.owner.root = new
+    repo.set_root(2, old, new, keys=[new])
+    repo.publish(2, {"targets": repo.targets(2, {"v1": b"one"})})
+    trusted = refresh(repo, tmp_path, now=later)
+    assert trusted.root.file.version == 2
+    repo.set_root(3, new, keys=[old])  # a root whose only certificate has expired
+    repo.publish(3, {"targets": repo.targets(3, {"v1": b"one"})})
+    with pytest.raises(TrustctlError, match="expired") as e:
+        refresh(repo, tmp_path, now=later)
+    assert e.value.code == "STALE"

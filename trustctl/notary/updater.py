@@ -245,7 +245,8 @@ class NotaryUpdater:
             if raw is None:
                 raise UnknownRepositoryError(f"the trust server has no trust data for {self.gun}")
             return self._check_root(None, raw, pin, final=True), raw, 0
-        trusted = self._check_root(None, trusted_raw, pin, final=False)
+        # verified before: its certificates may have expired since (Notary reads it so too)
+        trusted = self._check_root(None, trusted_raw, pin, final=False, certificate_period=False)
         raw = self._fetch("root.json", MAX_ROOT_BYTES)
         if raw is None:
             raise UnknownRepositoryError(
@@ -261,10 +262,8 @@ class NotaryUpdater:
                 f"{current} this client has already verified: a possible rollback attack",
                 hint="do not deploy; if the repository was re-created on purpose, pin it again",
             )
-        if newest_version == current:
-            if trusted.file.expires <= self._now:
-                raise stale("root", trusted.file.expires)
-            return trusted, trusted_raw, 0
+        if newest_version == current:  # still the newest: it must be valid now
+            return self._check_root(None, trusted_raw, pin, final=True), trusted_raw, 0
         prev = trusted
         for version in range(current + 1, min(newest_version, current + MAX_ROOT_WALK)):
             step = self._fetch(f"{version}.root.json", MAX_ROOT_BYTES)
@@ -286,15 +285,18 @@ class NotaryUpdater:
         *,
         final: bool,
         version: int | None = None,
+        certificate_period: bool = True,
     ) -> Root:
-        """Notary's ``ValidateRoot`` plus the version and expiry checks."""
+        """Notary's ``ValidateRoot`` plus the version and expiry checks (certificates
+        within their validity period unless ``certificate_period`` is False)."""
+        now = self._now if certificate_period else None
         root = parse_root(raw)
         v = root.file.version
         if version is not None and v != version:
             raise TamperedMetadataError(
                 f"{version}.root.json of {self.gun} holds root v{v}", hint="do not deploy from it"
             )
-        certs, refused = root_certificates(root, self.gun, self._now)
+        certs, refused = root_certificates(root, self.gun, now)
         if not certs:
             why = "; ".join(refused) or "the root role has no keys"
             error = StaleMetadataError if "expired" in why else UntrustedSignatureError
