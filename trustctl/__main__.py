@@ -1,8 +1,8 @@
-"""``python -m trustctl`` (through a running ``trustctl agent`` when one is set)."""
+"""``python -m trustctl``."""
 
 from __future__ import annotations
 
-from trustctl.launcher import main
+from trustctl.cli import main
 
 if __name__ == "__main__":
     main()

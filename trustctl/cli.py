@@ -338,7 +338,6 @@ main.lazy_modules = {
     "signer": "signers",
     "key": "keys",
     "trust": "trust",
-    "agent": "agent",
     "pending": "pending",
     "migrate": "migrate",
 }

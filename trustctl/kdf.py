@@ -11,9 +11,9 @@ python-tuf and asks the trust server for the current metadata:
 * :class:`Derivation` runs PBKDF2 in a daemon thread and hands back the 32-byte key;
 * :func:`decrypt` turns that key and the parameters into the private key.
 
-A process that will run many commands (``trustctl agent``, :mod:`trustctl.agent`)
-derives the keys once into :data:`PRIMED`; a :class:`Derivation` whose passphrase and
-file parameters are found there needs no thread and no PBKDF2.
+Derived keys live only in the command that derived them (its key store keeps the
+decrypted signer, so each key file costs one PBKDF2 per command however many tags it
+signs); nothing caches them across commands.
 
 Any failure only means the normal, in-process decryption runs instead, and reports
 what is wrong (a wrong passphrase, a damaged file).
@@ -21,13 +21,12 @@ what is wrong (a wrong passphrase, a damaged file).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PRIMED", "Derivation", "KekCache", "Pbes2Params", "decrypt", "pbes2_params"]
+__all__ = ["Derivation", "Pbes2Params", "decrypt", "pbes2_params"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,57 +97,13 @@ def pbes2_params(der: bytes) -> Pbes2Params | None:
         return None
 
 
-class KekCache:
-    """Key-encryption keys already derived in this process, by (salt, rounds, passphrase).
-
-    A lookup needs the passphrase: holding the cache does not let anyone open a key
-    file whose passphrase they do not have.
-    """
-
-    def __init__(self) -> None:
-        self._keys: dict[tuple[bytes, int, bytes], bytes] = {}
-        self.hits = 0  # lookups that found a key (observable by tests and `-vv`)
-
-    @staticmethod
-    def _slot(passphrase: str, params: Pbes2Params) -> tuple[bytes, int, bytes]:
-        digest = hashlib.sha256(params.salt + passphrase.encode()).digest()
-        return params.salt, params.iterations, digest
-
-    def get(self, passphrase: str, params: Pbes2Params) -> bytes | None:
-        if not self._keys:
-            return None
-        key = self._keys.get(self._slot(passphrase, params))
-        self.hits += key is not None
-        return key
-
-    def has(self, passphrase: str, params: Pbes2Params) -> bool:
-        return bool(self._keys) and self._slot(passphrase, params) in self._keys
-
-    def put(self, passphrase: str, params: Pbes2Params, key: bytes) -> None:
-        self._keys[self._slot(passphrase, params)] = key
-
-    def clear(self) -> None:
-        self._keys.clear()
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-
-PRIMED = KekCache()
-"""Filled by ``trustctl agent start`` before it forks; empty in a normal process."""
-
-
 class Derivation:
-    """PBKDF2-HMAC-SHA256 of ``passphrase`` in a background thread (see module docstring),
-    or at once when :data:`PRIMED` already holds the result."""
+    """PBKDF2-HMAC-SHA256 of ``passphrase`` in a background thread (see module docstring)."""
 
     def __init__(self, passphrase: str, params: Pbes2Params) -> None:
         self.passphrase = passphrase
         self.params = params
-        self._key: bytes | None = PRIMED.get(passphrase, params)
-        self._thread: threading.Thread | None = None
-        if self._key is not None:
-            return
+        self._key: bytes | None = None
 
         from cryptography.hazmat.primitives.hashes import SHA256
         from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
@@ -164,15 +119,9 @@ class Derivation:
         self._thread = threading.Thread(target=run, name="trustctl-kdf", daemon=True)
         self._thread.start()
 
-    @property
-    def primed(self) -> bool:
-        """The key came from :data:`PRIMED` (no derivation ran)."""
-        return self._thread is None
-
     def key(self, timeout: float = 30.0) -> bytes | None:
         """The derived 32-byte key, or None when the derivation failed."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._thread.join(timeout)
         return self._key
 
 

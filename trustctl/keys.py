@@ -268,14 +268,13 @@ class KeyStore:
         info = self.get(keyid)
         if info is None:
             raise MissingKeyError(f"private key {keyid[:12]}… is not in {self.directory}")
-        derivation = self._derivations.pop(keyid, None) or self._primed(info)
+        derivation = self._derivations.pop(keyid, None)
         if derivation is not None:
             prefetched = self._signer_from(info, derivation, purpose)
             if prefetched is not None:
-                if derivation.primed:
-                    logger.debug("key %s… opened with the key trustctl agent derived", keyid[:12])
                 return prefetched
         data = info.path.read_bytes()
+        logger.debug("opening key %s… (PBKDF2, once per command)", keyid[:12])
         for attempt in range(3):
             passphrase = self.passphrases.get(info.role, purpose=purpose, label=info.label)
             try:
@@ -315,21 +314,9 @@ class KeyStore:
         params = key_file_params(info.path)
         if params is None or params.iterations < PREFETCH_MIN_ITERATIONS:
             return False  # a cheap KDF is not worth a thread
+        logger.debug("opening key %s… (PBKDF2, once per command) in the background", keyid[:12])
         self._derivations[keyid] = Derivation(passphrase, params)
         return True
-
-    def _primed(self, info: KeyInfo) -> Derivation | None:
-        """A finished derivation when ``trustctl agent`` already derived this file's key
-        with the passphrase this command has in its environment (else None)."""
-        from trustctl.kdf import PRIMED, Derivation
-
-        passphrase = self.passphrases.from_env(info.role) if len(PRIMED) else None
-        if not passphrase:
-            return None
-        params = key_file_params(info.path)
-        if params is None or not PRIMED.has(passphrase, params):
-            return None
-        return Derivation(passphrase, params)
 
     def likely_signing_key(self, gun: str) -> str | None:
         """The key a ``sign`` of ``gun`` will most likely need: the repository's bins key,

@@ -49,7 +49,6 @@ class Cli:
     trust_dir: Path
     server: str
     ca: Path
-    agent_socket: Path | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -65,7 +64,6 @@ class Cli:
             "TRUSTCTL_TRUST_DIR": str(self.trust_dir),
             "TRUSTCTL_ROOT_PASSPHRASE": "scale root passphrase, test only",
             "TRUSTCTL_TARGETS_PASSPHRASE": "scale targets passphrase, test only",
-            **({"TRUSTCTL_AGENT_SOCKET": str(self.agent_socket)} if self.agent_socket else {}),
         }
 
     def run(self, *args: str) -> float:
@@ -90,11 +88,11 @@ def median_ms(values: list[float]) -> float:
 
 
 def measure(
-    stack_url: str, ca: Path, work: Path, tags: int, runs: int, bins: int, agent: bool = False
+    stack_url: str, ca: Path, work: Path, tags: int, runs: int, bins: int
 ) -> dict[str, object]:
     layout = f"{bins} bins" if bins else "flat"
     work.mkdir(parents=True, exist_ok=True)
-    gun = f"127.0.0.1:5000/scale/bins{bins}-{tags}{'-agent' if agent else ''}"
+    gun = f"127.0.0.1:5000/scale/bins{bins}-{tags}"
     owner = Cli(work / f"owner-{tags}-{bins}", stack_url, ca)
     deployer = Cli(work / f"deployer-{tags}-{bins}", stack_url, ca)
     owner.run("init", gun, "--hash-bins", str(bins))
@@ -107,11 +105,6 @@ def measure(
     root = work / f"root-{tags}-{bins}.json"
     owner.run("trust", "export", gun, "-o", str(root))
     deployer.run("trust", "pin", gun, str(root))
-    if agent:  # one agent, unlocked with the owner's passphrases, serves both
-        (work / "agent").mkdir(mode=0o700, exist_ok=True)
-        socket_path = work / "agent" / f"{tags}-{bins}.sock"
-        owner.run("agent", "start", "--socket", str(socket_path))
-        owner.agent_socket = deployer.agent_socket = socket_path
     owner.run("verify", f"{gun}:{tag_name(0)}", "--no-registry-check")  # warm the owner's cache
 
     sign = []
@@ -137,11 +130,9 @@ def measure(
         cold.append(deployer.run("verify", f"{gun}:{tag}", "--no-registry-check"))
         warm.append(deployer.run("verify", f"{gun}:{tag}", "--no-registry-check"))
     listing = deployer.run("--json", "inspect", gun)
-    if agent:
-        owner.run("agent", "stop", "--socket", str(socket_path))
     return {
         "tags": tags,
-        "layout": layout + (", agent" if agent else ""),
+        "layout": layout,
         "fill_s": round(filled, 1),
         "sign_ms": median_ms(sign),
         "verify_cold_ms": median_ms(cold),
@@ -163,34 +154,18 @@ def main(argv: list[str] | None = None) -> int:
         help="layouts to measure: bin counts, 0 = flat",
     )
     parser.add_argument("--json", type=Path, help="write the figures to this file")
-    parser.add_argument(
-        "--agent",
-        choices=["off", "on", "both"],
-        default="off",
-        help="run the commands through `trustctl agent` (both: measure each way)",
-    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="trustctl-scale-") as tmp:
         work = Path(tmp)
         stack = start_stack(work / "stack")
         try:
             results = []
-            modes = {"off": [False], "on": [True], "both": [False, True]}[args.agent]
             for tags in args.tags:
                 for bins in args.bins:
-                    for agent in modes:
-                        results.append(
-                            measure(
-                                stack.url,
-                                stack.pki.ca_cert,
-                                work / ("a" if agent else "n"),
-                                tags,
-                                args.runs,
-                                bins,
-                                agent,
-                            )
-                        )
-                        print(json.dumps(results[-1]), flush=True)
+                    results.append(
+                        measure(stack.url, stack.pki.ca_cert, work / "n", tags, args.runs, bins)
+                    )
+                    print(json.dumps(results[-1]), flush=True)
         finally:
             stack.stop()
     header = f"{'tags':>8} {'layout':<17} {'sign ms':>9} {'verify cold':>12} {'verify warm':>12} {'list ms':>9}"

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from trustctl.agent import prime_keys
 from trustctl.errors import WrongPassphraseError
-from trustctl.kdf import PRIMED, Derivation, decrypt, pbes2_params
+from trustctl.kdf import Derivation, decrypt, pbes2_params
 from trustctl.keyformat import encrypt_pkcs8
 from trustctl.keys import PREFETCH_MIN_ITERATIONS, KeyStore, PassphraseSource
 
@@ -56,16 +55,14 @@ def test_no_prefetch_without_a_passphrase_in_the_environment(tmp_path: Path) -> 
     assert store.prefetch(info.keyid) is False  # it never prompts from a thread
 
 
-def test_a_key_the_agent_derived_opens_only_with_the_same_passphrase(tmp_path: Path) -> None:
-    info = _store(tmp_path, "right").generate("targets", gun="reg.io/app")
-    try:
-        assert prime_keys(tmp_path, {"TRUSTCTL_TARGETS_PASSPHRASE": "wrong"}) == 0
-        assert prime_keys(tmp_path, {"TRUSTCTL_TARGETS_PASSPHRASE": "right"}) == 1
-        hits = PRIMED.hits
-        _store(tmp_path, "right").signer(info.keyid).sign(b"payload")
-        assert PRIMED.hits == hits + 1  # opened with the derived key, no PBKDF2
-        with pytest.raises(WrongPassphraseError):
-            _store(tmp_path, "wrong").signer(info.keyid)
-        assert PRIMED.hits == hits + 1
-    finally:
-        PRIMED.clear()
+def test_a_key_file_is_opened_once_per_store_however_many_signatures(tmp_path: Path) -> None:
+    info = _store(tmp_path, "right").generate("targets", gun="reg.io/app", name="bins")
+    store = _store(tmp_path, "right")  # one command
+    assert store.prefetch(info.keyid) is True
+    first = store.signer(info.keyid)
+    info.path.unlink()  # a second derivation would have to read the file again
+    for i in range(20):
+        signer = store.signer(info.keyid)
+        assert signer is first
+        assert info.public.verify_signature(signer.sign(b"tag %d" % i), b"tag %d" % i) is None
+    assert store.prefetch(info.keyid) is False  # nothing left to derive
