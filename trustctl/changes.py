@@ -79,6 +79,19 @@ class Change:
             return f"re-sign {d['role']}"
         return self.action
 
+    @classmethod
+    def create(cls, action: str, **data: Any) -> Change:
+        """A new change with a fresh, time-ordered id (in memory: nothing is staged).
+
+        Raises:
+            ValueError: ``action`` is not one of :data:`ACTIONS`.
+        """
+        if action not in ACTIONS:
+            raise ValueError(f"unknown change action {action!r}")
+        change_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return cls(change_id, action, data, created)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -95,17 +108,20 @@ class Changelist:
         self.directory = directory
 
     def add(self, action: str, **data: Any) -> Change:
-        if action not in ACTIONS:
-            raise ValueError(f"unknown change action {action!r}")
-        change_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        change = Change(change_id, action, data, created)
-        write_atomic(
-            self.directory / f"{change_id}.json",
-            json.dumps(change.to_dict(), sort_keys=True).encode(),
-        )
-        logger.debug("staged %s", change.describe())
+        """Stage a new change (see :meth:`Change.create`)."""
+        change = Change.create(action, **data)
+        self.stage(change)
         return change
+
+    def stage(self, *changes: Change) -> None:
+        """Write ``changes`` to the list (a command that publishes at once never does:
+        what it asked for must not outlive it when it fails or is aborted)."""
+        for change in changes:
+            write_atomic(
+                self.directory / f"{change.id}.json",
+                json.dumps(change.to_dict(), sort_keys=True).encode(),
+            )
+            logger.debug("staged %s", change.describe())
 
     def entries(self) -> list[Change]:
         if not self.directory.is_dir():

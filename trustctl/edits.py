@@ -261,9 +261,10 @@ def _apply_add_target(plan: Plan, d: dict[str, Any]) -> list[str]:
         unrecognized_fields={"custom": d["custom"] if "custom" in d else {"mediaType": d["media_type"]}},
     )
     targets = plan.working(role)
-    if targets.targets.get(d["tag"]) != target:
-        targets.targets[d["tag"]] = target
-        plan.mark(role)
+    if targets.targets.get(d["tag"]) == target:
+        return []  # already signed so
+    targets.targets[d["tag"]] = target
+    plan.mark(role)
     return [role]
 
 

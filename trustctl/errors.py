@@ -28,9 +28,9 @@ __all__ = [
     "EXIT_OK",
     "EXIT_TRUST",
     "EXIT_USAGE",
-    "AgentError",
     "AlreadyInitializedError",
     "AuthenticationError",
+    "BatchError",
     "ConfigError",
     "CopyFailedError",
     "DigestMismatchError",
@@ -88,6 +88,8 @@ class TrustctlError(Exception):
         self.message = message
         self.hint = hint if hint is not None else self.default_hint
         self.detail = detail
+        self.document: dict[str, Any] = {}
+        """More members of the ``--json`` failure document (a batch's ``tags``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The error as the ``error`` member of a ``--json`` document."""
@@ -117,12 +119,6 @@ class InvalidReferenceError(UsageError):
 
 class ConfigError(UsageError):
     code = "CONFIG"
-
-
-class AgentError(UsageError):
-    """``trustctl agent`` cannot start, or cannot be reached."""
-
-    code = "AGENT"
 
 
 class NotInitializedError(UsageError):
@@ -223,6 +219,19 @@ class ThresholdError(TrustError):
 
 class PublishConflictError(TrustError):
     code = "CONFLICT"
+
+
+class BatchError(TrustctlError):
+    """Some references of a many-reference command failed (each is reported too).
+
+    The exit code is the gravest of theirs: 1 if any is a trust failure."""
+
+    code = "SOME_FAILED"
+
+    def __init__(self, message: str, *, failures: list[TrustctlError], **detail: Any) -> None:
+        super().__init__(message, hint=failures[0].hint if failures else None, **detail)
+        codes = {f.exit_code for f in failures}
+        self.exit_code = EXIT_TRUST if EXIT_TRUST in codes or not codes else max(codes)  # type: ignore[misc]
 
 
 class CopyFailedError(TrustctlError):

@@ -95,6 +95,12 @@ class Printer:
         elif lines:
             click.echo("\n".join(lines))  # one write: a listing may have 100,000 lines
 
+    def result_lines(self, lines: Sequence[str]) -> None:
+        """Human result lines of a command that then fails in part (a batch's tags
+        that hold); nothing with ``--json``, whose failure document carries them."""
+        if not self.json_mode and lines:
+            click.echo("\n".join(lines))
+
     def failure(
         self, command: str | None, error: TrustctlError, *, traceback: str | None = None
     ) -> None:
@@ -109,6 +115,7 @@ class Printer:
         if self.json_mode:
             self._emit_json(
                 {
+                    **getattr(error, "document", {}),  # never overrides the envelope
                     "schema_version": SCHEMA_VERSION,
                     "command": command,
                     "ok": False,

@@ -60,6 +60,7 @@ __all__ = [
     "VerifiedTag",
     "inspect_repository",
     "iso",
+    "requested_digest_mismatch",
     "verify_tag",
 ]
 
@@ -121,6 +122,7 @@ class VerifiedTag:
     registry_mode: str
     registry_digest: str | None = None
     warnings: tuple[str, ...] = ()
+    requested_digest: str | None = None  # the digest the reference named (it equals digest)
 
     @property
     def digest(self) -> str:
@@ -134,8 +136,10 @@ class VerifiedTag:
         d = self.report.to_dict()
         d.update(
             {
-                "image": f"{self.gun}:{self.tag}",
+                "image": f"{self.gun}:{self.tag}"
+                + (f"@{self.requested_digest}" if self.requested_digest else ""),
                 "gun": self.gun,
+                "requested_digest": self.requested_digest,
                 "pinned_reference": self.pinned_reference,
                 "fresh_until": iso(self.fresh_until),
                 "expires": {role: iso(moment) for role, moment in sorted(self.expires.items())},
@@ -265,6 +269,17 @@ def _pending_note(
     }
 
 
+def requested_digest_mismatch(ref: ImageRef, signed: str) -> DigestMismatchError:
+    """The error for a reference whose digest (``TAG@sha256:...``) is not the signed one."""
+    return DigestMismatchError(
+        f"{ref.gun}:{ref.tag} is signed as {signed}, not as {ref.digest} (the digest in the "
+        "reference): deploying that reference would deploy content nobody signed for this tag",
+        hint=f"deploy the signed reference {ref.gun}@{signed}, or sign the other image if it is meant to be",
+        signed_digest=signed,
+        requested_digest=ref.digest,
+    )
+
+
 def verify_tag(
     repo: TrustedRepository,
     ref: ImageRef,
@@ -283,7 +298,8 @@ def verify_tag(
     Raises:
         TagNotSignedError: no trusted role carries the tag.
         SignerPolicyError: a required signer did not sign it.
-        DigestMismatchError / ManifestNotFoundError: the registry disagrees.
+        DigestMismatchError: the reference names another digest than the signed one, or
+            the registry disagrees (ManifestNotFoundError: it lost the manifest).
         TrustctlError: verification (stale, rollback, forged...), network errors.
     """
     if ref.tag is None:
@@ -300,6 +316,8 @@ def verify_tag(
             **detail,
         )
     report = _report(repo, found, signed_by)
+    if ref.digest is not None and ref.digest != report.digest:
+        raise requested_digest_mismatch(ref, report.digest)
     for name in required_signers:
         if name not in report.signers:
             who = (
@@ -330,6 +348,7 @@ def verify_tag(
         registry_mode if registry else REGISTRY_SKIP,
         registry_digest,
         tuple(warnings),
+        ref.digest,
     )
 
 

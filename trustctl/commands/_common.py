@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO
 
 from trustctl.changes import Change, Changelist
 from trustctl.errors import (
     InvalidReferenceError,
-    NetworkError,
     TrustctlError,
     UnknownRepositoryError,
+    UsageError,
 )
 from trustctl.reference import ImageRef, parse_gun, parse_reference
 
@@ -23,12 +24,18 @@ if TYPE_CHECKING:
 __all__ = [
     "ALGORITHMS",
     "KEY_ROLES",
+    "Listed",
     "ensure_pinned",
     "gun_arg",
     "image_with_tag",
+    "name_reference",
+    "one_repository",
+    "publish_changes",
     "publish_data",
     "publish_lines",
     "publish_staged",
+    "read_references",
+    "references",
     "verify_details",
 ]
 
@@ -51,6 +58,93 @@ def image_with_tag(text: str) -> ImageRef:
             f"invalid image reference {text!r}: a tag is required (e.g. {ref.gun}:v1)"
         )
     return ref
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One reference of a many-reference command, with the manifest's size and media
+    type when a ``--from-file`` line gives them (``REF@sha256:HEX SIZE MEDIA_TYPE``)."""
+
+    ref: ImageRef
+    size: int | None = None
+    media_type: str | None = None
+
+
+def read_references(
+    texts: Sequence[str], from_file: TextIO | None = None, *, manifests: bool = False
+) -> list[Listed]:
+    """The image references of a many-reference command, each with a tag, in order,
+    repeats dropped: ``texts`` from the command line, then ``from_file`` (one a line;
+    blank lines and ``#`` comments skipped; with ``manifests``, a line may add the
+    manifest's size and media type after a reference with a digest).
+
+    Raises:
+        UsageError: no reference at all, or the same tag with two digests.
+        InvalidReferenceError: a malformed line or reference, or one without a tag (named).
+    """
+    items: list[tuple[str, int | None, str | None]] = [(t, None, None) for t in texts]
+    if from_file is not None:
+        name = getattr(from_file, "name", "-")
+        for number, line in enumerate(from_file, 1):
+            fields = line.split()
+            if not fields or fields[0].startswith("#"):
+                continue
+            where = f"{name} line {number}"
+            if len(fields) == 1:
+                items.append((fields[0], None, None))
+            elif manifests and len(fields) == 3 and fields[1].isdigit() and "@" in fields[0]:
+                items.append((fields[0], int(fields[1]), fields[2]))
+            else:
+                form = (
+                    "REFERENCE, or REFERENCE@sha256:HEX SIZE MEDIA_TYPE"
+                    if manifests
+                    else "REFERENCE"
+                )
+                raise InvalidReferenceError(f"{where}: expected {form}, one a line")
+    if not items:
+        raise UsageError("Missing argument 'IMAGE:TAG...' (or --from-file FILE)")
+    out: list[Listed] = []
+    seen: dict[tuple[str, str | None], ImageRef] = {}
+    for text, size, media_type in items:
+        ref = image_with_tag(text)
+        earlier = seen.get((ref.gun, ref.tag))
+        if earlier is None:
+            seen[(ref.gun, ref.tag)] = ref
+            out.append(Listed(ref, size, media_type))
+        elif earlier.digest != ref.digest:
+            raise UsageError(f"{earlier} and {ref} name the same tag with different digests")
+    return out
+
+
+def references(texts: Sequence[str], from_file: TextIO | None = None) -> list[ImageRef]:
+    """:func:`read_references` without manifest details."""
+    return [listed.ref for listed in read_references(texts, from_file)]
+
+
+def one_repository(refs: Sequence[ImageRef], command: str) -> str:
+    """The GUN of ``refs``, which must all be in one repository (one publish).
+
+    Raises:
+        UsageError: they are not.
+    """
+    guns = list(dict.fromkeys(ref.gun for ref in refs))
+    if len(guns) > 1:
+        raise UsageError(
+            f"`trustctl {command}` takes tags of one repository at a time; got {', '.join(guns[:3])}"
+            + (", …" if len(guns) > 3 else ""),
+            hint=f"run `trustctl {command}` once per repository",
+        )
+    return guns[0]
+
+
+def name_reference(error: TrustctlError, ref: ImageRef, count: int) -> TrustctlError:
+    """``error`` naming the reference it is about (in its message when ``count`` > 1,
+    always in its JSON detail)."""
+    text = str(ref)
+    error.detail.setdefault("reference", text)
+    if count > 1 and f"{ref.gun}:{ref.tag}" not in error.message:
+        error.message = f"{text}: {error.message}"
+    return error
 
 
 def gun_arg(text: str) -> str:
@@ -80,15 +174,33 @@ def ensure_pinned(tctx: TrustContext, gun: str, *, tofu: bool) -> PinnedRoot:
     return pinned
 
 
-def publish_staged(
-    tctx: TrustContext, gun: str, *, replace_pending: bool = False, new: Change | None = None
+def publish_changes(
+    tctx: TrustContext, gun: str, changes: Sequence[Change], *, replace_pending: bool = False
 ) -> tuple[PublishResult, list[Change]]:
-    """Publish every staged change of ``gun`` (lock held by the caller); unstage them on success.
+    """Publish exactly ``changes``, which this command made (lock held by the caller).
 
-    When the publish fails for a reason other than the network, the change this
-    command just staged (``new``) is dropped again: retrying it would fail the same
-    way. Earlier staged changes, and everything after a network failure, stay staged.
+    Nothing is staged: a command that fails, or is aborted (Ctrl-C at a passphrase
+    prompt), leaves nothing behind. Changes staged earlier are not published; when
+    there are some, a note names them.
     """
+    result = tctx.publisher(gun).publish(changes, replace_pending=replace_pending)
+    for warning in result.warnings:
+        tctx.printer.warn(warning)
+    others = Changelist(tctx.trust.changes_dir(gun)).entries()
+    if others:
+        shown = "; ".join(c.describe() for c in others[:3]) + ("; …" if len(others) > 3 else "")
+        tctx.printer.message(
+            f"Note: {len(others)} change(s) staged earlier for {gun} were not published ({shown}): "
+            f"see `trustctl status {gun}`, publish them with `trustctl publish {gun}`"
+        )
+    return result, list(changes)
+
+
+def publish_staged(
+    tctx: TrustContext, gun: str, *, replace_pending: bool = False
+) -> tuple[PublishResult, list[Change]]:
+    """Publish every staged change of ``gun`` (lock held by the caller); unstage them on
+    success. On failure they stay staged."""
     from trustctl.repo import PublishResult
 
     changelist = Changelist(tctx.trust.changes_dir(gun))
@@ -97,14 +209,8 @@ def publish_staged(
         return PublishResult(), []
     try:
         result = tctx.publisher(gun).publish(changes, replace_pending=replace_pending)
-    except TrustctlError as e:
-        if new is not None and not isinstance(e, NetworkError):
-            changelist.remove([new.id])
-            changes = [c for c in changes if c.id != new.id]
-        if changes:
-            tctx.printer.message(
-                f"{len(changes)} change(s) stay staged: see `trustctl status {gun}`."
-            )
+    except TrustctlError:
+        tctx.printer.message(f"{len(changes)} change(s) stay staged: see `trustctl status {gun}`.")
         raise
     changelist.remove(c.id for c in changes)
     for warning in result.warnings:

@@ -3,20 +3,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
-from trustctl.changes import Changelist
+from trustctl.changes import Change, Changelist
 from trustctl.cli import TrustctlCommand, pass_ctx
 from trustctl.commands._common import (
     ALGORITHMS,
     ensure_pinned,
     gun_arg,
-    image_with_tag,
+    one_repository,
+    publish_changes,
     publish_data,
     publish_lines,
     publish_staged,
+    references,
 )
 from trustctl.errors import TagNotSignedError, UsageError
 from trustctl.layout import DEFAULT_HASH_BINS, RELEASES, bit_length_for, is_bin_role
@@ -173,38 +175,60 @@ def publish_cmd(tctx: TrustContext, gun: str, replace_pending: bool) -> None:
     )
     if result.pending:
         head = f"Pending: {gun} has changes waiting for more signatures"
+    named = [f"  change:       {c.describe()}" for c in changes]
     tctx.printer.result(
         "publish",
         {"gun": gun, **publish_data(result, changes)},
-        [head, *publish_lines(gun, result)],
+        [head, *named, *publish_lines(gun, result)],
     )
 
 
 @click.command("revoke", cls=TrustctlCommand)
-@click.argument("image")
-@click.option("--no-publish", is_flag=True, help="Only stage the change.")
+@click.argument("images", nargs=-1, metavar="IMAGE:TAG...")
+@click.option(
+    "--from-file",
+    type=click.File("r"),
+    metavar="FILE",
+    help="Also revoke the references in FILE, one a line ('-': standard input).",
+)
+@click.option("--no-publish", is_flag=True, help="Only stage the changes.")
 @pass_ctx
-def revoke_cmd(tctx: TrustContext, image: str, no_publish: bool) -> None:
-    """Remove IMAGE:TAG's signature from every role you can sign."""
-    ref = image_with_tag(image)
-    gun = ref.gun
+def revoke_cmd(
+    tctx: TrustContext, images: tuple[str, ...], from_file: TextIO | None, no_publish: bool
+) -> None:
+    """Remove each IMAGE:TAG's signature from every role you can sign (one publish)."""
+    refs = references(images, from_file)
+    gun = one_repository(refs, "revoke")
+    changes = [Change.create("remove-target", tag=ref.tag, role=None) for ref in refs]
+    entries = [{"image": f"{gun}:{ref.tag}", "gun": gun, "tag": ref.tag} for ref in refs]
     with tctx.trust.lock(gun):
         tctx.trust.require_pinned(gun)
-        change = Changelist(tctx.trust.changes_dir(gun)).add(
-            "remove-target", tag=ref.tag, role=None
-        )
         if no_publish:
+            Changelist(tctx.trust.changes_dir(gun)).stage(*changes)
+            tags = [{**e, "status": "staged"} for e in entries]
+            top = tags[0] if len(tags) == 1 else {}
             tctx.printer.result(
                 "revoke",
-                {"gun": gun, "tag": ref.tag, "status": "staged"},
-                [f"Staged: revoke {gun}:{ref.tag}"],
+                {**top, "gun": gun, "status": "staged", "tags": tags},
+                [f"Staged: revoke {e['image']}" for e in entries],
             )
             return
-        result, changes = publish_staged(tctx, gun, new=change)
+        result, _ = publish_changes(tctx, gun, changes)
+    tags = [
+        {**e, "status": "published" if result.roles_for_change.get(c.id) else "unchanged"}
+        for e, c in zip(entries, changes, strict=True)
+    ]
+    lines = [
+        f"OK: revoked {t['image']}"
+        if t["status"] == "published"
+        else f"OK: {t['image']} was not signed"
+        for t in tags
+    ]
+    top = tags[0] if len(tags) == 1 else {}
     tctx.printer.result(
         "revoke",
-        {"gun": gun, "tag": ref.tag, **publish_data(result, changes)},
-        [f"OK: revoked {gun}:{ref.tag}", *publish_lines(gun, result)],
+        {**top, "gun": gun, **publish_data(result, changes), "tags": tags},
+        [*lines, *publish_lines(gun, result)],
     )
 
 
@@ -217,8 +241,8 @@ def witness_cmd(tctx: TrustContext, gun: str, role: str) -> None:
     gun = gun_arg(gun)
     with tctx.trust.lock(gun):
         tctx.trust.require_pinned(gun)
-        change = Changelist(tctx.trust.changes_dir(gun)).add("witness", role=role)
-        result, changes = publish_staged(tctx, gun, new=change)
+        change = Change.create("witness", role=role)
+        result, changes = publish_changes(tctx, gun, [change])
     tctx.printer.result(
         "witness",
         {"gun": gun, "role": role, **publish_data(result, changes)},

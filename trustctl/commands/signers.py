@@ -10,7 +10,7 @@ import click
 
 from trustctl.changes import Change, Changelist
 from trustctl.cli import TrustctlCommand, TrustctlGroup, pass_ctx
-from trustctl.commands._common import gun_arg, publish_data, publish_lines, publish_staged
+from trustctl.commands._common import gun_arg, publish_changes, publish_data, publish_lines
 from trustctl.layout import check_signer_name, signer_roles
 from trustctl.output import table
 
@@ -35,9 +35,10 @@ def _publish_or_stage(
     change: Change,
 ) -> None:
     if no_publish:
+        Changelist(tctx.trust.changes_dir(gun)).stage(change)
         tctx.printer.result(command, {**data, "status": "staged"}, [f"Staged: {head}"])
         return
-    result, changes = publish_staged(tctx, gun, new=change)
+    result, changes = publish_changes(tctx, gun, [change])
     tctx.printer.result(
         command,
         {**data, **publish_data(result, changes)},
@@ -89,7 +90,7 @@ def signer_add(
     keys = [load_public_key_file(path) for path in key_files]
     with tctx.trust.lock(gun):
         tctx.trust.require_pinned(gun)
-        change = Changelist(tctx.trust.changes_dir(gun)).add(
+        change = Change.create(
             "add-signer",
             name=name,
             keys=[key_doc(k) for k in keys],
@@ -138,7 +139,7 @@ def signer_remove(
     gun = gun_arg(gun)
     with tctx.trust.lock(gun):
         tctx.trust.require_pinned(gun)
-        change = Changelist(tctx.trust.changes_dir(gun)).add(
+        change = Change.create(
             "remove-signer",
             name=name,
             keyids=list(keyids) or None,
