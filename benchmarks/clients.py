@@ -9,8 +9,8 @@ SWITCH: which of our clients publishes, verifies and lists.
                trustctl's hash-bin layout (benchmarks/repos.py: ``trustctl init``
                and the owner's keys); the publisher works in a copy of the owner's
                trust dir, the verifier pins the exported root
-               (``trustctl trust pin``). The same runs are also timed through a
-               ``trustctl agent`` (rows say so).
+               (``trustctl trust pin``). Batch rows: one ``trustctl sign
+               --from-file`` / ``trustctl verify`` of many tags.
   * "library"  benchmarks/libclient.py: python-tuf only, the same wire protocol,
                on flat repositories (every tag in ``targets``).
   * "auto"     trustctl when a smoke test (pin, sign, verify) passes against the
@@ -155,33 +155,26 @@ class TrustctlClient:
     def verify(self, home: Path, tag: str) -> list[str]:
         return [*self._base(home), "verify", f"{self.gun}:{tag}", "--no-registry-check"]
 
+    def publish_many(
+        self, home: Path, listing: Path, tags: list[tuple[str, str, int]]
+    ) -> list[str]:
+        """One ``sign`` of every (tag, digest hex, size), through a --from-file listing
+        (written now) that gives each manifest, so no registry is asked."""
+        listing.write_text(
+            "".join(f"{self.gun}:{t}@sha256:{d} {n} {MEDIA_TYPE}\n" for t, d, n in tags)
+        )
+        return [*self._base(home), "sign", "--from-file", str(listing)]
+
+    def verify_many(self, home: Path, tags: list[str]) -> list[str]:
+        return [*self._base(home), "verify", *(f"{self.gun}:{t}" for t in tags),
+                "--no-registry-check"]  # fmt: skip
+
     def list(self, home: Path) -> list[str]:
         return [*self._base(home), "inspect", self.gun]
 
     def reset_cache(self, home: Path) -> None:
         """Cold: drop the metadata cache; the pin (pin.json, pinned_root.json) stays."""
         shutil.rmtree(home / "tuf" / self.gun / "metadata", ignore_errors=True)
-
-
-@dataclass
-class Agent:
-    """A ``trustctl agent`` for the timed runs, unlocked with the owner's passphrases."""
-
-    socket: Path
-
-    @classmethod
-    def start(cls, trust_dir: Path, work: Path, name: str) -> Agent:
-        directory = work / f"agent-{name}"
-        directory.mkdir(mode=0o700)
-        socket = directory / "agent.sock"
-        _run([TRUSTCTL, "--trust-dir", str(trust_dir), "agent", "start", "--socket", str(socket)])
-        return cls(socket)
-
-    def env(self) -> dict[str, str]:
-        return {**our_env(), "TRUSTCTL_AGENT_SOCKET": str(self.socket)}
-
-    def stop(self) -> None:
-        _run([TRUSTCTL, "agent", "stop", "--socket", str(self.socket)])
 
 
 def trustctl_usable(owner_state: Path, work: Path, url: str, ca: str, gun: str) -> tuple[bool, str]:
@@ -215,6 +208,12 @@ class NotaryClient:
 
     def publish(self, tag: str, digest: str, size: int) -> list[str]:
         return self.stack.cli("addhash", self.gun, tag, str(size), "--sha256", digest, "-p")
+
+    def stage(self, tag: str, digest: str, size: int) -> list[str]:
+        return self.stack.cli("addhash", self.gun, tag, str(size), "--sha256", digest)
+
+    def publish_staged(self) -> list[str]:
+        return self.stack.cli("publish", self.gun)
 
     def verifier(self, name: str) -> Path:
         """A client config whose trust dir holds only the pinned root (copied from the owner)."""

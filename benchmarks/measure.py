@@ -90,7 +90,7 @@ class CommandTimedOut(CommandFailed):
 
 
 def timed_runs(
-    make_argv: Callable[[int], list[str]],
+    make_argv: Callable[[int], list[str]] | Callable[[int], list[list[str]]],
     env: dict[str, str],
     reps: int,
     *,
@@ -102,34 +102,40 @@ def timed_runs(
 ) -> Timing:
     """Run a command ``reps`` times in fresh processes; wall time of each run.
 
-    ``prepare(i)`` runs before run i, outside the timing. Stops early (after at least
-    ``min_reps`` runs) when ``budget_s`` seconds are spent.
+    ``make_argv(i)`` gives one argv, or a list of argvs run one after another (one
+    run: their total time, their stdout joined). ``prepare(i)`` runs before run i,
+    outside the timing. Stops early (after at least ``min_reps`` runs) when
+    ``budget_s`` seconds are spent.
     """
     samples: list[float] = []
     started = time.monotonic()
     for i in range(reps):
         if prepare:
             prepare(i)
-        argv = make_argv(i)
+        made = make_argv(i)
+        argvs: list[list[str]] = made if made and isinstance(made[0], list) else [made]  # type: ignore[list-item]
+        out: list[str] = []
         t0 = time.perf_counter()
-        try:
-            result = subprocess.run(  # stdin not a terminal: as in a pipeline
-                argv,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise CommandTimedOut(argv, timeout) from None
+        for argv in argvs:
+            try:
+                result = subprocess.run(  # stdin not a terminal: as in a pipeline
+                    argv,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=timeout,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                raise CommandTimedOut(argv, timeout) from None
+            if result.returncode != 0:
+                raise CommandFailed(
+                    f"{' '.join(argv)} exited {result.returncode}: {result.stderr.decode(errors='replace')[-1500:]}"
+                )
+            out.append(result.stdout.decode(errors="replace"))
         elapsed = time.perf_counter() - t0
-        if result.returncode != 0:
-            raise CommandFailed(
-                f"{' '.join(argv)} exited {result.returncode}: {result.stderr.decode(errors='replace')[-1500:]}"
-            )
         if check:
-            check(i, result.stdout.decode(errors="replace"))
+            check(i, "".join(out))
         samples.append(elapsed)
         if len(samples) >= min_reps and time.monotonic() - started > budget_s:
             break

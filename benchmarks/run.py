@@ -33,7 +33,6 @@ if str(ROOT) not in sys.path:
 from benchmarks import clients, repos
 from benchmarks.clients import (
     CLIENT_DEFAULT,
-    Agent,
     LibraryClient,
     NotaryClient,
     OurClient,
@@ -277,6 +276,7 @@ def one_tag(
         lambda i: client.verify(ver, t), env, s.reps, check=digest_check(t), budget_s=120
     )
     cold_n = warm_n = None
+    cfg: Path | None = None
     if nc:
         cfg = nc.verifier(f"small-{pair.ours.label}")
         cold_n = timed_runs(
@@ -303,53 +303,62 @@ def one_tag(
         warm.median_ms,
         warm_n.median_ms if warm_n else None,
     )
-    if isinstance(client, TrustctlClient):
-        agent_rows(report, client, pub, ver, where, t, prefix, p_n, cold_n, warm_n, s.reps)
+    batch_rows(report, client, pub, ver, nc, cfg if nc else None, where, prefix, pub.parent)
 
 
-AGENT = "through `trustctl agent` (notary: fresh process)"
+BATCH = 100  # tags per batch command
+BATCH_REPS = 3
 
 
-def agent_rows(
+def batch_rows(
     report: Report,
-    client: TrustctlClient,
+    client: OurClient,
     pub: Path,
     ver: Path,
+    nc: NotaryClient | None,
+    cfg: Path | None,
     where: str,
-    tag: str,
     prefix: str,
-    p_n: Timing | None,
-    cold_n: Timing | None,
-    warm_n: Timing | None,
-    reps: int,
+    work: Path,
 ) -> None:
-    """The same publish and verify runs, each command handed to a ``trustctl agent``
-    (started once, unlocked with the owner's passphrases; see trustctl/agent.py),
-    against notary's fresh-process figures measured just before."""
-    agent = Agent.start(pub, pub.parent, f"{prefix}-{len(where)}-{time.monotonic_ns()}")
-    try:
-        env = agent.env()
+    """Sign BATCH new tags in one ``trustctl sign`` against BATCH ``notary addhash`` and
+    one ``notary publish``; verify them in one ``trustctl verify`` against BATCH
+    ``notary lookup`` runs (warm caches on both sides)."""
+    if not isinstance(client, TrustctlClient):
+        return
+    env = our_env()
 
-        def more(i: int) -> str:
-            return f"{prefix}-agent-{i}"
+    def tags(i: int) -> list[str]:
+        return [f"{prefix}-batch{i}-{j}" for j in range(BATCH)]
 
-        p_a = timed_runs(
-            lambda i: client.publish(pub, more(i), *repos.manifest(more(i))), env, reps,
-            budget_s=120,
-        )  # fmt: skip
-        report.add(f"publish 1 tag, {AGENT}, median ms [{where}]", "lower", p_a.median_ms,
-                   p_n.median_ms if p_n else None)  # fmt: skip
-        cold = timed_runs(lambda i: client.verify(ver, tag), env, reps,
-                          prepare=lambda i: client.reset_cache(ver), check=digest_check(tag),
-                          budget_s=120)  # fmt: skip
-        warm = timed_runs(lambda i: client.verify(ver, tag), env, reps, check=digest_check(tag),
-                          budget_s=120)  # fmt: skip
-        report.add(f"verify 1 tag, {AGENT}, cold cache, median ms [{where}]", "lower",
-                   cold.median_ms, cold_n.median_ms if cold_n else None)  # fmt: skip
-        report.add(f"verify 1 tag, {AGENT}, warm cache, median ms [{where}]", "lower",
-                   warm.median_ms, warm_n.median_ms if warm_n else None)  # fmt: skip
-    finally:
-        agent.stop()
+    def triples(i: int) -> list[tuple[str, str, int]]:
+        return [(t, *repos.manifest(t)) for t in tags(i)]
+
+    listing = work / f"{prefix}-batch.txt"
+    p_o = timed_runs(lambda i: client.publish_many(pub, listing, triples(i)), env, BATCH_REPS,
+                     budget_s=300)  # fmt: skip
+    p_n = None
+    if nc:
+        p_n = timed_runs(lambda i: [*(nc.stage(*x) for x in triples(i)), nc.publish_staged()],
+                         nc.env(), BATCH_REPS, budget_s=600)  # fmt: skip
+    report.add(f"sign {BATCH} tags: one `trustctl sign` / {BATCH} `notary addhash` + one `notary publish`,"
+               f" median ms [{where}]", "lower", p_o.median_ms, p_n.median_ms if p_n else None)  # fmt: skip
+
+    signed = tags(0)
+
+    def check(_i: int, out: str) -> None:
+        missing = [t for t in signed if repos.manifest(t)[0] not in out]
+        if missing:
+            raise RuntimeError(f"no digest for {missing[:3]} in {out[:300]!r}")
+
+    v_o = timed_runs(lambda i: client.verify_many(ver, signed), env, BATCH_REPS, check=check,
+                     budget_s=300)  # fmt: skip
+    v_n = None
+    if nc and cfg:
+        v_n = timed_runs(lambda i: [nc.lookup(cfg, t) for t in signed], nc.env(), BATCH_REPS,
+                         check=check, budget_s=600)  # fmt: skip
+    report.add(f"verify {BATCH} tags: one `trustctl verify` / {BATCH} `notary lookup`, warm cache,"
+               f" median ms [{where}]", "lower", v_o.median_ms, v_n.median_ms if v_n else None)  # fmt: skip
 
 
 def warm_api_ms(
@@ -414,7 +423,7 @@ def scale_size(
     Returns False when our list timed out (the caller skips it for larger sizes).
     """
     env = our_env()
-    reps = s.scale_reps[c.n]
+    reps = s.scale_reps.get(c.n, 3)
     mid, mid_n = repos.bulk_tag(c.n // 2), repos.bulk_tag(c.n_notary // 2)
     client, nc = c.client, c.nc
 
@@ -438,6 +447,7 @@ def scale_size(
         lambda i: client.verify(c.ver, mid), env, reps, check=digest_check(mid), budget_s=100
     )
     cold_n = warm_n = lst_n = None
+    cfg: Path | None = None
     if nc:
         cfg = nc.verifier(f"scale-{c.n_notary}")
         cold_n = timed_runs(lambda i: nc.lookup(cfg, mid_n), nc.env(), reps,
@@ -451,9 +461,7 @@ def scale_size(
                cold.median_ms, cold_n.median_ms if cold_n else None)  # fmt: skip
     report.add(f"verify 1 tag, fresh process, warm cache, median ms [{c.label}]", "lower",
                warm.median_ms, warm_n.median_ms if warm_n else None)  # fmt: skip
-    if isinstance(client, TrustctlClient):
-        agent_rows(report, client, c.pub, c.ver, c.label, mid, f"scale-{c.n}", p_n, cold_n,
-                   warm_n, reps)  # fmt: skip
+    batch_rows(report, client, c.pub, c.ver, nc, cfg, c.label, f"scale-{c.n}", work)
 
     listed = True
     if list_limit_s is None:
@@ -475,7 +483,7 @@ def scale_size(
 
     api = warm_api_ms(ours.url, str(ours.ca), c.gun, c.owner, work / f"api-scale-{c.n}", mid,
                       s.api_reps)  # fmt: skip
-    report.add(f"verify 1 tag, warm process, trustctl library API, median ms [{c.n:,} tags]", "lower",
+    report.add(f"verify 1 tag, warm process, `trustctl.api.Verifier`, median ms [{c.n:,} tags]", "lower",
                api, None, fmt="{:.1f}")  # fmt: skip
     return listed
 
@@ -603,8 +611,13 @@ def main(argv: list[str] | None = None) -> int:
         help="our client for the one-tag rows (see benchmarks/clients.py)",
     )
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    ap.add_argument(
+        "--sizes", type=int, nargs="+", metavar="N", help="repository sizes of the scale rows"
+    )
     args = ap.parse_args(argv)
     s = Settings.make(args.quick)
+    if args.sizes:
+        s.sizes = args.sizes
     deadline = T0 + s.budget_s
     work = Path(tempfile.mkdtemp(prefix="notary-bench-"))
     report = Report()
@@ -704,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
                 report,
                 "warm API",
                 lambda: report.add(
-                    f"verify 1 tag, warm process, trustctl library API, median ms [{SMALL_TAGS} tags]",
+                    f"verify 1 tag, warm process, `trustctl.api.Verifier`, median ms [{SMALL_TAGS} tags]",
                     "lower",
                     warm_api_ms(
                         ours_sqlite.url,
