@@ -32,13 +32,17 @@ GUN = "127.0.0.1:5000/bench/app"
 
 
 def _config(path: Path, url: str, ca: Path, trust: Path) -> Path:
-    path.write_text(json.dumps({"trust_dir": str(trust), "remote_server": {"url": url, "root_ca": str(ca)}}))
+    path.write_text(
+        json.dumps({"trust_dir": str(trust), "remote_server": {"url": url, "root_ca": str(ca)}})
+    )
     return path
 
 
 def _timed(argv: list[str]) -> float:
     started = time.perf_counter()
-    p = subprocess.run(argv, env={**base_env(), **NOTARY_CLIENT_ENV}, capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        argv, env={**base_env(), **NOTARY_CLIENT_ENV}, capture_output=True, text=True, check=False
+    )
     elapsed = time.perf_counter() - started
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:4])}…: {p.stderr.strip()[-300:]}")
@@ -46,7 +50,9 @@ def _timed(argv: list[str]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="notary-cli-bench-"))
@@ -68,12 +74,37 @@ def main(argv: list[str] | None = None) -> int:
             for name, (url, ca) in sides.items():
                 tag = f"v{i}"
                 times[name]["publish"].append(
-                    _timed([NOTARY_BIN, "-c", str(publisher[name]), "addhash", GUN, tag, "10",
-                            "--sha256", f"{i:064x}", "-p"])
+                    _timed(
+                        [
+                            NOTARY_BIN,
+                            "-c",
+                            str(publisher[name]),
+                            "addhash",
+                            GUN,
+                            tag,
+                            "10",
+                            "--sha256",
+                            f"{i:064x}",
+                            "-p",
+                        ]
+                    )
                 )
                 reader = work / name.split()[0] / f"reader-{i}"
                 times[name]["lookup"].append(
-                    _timed([NOTARY_BIN, "-d", str(reader), "-s", url, "--tlscacert", str(ca), "lookup", GUN, tag])
+                    _timed(
+                        [
+                            NOTARY_BIN,
+                            "-d",
+                            str(reader),
+                            "-s",
+                            url,
+                            "--tlscacert",
+                            str(ca),
+                            "lookup",
+                            GUN,
+                            tag,
+                        ]
+                    )
                 )
                 shutil.rmtree(reader, ignore_errors=True)
         ours_name, theirs_name = list(sides)

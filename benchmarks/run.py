@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import clients, repos
+from benchmarks import clients, repos, stacks
 from benchmarks.clients import (
     CLIENT_DEFAULT,
     LibraryClient,
@@ -61,6 +61,11 @@ from benchmarks.stacks import (
 from tests.pg import PostgresCluster
 
 SMALL_TAGS = 10
+SERVER_PROFILES: dict[str, dict[str, str]] = {
+    "configured": {},
+    "2x8": {"NOTARY_SERVER_WORKERS": "2", "NOTARY_SERVER_THREADS": "8"},
+    "1x16": {"NOTARY_SERVER_WORKERS": "1", "NOTARY_SERVER_THREADS": "16"},
+}
 
 
 def _granian_version() -> str:
@@ -614,10 +619,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--sizes", type=int, nargs="+", metavar="N", help="repository sizes of the scale rows"
     )
+    ap.add_argument(
+        "--server-profile",
+        choices=sorted(SERVER_PROFILES),
+        default="configured",
+        help="our server's workers x threads: its configured default, or one of the documented profiles",
+    )
+    ap.add_argument(
+        "--notary-build-cap", type=float, metavar="S",
+        help="longest notary may take to build one large repository (default: 30 s quick, 240 s full)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     s = Settings.make(args.quick)
     if args.sizes:
         s.sizes = args.sizes
+    if args.notary_build_cap:
+        s.notary_build_cap_s = args.notary_build_cap
+    stacks.SERVER_ENV.update(SERVER_PROFILES[args.server_profile])
+    if stacks.SERVER_ENV:
+        w, t = (
+            stacks.SERVER_ENV["NOTARY_SERVER_WORKERS"],
+            stacks.SERVER_ENV["NOTARY_SERVER_THREADS"],
+        )
+        WSGI_LABEL.update(granian=f"granian {w} workers x {t} blocking threads",
+                          gunicorn=f"gunicorn gthread {w}x{t}")  # fmt: skip
     deadline = T0 + s.budget_s
     work = Path(tempfile.mkdtemp(prefix="notary-bench-"))
     report = Report()
@@ -758,7 +783,8 @@ def main(argv: list[str] | None = None) -> int:
             f" {s.reps} runs (scale rows: {', '.join(f'{n:,}: {r}' for n, r in s.scale_reps.items())})"
         ),
         (
-            f"- ours: notary-server under {WSGI_LABEL.get(main_wsgi, main_wsgi)} (its configured default),"
+            f"- ours: notary-server under {WSGI_LABEL.get(main_wsgi, main_wsgi)} (server profile"
+            f" {args.server_profile}: {stacks.SERVER_ENV or 'its configured default'}),"
             " notary-signer under gunicorn, 1 worker; notary: notary-server +"
             " notary-signer 0.7.0 (Debian), log level warn; PostgreSQL: one throwaway cluster (fsync off) for both"
         ),

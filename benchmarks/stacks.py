@@ -210,9 +210,13 @@ class OurStack:
         self.stack.stop()
 
 
+SERVER_ENV: dict[str, str] = {}
+"""Extra ``NOTARY_SERVER_*`` settings of our servers (run.py's ``--server-profile``)."""
+
+
 def start_ours(label: str, work: Path, database_url: str | None) -> OurStack:
     work.mkdir(parents=True, exist_ok=True)
-    return OurStack(label, start_stack(work, database_url), work)
+    return OurStack(label, start_stack(work, database_url, **SERVER_ENV), work)
 
 
 def wsgi_server_of(stack: OurStack) -> str:

@@ -255,7 +255,6 @@ def _verify_all(
     Raises:
         TrustctlError: only what makes every answer impossible with one reference.
     """
-    from trustctl.notary.verify import NOTARY, dialect_of
     from trustctl.verify import verify_tag
 
     answers: dict[int, VerifiedTag | TrustctlError] = {}
@@ -266,7 +265,7 @@ def _verify_all(
     for gun, indexes in by_gun.items():
         with tctx.trust.lock(gun):
             try:
-                if dialect_of(tctx, gun, tofu=tofu) == NOTARY:
+                if _is_notary(tctx, gun, tofu=tofu):
                     from trustctl.notary.verify import verify_notary_tag
 
                     for i in indexes:
@@ -310,6 +309,16 @@ def _verify_all(
                 except TrustctlError as e:
                     answers[i] = e
     return [answers[i] for i in range(len(refs))]
+
+
+def _is_notary(tctx: TrustContext, gun: str, *, tofu: bool) -> bool:
+    """Whether ``gun`` is verified as a Notary-dialect repository (a pinned TUF root
+    answers at once, without loading the Notary support and its X.509 code)."""
+    if tctx.trust.pinned(gun) is not None:
+        return False
+    from trustctl.notary.verify import NOTARY, dialect_of
+
+    return dialect_of(tctx, gun, tofu=tofu) == NOTARY
 
 
 def _as_requested(ref: ImageRef, v: VerifiedTag) -> VerifiedTag:
