@@ -267,3 +267,54 @@ def test_a_root_rotation_is_followed_after_the_old_root_certificate_expired(tmp_
     with pytest.raises(TrustctlError, match="expired") as e:
         refresh(repo, tmp_path, now=later)
     assert e.value.code == "STALE"
+
+
+def test_the_migration_plan_carries_what_verified_and_says_why_it_leaves_the_rest(
+    tmp_path: Path,
+) -> None:
+    from trustctl.notary.migrate import plan_migration
+
+    alice, bob, carol, team = Signing.bare(), Signing.bare(), Signing.bare(), Signing.bare()
+    repo = Repo()
+    repo.set_root(1)
+    top = repo.owner.targets_signed(
+        1,
+        {"v1": b"owner", "v2": b"owner too"},
+        [
+            ("targets/releases", [alice, bob], [""]),
+            ("targets/alice", [alice], [""]),
+            ("targets/bob", [bob], [""]),
+            ("targets/carol", [carol], ["beta-"]),
+            ("targets/team", [team], [""]),
+        ],
+    )
+    top["delegations"]["roles"][0]["threshold"] = 2
+    releases = delegated("targets/releases", 1, {"v3": b"signed by two"}, alice, bob)
+    carol_role = delegated("targets/carol", 1, {"beta-1": b"b", "v9": b"outside her paths"}, carol)
+    team_role = delegated(
+        "targets/team", 1, {}, team, children=[("targets/team/ci", [carol], [""])]
+    )
+    ci = delegated("targets/team/ci", 1, {"v-ci": b"nested"}, carol)
+    roles = {
+        "targets": signed_file(top, repo.owner.targets),
+        "targets/releases": releases,
+        "targets/carol": carol_role,
+        "targets/team": team_role,
+        "targets/team/ci": ci,
+    }
+    repo.publish(1, roles)
+    plan = plan_migration(refresh(repo, tmp_path), GUN)
+    assert {t.tag: t.source_role for t in plan.tags} == {
+        "v1": "targets",
+        "v2": "targets",
+        "v3": "targets/releases",
+        "beta-1": "targets/carol",
+        "v-ci": "targets/team/ci",
+    }
+    assert {t.tag: t.sha256 for t in plan.tags}["v3"] == digest(b"signed by two")
+    assert {s.name: len(s.keys) for s in plan.signers} == {"alice": 1, "bob": 1, "team": 1}
+    assert plan.threshold == 2
+    skipped = {s.what: s.reason for s in plan.skipped}
+    assert "outside the paths delegated" in skipped["tag v9 (targets/carol)"]
+    assert "widen its rights" in skipped["delegation targets/carol"]
+    assert "nested delegations" in skipped["delegation targets/team/ci"]
