@@ -83,23 +83,58 @@ def check_delegated_role(role: str) -> str:
     return role
 
 
-def target_path_problem(path: str, max_length: int = MAX_TARGET_PATH_LENGTH) -> str | None:
-    """Say what is wrong with a target path, or None when it is acceptable.
+#: The OCI distribution grammar for tags: what a target name without '/' must be.
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+#: Scripts with letters that look like each other's (Latin "a", Cyrillic "а", Greek "α"):
+#: one segment of a path-like target name may use letters of one of them only.
+_LOOKALIKE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC"})
 
-    Target paths are tags or path-like names. Refused: empty, too long, not NFC
-    normalised, control characters, backslashes, a leading ``/`` and ``.``/``..``
-    segments.
+
+def _script(c: str) -> str:
+    return unicodedata.name(c, "UNKNOWN").split(" ", 1)[0]
+
+
+def target_path_problem(path: str, max_length: int = MAX_TARGET_PATH_LENGTH) -> str | None:
+    """Say what is wrong with a target name, or None when it is acceptable.
+
+    A name without ``/`` is a tag: it must follow the OCI distribution grammar for
+    tags, ``[A-Za-z0-9_][A-Za-z0-9._-]{0,127}``, so a tag has exactly one spelling.
+    A path-like name (with ``/``) must be NFC and NFKC-stable (no full-width forms,
+    no-break spaces or other compatibility characters), contain no control, format,
+    unassigned or separator characters other than the ASCII space (no U+2028, no
+    zero-width characters), no backslash, no leading ``/``, no empty, ``.`` or ``..``
+    segment, and no segment that mixes letters of look-alike scripts (Latin, Cyrillic,
+    Greek, Armenian, Cherokee, Coptic).
     """
     if not path:
         return "empty target path"
     if len(path) > max_length:
         return f"target path longer than {max_length} characters"
+    if "/" not in path:
+        if not _TAG_RE.fullmatch(path):
+            return (
+                "a target name without '/' is a tag and must follow the OCI tag grammar "
+                "[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
+            )
+        return None
     if unicodedata.normalize("NFC", path) != path:
         return "target path is not NFC-normalised"
-    if any(unicodedata.category(c).startswith("C") for c in path):
-        return "target path contains control or unassigned characters"
+    if unicodedata.normalize("NFKC", path) != path:
+        return "target path contains compatibility characters (full-width forms, no-break spaces, ...)"
+    for c in path:
+        category = unicodedata.category(c)
+        if category.startswith("C") or (category.startswith("Z") and c != " "):
+            return f"target path contains an invisible, control or separator character (U+{ord(c):04X})"
     if "\\" in path or path.startswith("/"):
         return "target path contains a backslash or starts with '/'"
-    if any(seg in ("", ".", "..") for seg in path.split("/")):
+    segments = path.split("/")
+    if any(seg in ("", ".", "..") for seg in segments):
         return "target path contains an empty, '.' or '..' segment"
+    for seg in segments:
+        scripts = {_script(c) for c in seg if unicodedata.category(c).startswith("L")}
+        if len(scripts & _LOOKALIKE_SCRIPTS) > 1:
+            return (
+                "target path mixes letters of look-alike scripts in one segment "
+                f"({', '.join(sorted(scripts & _LOOKALIKE_SCRIPTS)).lower()})"
+            )
     return None

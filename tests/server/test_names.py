@@ -60,8 +60,44 @@ def test_bad_roles(role: str) -> None:
 
 @pytest.mark.parametrize(
     "path, problem",
-    [("v1.2.3", None), ("a/b", None), ("v1\n", "control"), ("../x", "'..'"), ("/x", "'/'"), ("e\u0301", "NFC")],
+    [
+        ("v1.2.3", None),
+        ("a/b", None),
+        ("_latest", None),
+        ("docs/руководство", None),  # one script per segment: fine
+        ("a/b c", None),
+        ("v1\n", "OCI tag grammar"),
+        ("../x", "'..'"),
+        ("/x", "'/'"),
+        ("e\u0301", "OCI tag grammar"),
+        ("a/e\u0301", "NFC"),
+        ("a/b\nc", "control"),
+    ],
 )
 def test_target_paths(path: str, problem: str | None) -> None:
     found = target_path_problem(path)
-    assert (found is None) if problem is None else (problem in found)
+    assert (found is None) if problem is None else (problem in found), found
+
+
+#: Names that look like a tag (or a path) a deployer knows, but are other strings
+#: (issue 10, row 12). Each would be a second target that reads like the first.
+LOOK_ALIKES = {
+    "tag with U+2028 line separator": "v1\u2028",
+    "tag with a no-break space": "v1\u00a0",
+    "tag in full-width letters": "\uff56\uff11",
+    "tag with a Cyrillic e": "r\u0435lease",
+    "tag with a zero-width space": "v\u200b1",
+    "tag starting with a dash": "-v1",
+    "tag longer than 128 characters": "v" * 129,
+    "path with U+2028": "team/v1\u2028",
+    "path with a no-break space": "team/v1\u00a0x",
+    "path in full-width letters": "team/\uff56\uff11",
+    "path with a Cyrillic a among Latin letters": "team/\u0430pp",
+    "path with a zero-width joiner": "team/a\u200db",
+    "path with a right-to-left override": "team/\u202egpj.exe",
+}
+
+
+@pytest.mark.parametrize("path", LOOK_ALIKES.values(), ids=LOOK_ALIKES.keys())
+def test_look_alike_target_names_are_refused(path: str) -> None:
+    assert target_path_problem(path) is not None
