@@ -6,6 +6,8 @@ Routes (all JSON; errors as ``{"errors": [{"code", "message", "detail"}]}``):
 * ``GET /v1/keys?gun=&role=`` -> 200 ``{"keys": [key object, ...]}`` oldest first
 * ``GET /v1/keys/<keyid>`` -> 200 key object
 * ``DELETE /v1/keys/<keyid>`` -> 204
+* ``POST /v1/keys/retire`` ``{"gun"}`` -> 200 ``{"retired": [keyid, ...]}``: every key of
+  a deleted repository destroyed, so that none is reused for a new owner of the name
 * ``POST /v1/sign`` ``{"keyid", "gun", "role", "payload": base64}`` -> 200 ``{"keyid", "sig"}``
 * ``POST /v1/sign/batch`` ``{"gun", "timestamp": {"keyids": [...], "payload": base64},
   "snapshot"?: {"keyids": [...], "payload": base64}}`` -> 200 ``{"snapshot": {"signatures":
@@ -78,6 +80,12 @@ def get_key(keyid: str) -> Response:
 def delete_key(keyid: str) -> tuple[str, int]:
     _service().delete_key(_keyid(keyid))
     return "", 204
+
+
+@bp.post("/v1/keys/retire")
+def retire_keys() -> Response:
+    retired = _service().retire_keys(_field(_json_body(), "gun"))
+    return jsonify({"retired": [k.keyid for k in retired]})
 
 
 @bp.post("/v1/sign")

@@ -281,6 +281,14 @@ class SignerClient:
         """
         self._request("DELETE", f"/v1/keys/{keyid}")
 
+    def retire_keys(self, gun: str) -> list[str]:
+        """See :meth:`KeyService.retire_keys`."""
+        answer = self._request("POST", "/v1/keys/retire", {"gun": gun})
+        retired = answer.get("retired") if isinstance(answer, dict) else None
+        if not isinstance(retired, list) or not all(isinstance(k, str) for k in retired):
+            raise SignerUnavailableError("signer answered a malformed retirement")
+        return retired
+
     def get_signer(self, gun: str, role: str, key: Key) -> Signer:
         """See :meth:`KeyService.get_signer`."""
         return RemoteSigner(key, gun, role, self)
@@ -418,6 +426,10 @@ class LocalKeyService:
     def list_keys(self, gun: str, role: str) -> list[Key]:
         """See :meth:`KeyService.list_keys`."""
         return [k.public_key for k in self.service.list_keys(gun, role)]
+
+    def retire_keys(self, gun: str) -> list[str]:
+        """See :meth:`KeyService.retire_keys`."""
+        return [k.keyid for k in self.service.retire_keys(gun)]
 
     def get_signer(self, gun: str, role: str, key: Key) -> Signer:
         """See :meth:`KeyService.get_signer`."""

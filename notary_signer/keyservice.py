@@ -39,6 +39,15 @@ class KeyService(Protocol):
     def list_keys(self, gun: str, role: str) -> list[Key]:
         """Public keys the signer holds for ``gun``/``role``, oldest first."""
 
+    def retire_keys(self, gun: str) -> list[str]:
+        """Destroy every key the signer holds for ``gun`` (its repository was deleted),
+        so that they never sign again and never serve a later owner of the name.
+        Returns the retired key ids.
+
+        Raises:
+            SignerUnavailableError: the signer cannot be reached.
+        """
+
     def get_signer(self, gun: str, role: str, key: Key) -> Signer:
         """A securesystemslib ``Signer`` that signs with ``key`` inside the signer.
 

@@ -26,6 +26,7 @@ from securesystemslib.signer import Signature
 from notary_signer import policy
 from notary_signer.envelope import metadata_bytes
 from notary_signer.errors import BadRequestError, SignerRefusedError
+from notary_signer.keyservice import ONLINE_ROLES
 from notary_signer.keystore import KeyStore, StoredKey
 
 __all__ = ["MAX_BATCH_KEYS", "BatchSignatures", "SigningService", "point_at"]
@@ -101,6 +102,27 @@ class SigningService:
             KeyNotFoundError: no such key.
         """
         self.keystore.delete(keyid)
+
+    def retire_keys(self, gun: str) -> list[StoredKey]:
+        """Retire every key of ``gun`` (the repository was deleted): the private keys
+        are destroyed, so they never sign again and are never handed to whoever
+        creates a repository of the same name later. Returns the retired keys.
+
+        Raises:
+            BadRequestError: malformed GUN.
+        """
+        policy.check_gun(gun)
+        retired = [k for role in sorted(ONLINE_ROLES) for k in self.keystore.list(gun, role)]
+        for key in retired:
+            self.keystore.delete(key.keyid)
+        if retired:
+            logger.warning(
+                "retired %d key(s) of %s (repository deleted): %s",
+                len(retired),
+                gun,
+                ", ".join(f"{k.role} {k.keyid}" for k in retired),
+            )
+        return retired
 
     def sign(self, keyid: str, gun: str, role: str, payload: bytes) -> Signature:
         """Sign ``payload`` with ``keyid`` if the policy allows it.

@@ -245,3 +245,21 @@ def test_unexpected_errors_are_json_500() -> None:
     resp = client.get(f"/v1/keys/{'0' * 64}")
     assert resp.status_code == 500 and error_code(resp) == "INTERNAL_ERROR"
     assert b"secret detail" not in resp.data
+
+
+def test_retiring_a_guns_keys_destroys_them_and_only_them(client: FlaskClient) -> None:
+    """Issue 9, case 5: a deleted repository's online keys never sign again."""
+    ts, snap = create(client), create(client, role="snapshot")
+    other = create(client, gun=OTHER_GUN)
+    resp = client.post("/v1/keys/retire", json={"gun": GUN})
+    assert resp.status_code == 200
+    assert sorted(js(resp)["retired"]) == sorted([ts["keyid"], snap["keyid"]])
+    for key in (ts, snap):
+        assert error_code(client.get(f"/v1/keys/{key['keyid']}")) == "KEY_NOT_FOUND"
+    assert error_code(sign(client, ts, timestamp_payload())) == "KEY_NOT_FOUND"
+    assert js(client.get("/v1/keys", query_string={"gun": GUN, "role": "timestamp"}))["keys"] == []
+    assert sign(client, other, timestamp_payload()).status_code == 200
+    # nothing left: retiring again is harmless; a malformed name is refused
+    assert js(client.post("/v1/keys/retire", json={"gun": GUN}))["retired"] == []
+    assert error_code(client.post("/v1/keys/retire", json={"gun": "bad gun\n"})) == "BAD_REQUEST"
+    assert error_code(client.post("/v1/keys/retire", json={})) == "BAD_REQUEST"
