@@ -92,11 +92,13 @@ class TokenAuth:
         return cls(root_certs=certs, **kwargs)
 
     def challenge(self, required: list[Access], error: str | None = None) -> str:
-        parts = [f'realm="{self.realm}"', f'service="{self.service}"']
+        """The ``WWW-Authenticate`` value. Names in the scope are validated before they
+        get here (``notary_server.app``); quoting escapes the rest (RFC 9110 quoted-string)."""
+        parts = [f"realm={_quoted(self.realm)}", f"service={_quoted(self.service)}"]
         if required:
-            parts.append(f'scope="{" ".join(a.scope() for a in required)}"')
+            parts.append(f"scope={_quoted(' '.join(a.scope() for a in required))}")
         if error:
-            parts.append(f'error="{error}"')
+            parts.append(f"error={_quoted(error)}")
         return "Bearer " + ",".join(parts)
 
     def check(self, authorization: str | None, required: list[Access]) -> None:
@@ -156,8 +158,11 @@ class TokenAuth:
         if header.get("alg") not in ALGORITHMS:
             raise ValueError(f"algorithm {header.get('alg')!r} is not accepted")
         chain = header.get("x5c")
-        if chain:
-            leaf = x509.load_der_x509_certificate(base64.b64decode(chain[0]))
+        if chain is not None:
+            if not isinstance(chain, list) or not chain or not all(isinstance(c, str) for c in chain):
+                raise ValueError("x5c must be a non-empty list of base64 certificates")
+            leaf = x509.load_der_x509_certificate(base64.b64decode(chain[0], validate=True))
+            self._check_validity(leaf)
             for root in self.roots:
                 if leaf == root:
                     return leaf.public_key()
@@ -169,12 +174,22 @@ class TokenAuth:
             raise ValueError("the token's certificate does not chain to the root bundle")
         kid = header.get("kid")
         if kid is not None:
-            if kid not in self.keys:
+            if not isinstance(kid, str) or kid not in self.keys:
                 raise ValueError("the token's key id is not in the root bundle")
             return self.keys[kid]
         if len(self.keys) == 1:
             return next(iter(self.keys.values()))
         raise ValueError("the token names no key (kid or x5c)")
+
+    def _check_validity(self, cert: x509.Certificate) -> None:
+        """The certificate is inside its validity period at our clock, give or take the leeway."""
+        from datetime import timedelta
+
+        now, leeway = self.clock(), timedelta(seconds=self.leeway)
+        if now + leeway < cert.not_valid_before_utc:
+            raise ValueError("the token's certificate is not valid yet")
+        if now - leeway > cert.not_valid_after_utc:
+            raise ValueError("the token's certificate has expired")
 
     def _unauthorized(
         self, required: list[Access], message: str, error: str | None = None
@@ -184,6 +199,12 @@ class TokenAuth:
         )
         err.headers = {"WWW-Authenticate": self.challenge(required, error)}
         return err
+
+
+def _quoted(value: str) -> str:
+    """An HTTP quoted-string: backslash and double quote escaped, control characters dropped."""
+    clean = "".join(c for c in value if c == "\t" or " " <= c != "\x7f")
+    return '"' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _granted(access: Any) -> dict[tuple[str, str], set[str]]:

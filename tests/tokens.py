@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from notary_server.auth import libtrust_kid
@@ -79,6 +81,57 @@ class Issuer:
         }
         hdr = {"kid": libtrust_kid(self.key.public_key()), **(headers or {})}
         return jwt.encode(claims, self.key, algorithm=self.algorithm, headers=hdr)
+
+
+def x5c_token(
+    issuer: Issuer,
+    access: list[dict[str, Any]],
+    *,
+    not_before: datetime,
+    not_after: datetime,
+    expires_in: float = 300,
+) -> str:
+    """A token signed by a leaf key whose certificate (issued by ``issuer``, valid from
+    ``not_before`` to ``not_after``) travels in the ``x5c`` header, as Docker's token
+    servers send it."""
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "token leaf")]))
+        .issuer_name(issuer.cert.subject)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .sign(issuer.key, hashes.SHA256())
+    )
+    now = time.time()
+    claims = {
+        "iss": ISSUER,
+        "aud": SERVICE,
+        "exp": int(now + expires_in),
+        "nbf": int(now - 1),
+        "iat": int(now),
+        "access": access,
+    }
+    x5c = [base64.b64encode(leaf.public_bytes(serialization.Encoding.DER)).decode()]
+    return jwt.encode(claims, leaf_key, algorithm="ES256", headers={"x5c": x5c})
+
+
+def raw_header_token(issuer: Issuer, access: list[dict[str, Any]], header: dict[str, Any]) -> str:
+    """A token signed by ``issuer`` with ``header`` as its JOSE header, verbatim."""
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": SERVICE, "exp": now + 300, "iat": now, "access": access}
+    enc = jwt.utils.base64url_encode
+    signing_input = (
+        enc(json.dumps({"alg": "ES256", "typ": "JWT", **header}).encode())
+        + b"."
+        + enc(json.dumps(claims).encode())
+    )
+    der = issuer.key.sign(signing_input, ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(der)
+    signature = enc(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+    return (signing_input + b"." + signature).decode()
 
 
 def repo_access(gun: str, *actions: str) -> list[dict[str, Any]]:
