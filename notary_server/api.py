@@ -1,14 +1,19 @@
 """HTTP routes: thin views that parse a request, call :class:`TrustService`, render.
 
 Routes (DESIGN section 3), under ``/v2/<gun>/_trust/tuf/``. Role names may contain
-``/`` and may arrive percent-encoded (python-tuf quotes them); Werkzeug decodes
-``%2F`` before routing, so file names are matched with a ``path`` converter and then
-split with the regular expressions below.
+``/`` and may arrive percent-encoded (python-tuf quotes them); the WSGI server decodes
+the path once (``%2F`` included) before routing, so file names are matched with a
+``path`` converter and then split by :func:`tuf_file`. That one decoding is the only
+one: authorisation (``notary_server.app.required_access``), the views and the fast
+path all read the same decoded name through :func:`tuf_file`, so no name can mean one
+thing to the authorisation check and another to the view (``timestamp%252Ekey``
+is the file name ``timestamp%2Ekey``, which names nothing).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -21,13 +26,16 @@ from notary_server.notary.service import notary_key
 from notary_server.service import TrustService
 from notary_server.storage import StoredFile
 
-__all__ = ["bp"]
+__all__ = ["MAX_VERSION_DIGITS", "TufFile", "bp", "lookup_metadata", "tuf_file"]
 
 bp = Blueprint("tuf", __name__)
 
+#: Digits of the largest version a client can fetch by number (see validation.MAX_VERSION).
+MAX_VERSION_DIGITS = 10
+
 # Used with fullmatch: "$" would let a trailing newline through.
 _KEY = re.compile(r"(?P<role>[a-z]+)\.key")
-_BY_VERSION = re.compile(r"(?P<version>[0-9]{1,10})\.(?P<role>.+)\.json")
+_BY_VERSION = re.compile(rf"(?P<version>[0-9]{{1,{MAX_VERSION_DIGITS}}})\.(?P<role>.+)\.json")
 _BY_CHECKSUM = re.compile(r"(?P<role>.+)\.(?P<sha256>[0-9a-f]{64})\.json")
 _CURRENT = re.compile(r"(?P<role>.+)\.json")
 
@@ -53,28 +61,52 @@ def ping() -> Response:
     return jsonify({})
 
 
+@dataclass(frozen=True)
+class TufFile:
+    """What a file name under ``.../_trust/tuf/`` asks for."""
+
+    kind: str  # "key", "version", "checksum" or "current"
+    role: str
+    version: int = 0
+    sha256: str = ""
+
+
+def tuf_file(filename: str) -> TufFile | None:
+    """The one reading of a (once-decoded) file name; None when it names nothing."""
+    if m := _KEY.fullmatch(filename):
+        return TufFile("key", m["role"])
+    if m := _BY_VERSION.fullmatch(filename):
+        return TufFile("version", m["role"], version=int(m["version"]))
+    if m := _BY_CHECKSUM.fullmatch(filename):
+        return TufFile("checksum", m["role"], sha256=m["sha256"])
+    if m := _CURRENT.fullmatch(filename):
+        return TufFile("current", m["role"])
+    return None
+
+
 def lookup_metadata(svc: TrustService, gun: str, filename: str) -> tuple[StoredFile, str] | None:
     """The stored file a metadata file name asks for, with its Cache-Control; None
     when the name is not a metadata file name (``*.key`` included).
 
     Shared by the Flask view and the WSGI fast path (notary_server/fastpath.py).
     """
-    if m := _BY_VERSION.fullmatch(filename):
-        return svc.get_version(gun, m["role"], int(m["version"])), IMMUTABLE
-    if m := _BY_CHECKSUM.fullmatch(filename):
-        return svc.get_checksum(gun, m["role"], m["sha256"]), IMMUTABLE
-    if m := _CURRENT.fullmatch(filename):
-        max_age = svc.config.current_max_age_seconds
-        return svc.get_current(gun, m["role"]), f"public, max-age={max_age}, must-revalidate"
-    return None
+    f = tuf_file(filename)
+    if f is None or f.kind == "key":
+        return None
+    if f.kind == "version":
+        return svc.get_version(gun, f.role, f.version), IMMUTABLE
+    if f.kind == "checksum":
+        return svc.get_checksum(gun, f.role, f.sha256), IMMUTABLE
+    max_age = svc.config.current_max_age_seconds
+    return svc.get_current(gun, f.role), f"public, max-age={max_age}, must-revalidate"
 
 
 @bp.get("/v2/<path:gun>/_trust/tuf/<path:filename>")
 def get_metadata(gun: str, filename: str) -> Response | tuple[Response, int]:
     svc = service()
-    filename = unquote(filename)
-    if m := _KEY.fullmatch(filename):
-        key = svc.server_key(gun, m["role"])
+    f = tuf_file(filename)
+    if f is not None and f.kind == "key":
+        key = svc.server_key(gun, f.role)
         return _key_response(svc, gun, key, 200)
     found = lookup_metadata(svc, gun, filename)
     if found is None:
@@ -84,11 +116,11 @@ def get_metadata(gun: str, filename: str) -> Response | tuple[Response, int]:
 
 @bp.post("/v2/<path:gun>/_trust/tuf/<path:filename>")
 def rotate_key(gun: str, filename: str) -> tuple[Response, int]:
-    m = _KEY.fullmatch(unquote(filename))
-    if not m:
+    f = tuf_file(filename)
+    if f is None or f.kind != "key":
         raise errors.MethodNotAllowedError("POST is allowed on .../timestamp.key and .../snapshot.key")
     svc = service()
-    key = svc.rotate_server_key(gun, m["role"])
+    key = svc.rotate_server_key(gun, f.role)
     return _key_response(svc, gun, key, 201)
 
 
@@ -113,7 +145,7 @@ def delete(gun: str) -> Response:
 
 
 def _pending_role(filename: str) -> str:
-    m = _CURRENT.fullmatch(unquote(filename))
+    m = _CURRENT.fullmatch(filename)
     if not m:
         raise errors.MetadataNotFoundError(f"no such pending file: {filename[:100]!r}")
     return m["role"]

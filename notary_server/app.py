@@ -17,7 +17,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from notary_server import errors
-from notary_server.api import bp
+from notary_server.api import bp, tuf_file
 from notary_server.auth import Access, TokenAuth
 from notary_server.config import ServerConfig
 from notary_server.errors import REQUEST_ID_HEADER
@@ -48,15 +48,24 @@ def request_id() -> str:
     return rid
 
 
+#: The grant that makes a token an administrator's (it also reads the global change feed).
+ADMIN = Access("registry", "catalog", ("*",))
+
+
 def required_access(endpoint: str | None, args: dict[str, Any]) -> list[Access] | None:
-    """The grants a route needs; None for routes open to everyone (health, metrics)."""
+    """The grants a route needs; None for routes open to everyone (health, metrics).
+
+    The file name is read by :func:`notary_server.api.tuf_file`, exactly as the view
+    reads it: a name is a key request here if and only if it is one there.
+    """
     gun = str(args.get("gun", ""))
 
     def repo(*actions: str) -> list[Access]:
         return [Access("repository", gun, actions)]
 
     if endpoint == "tuf.get_metadata":
-        return repo("push", "pull") if str(args.get("filename", "")).endswith(".key") else repo("pull")
+        wanted = tuf_file(str(args.get("filename", "")))
+        return repo("push", "pull") if wanted is not None and wanted.kind == "key" else repo("pull")
     if endpoint in ("tuf.publish", "tuf.put_pending", "tuf.delete_pending"):
         return repo("push", "pull")
     if endpoint == "tuf.get_pending":
@@ -66,10 +75,20 @@ def required_access(endpoint: str | None, args: dict[str, Any]) -> list[Access] 
     if endpoint == "tuf.gun_changefeed":
         return repo("pull")
     if endpoint == "tuf.all_changefeed":
-        return [Access("registry", "catalog", ("*",))]
+        return [ADMIN]
     if endpoint in ("health", "render_metrics"):
         return None
     return []  # /v2/ ping and unknown routes: any valid token
+
+
+def _is_admin(auth: TokenAuth, authorization: str | None) -> bool:
+    if not authorization:
+        return False
+    try:
+        auth.check(authorization, [ADMIN])
+    except errors.UnauthorizedError:
+        return False
+    return True
 
 
 def build_service(
@@ -129,8 +148,16 @@ def create_app(
 
     @app.get("/_notary_server/health")
     def health() -> tuple[Response, int]:
+        """``{"status": "ok"}`` or 503 ``{"status": "unavailable"}`` for everyone; what is
+        wrong (internal addresses, error text) only for an admin token. Without token
+        authentication there is no admin: the problems go to the log only."""
         problems = service.health()
-        return jsonify(problems), (503 if problems else 200)
+        for component, problem in problems.items():
+            logger.warning("health check: %s: %s", component, problem)
+        body: dict[str, Any] = {"status": "unavailable" if problems else "ok"}
+        if problems and auth is not None and _is_admin(auth, request.headers.get("Authorization")):
+            body["problems"] = problems
+        return jsonify(body), (503 if problems else 200)
 
     @app.get("/metrics")
     def render_metrics() -> Response:
@@ -174,6 +201,10 @@ def create_app(
         def authorize() -> None:
             required = required_access(request.endpoint, request.view_args or {})
             if required is not None:
+                for access in required:
+                    if access.type == "repository":
+                        # the challenge quotes the name: only a valid one gets that far
+                        service.check_gun(access.name)
                 token_auth.check(request.headers.get("Authorization"), required)
 
     @app.after_request

@@ -16,7 +16,6 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import unquote
 
 from werkzeug.http import HTTP_STATUS_CODES, http_date
 
@@ -57,7 +56,7 @@ class FastReads:
         gun, _, filename = decoded[len("/v2/") :].partition(_MARK)
         rid = new_request_id(environ.get("HTTP_X_REQUEST_ID"))
         try:
-            found = lookup_metadata(self.service, gun, unquote(filename))
+            found = lookup_metadata(self.service, gun, filename)  # decoded once, as Flask's
         except NotaryError as e:
             if e.http_status >= 500 or e.headers:
                 return self.app(environ, start_response)  # Flask logs those

@@ -166,3 +166,57 @@ def test_token_misuse_is_refused_and_changes_nothing(case: Misuse, authed, issue
     assert resp.headers["WWW-Authenticate"].startswith("Bearer realm=")
     after = {r: authed.get(f"/v2/{GUN}/_trust/tuf/{r}.json", headers=admin).data for r in before}
     assert after == before
+
+
+def _x5c_at(issuer: Issuer, not_before, not_after) -> dict[str, str]:
+    from tests.tokens import x5c_token
+
+    return bearer(x5c_token(issuer, repo_access(GUN, "pull"), not_before=not_before, not_after=not_after))
+
+
+#: Certificate validity against the injected clock, with the 30 s leeway (issue 10, row 6).
+VALIDITY = {
+    "valid now": (-3600, 3600, 404),
+    "expired 20 s ago: inside the leeway": (-3600, -20, 404),
+    "expired 60 s ago": (-3600, -60, 401),
+    "valid in 20 s: inside the leeway": (20, 3600, 404),
+    "valid in 60 s": (60, 3600, 401),
+}
+
+
+@pytest.mark.parametrize("case", VALIDITY.values(), ids=VALIDITY.keys())
+def test_x5c_certificates_must_be_valid_at_the_servers_clock(authed, issuer, clock, case) -> None:
+    from datetime import timedelta
+
+    start, end, status = case
+    headers = _x5c_at(issuer, clock.now + timedelta(seconds=start), clock.now + timedelta(seconds=end))
+    assert authed.get(f"/v2/{GUN}/_trust/tuf/root.json", headers=headers).status_code == status
+
+
+def test_the_challenge_never_carries_an_unvalidated_name(authed) -> None:
+    resp = authed.get('/v2/127.0.0.1:5000/x",realm="https:%2F%2Fevil/_trust/tuf/root.json')
+    assert error_code(resp)[:2] == (400, "INVALID_GUN")
+    assert "WWW-Authenticate" not in resp.headers
+
+
+def test_a_double_encoded_key_name_is_not_a_key_request(authed, issuer, keyservice) -> None:
+    pull = bearer(issuer.token(repo_access(GUN, "pull")))
+    resp = authed.get(f"/v2/{GUN}/_trust/tuf/timestamp%252Ekey", headers=pull)
+    assert resp.status_code == 404 and keyservice.list_keys(GUN, "timestamp") == []
+
+
+def test_health_details_go_to_admin_tokens_only(service, issuer, tmp_path: Path) -> None:
+    from tests.server.test_freshness import SignerDown
+
+    service.keys = SignerDown(service.keys)
+    auth = TokenAuth.from_bundle(
+        str(issuer.write_bundle(tmp_path / "b.pem")), realm=REALM, service=SERVICE, issuer=ISSUER, clock=service.clock
+    )
+    for app in (create_app(service=service), create_app(service=service, auth=auth)):
+        with app.test_client() as c:
+            resp = c.get("/_notary_server/health")
+            assert (resp.status_code, resp.get_json()) == (503, {"status": "unavailable"})
+    admin = bearer(issuer.token([{"type": "registry", "name": "catalog", "actions": ["*"]}]))
+    with create_app(service=service, auth=auth).test_client() as c:
+        body = c.get("/_notary_server/health", headers=admin).get_json()
+        assert body["status"] == "unavailable" and "connection refused" in body["problems"]["signer"]
