@@ -30,7 +30,7 @@ __all__ = ["MAX_VERSION_DIGITS", "TufFile", "bp", "lookup_metadata", "tuf_file"]
 
 bp = Blueprint("tuf", __name__)
 
-#: Digits of the largest version a client can fetch by number (see validation.MAX_VERSION).
+#: Digits of the largest version a client can fetch by number (see storage.MAX_VERSION).
 MAX_VERSION_DIGITS = 10
 
 # Used with fullmatch: "$" would let a trailing newline through.

@@ -126,10 +126,20 @@ def renew(config_path: str | None) -> None:
     config = _load(config_path)
     configure_logging(config.log_level)
     from notary_server.app import build_service
+    from notary_server.errors import NotaryError
 
-    service = build_service(config)
+    try:
+        service = build_service(config)
+        guns = service.store.guns()
+    except (NotaryError, ConfigError) as e:
+        _fail(
+            f"cannot list repositories in {_redact(config.database_url)}: {e}",
+            "check database_url and that the database is running",
+        )
+    except Exception as e:  # noqa: BLE001 - a driver's own error: one line, no traceback
+        _fail(f"cannot open the database {_redact(config.database_url)}: {type(e).__name__}: {e}")
     renewed = 0
-    for gun in service.store.guns():
+    for gun in guns:
         try:
             renewed += service.renew(gun)
         except Exception as e:  # noqa: BLE001 - keep going; report each failure
@@ -194,10 +204,26 @@ def dev(keys_dir: str, var_dir: str, port: int, signer_port: int) -> None:
     from notary_signer.devcerts import ensure_dev_pki
 
     keys, var = Path(keys_dir).resolve(), Path(var_dir).resolve()
-    var.mkdir(parents=True, exist_ok=True)
-    pki = ensure_dev_pki(keys)
-    env = dict(os.environ)
-    env.setdefault("NOTARY_SIGNER_DEFAULT", _dev_passphrase(keys / "dev-signer-passphrase"))
+    try:
+        var.mkdir(parents=True, exist_ok=True)
+        pki = ensure_dev_pki(keys)
+        passphrase = os.environ.get("NOTARY_SIGNER_DEFAULT") or _dev_passphrase(
+            keys / "dev-signer-passphrase"
+        )
+    except OSError as e:
+        _fail(
+            f"cannot write the development keys and databases: {e.strerror or e}: {e.filename or keys}",
+            "choose writable directories with --keys-dir and --var-dir",
+        )
+    # each process gets only its own settings and secrets: the trust server never
+    # sees the signer's passphrase, the signer never sees the server's settings
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("NOTARY_SIGNER_", "NOTARY_SERVER_"))}
+    signer_env = {
+        **base,
+        **{k: v for k, v in os.environ.items() if k.startswith("NOTARY_SIGNER_")},
+        "NOTARY_SIGNER_DEFAULT": passphrase,
+    }
+    server_env = {**base, **{k: v for k, v in os.environ.items() if k.startswith("NOTARY_SERVER_")}}
     signer_toml = var / "dev-signer.toml"
     signer_toml.write_text(
         f'host = "127.0.0.1"\nport = {signer_port}\n'
@@ -214,8 +240,12 @@ def dev(keys_dir: str, var_dir: str, port: int, signer_port: int) -> None:
     )
     python = sys.executable
     procs = [
-        subprocess.Popen([python, "-m", "notary_signer", "serve", "--config", str(signer_toml)], env=env),
-        subprocess.Popen([python, "-m", "notary_server", "serve", "--config", str(server_toml)], env=env),
+        subprocess.Popen(
+            [python, "-m", "notary_signer", "serve", "--config", str(signer_toml)], env=signer_env
+        ),
+        subprocess.Popen(
+            [python, "-m", "notary_server", "serve", "--config", str(server_toml)], env=server_env
+        ),
     ]
     click.echo(
         f"\nnotary-signer: https://127.0.0.1:{signer_port} (mutual TLS)\n"

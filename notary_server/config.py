@@ -17,6 +17,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from notary_server.errors import ConfigError
+
 if TYPE_CHECKING:  # imported where used: reading the configuration needs neither (nor tuf)
     from notary_server.publisher import Expiries
     from notary_server.validation import Limits
@@ -25,10 +27,6 @@ if TYPE_CHECKING:  # imported where used: reading the configuration needs neithe
 __all__ = ["ConfigError", "ServerConfig", "load_config"]
 
 ENV_PREFIX = "NOTARY_SERVER_"
-
-
-class ConfigError(Exception):
-    """A setting is missing, unreadable or out of range."""
 
 
 @dataclass(frozen=True)

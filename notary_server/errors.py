@@ -34,6 +34,7 @@ __all__ = [
     "BadRootError",
     "BadSnapshotError",
     "BadTargetsError",
+    "ConfigError",
     "DeniedError",
     "ExpiredMetadataError",
     "InvalidGunError",
@@ -52,6 +53,7 @@ __all__ = [
     "StorageUnavailableError",
     "TooLargeError",
     "UnauthorizedError",
+    "VersionTooLargeError",
     "describe_cause",
     "envelope",
     "new_request_id",
@@ -198,6 +200,14 @@ class OldVersionError(NotaryError):
     default_message = "a newer or equal version is already stored; fetch, rebase and retry"
 
 
+class VersionTooLargeError(NotaryError):
+    """A version past ``storage.MAX_VERSION``, which no store could keep or client fetch."""
+
+    code = "VERSION_TOO_LARGE"
+    http_status = 400
+    default_message = "the metadata version is larger than the server accepts"
+
+
 class MetadataNotFoundError(NotaryError):
     code = "METADATA_NOT_FOUND"
     http_status = 404
@@ -246,3 +256,12 @@ class MethodNotAllowedError(NotaryError):
     code = "UNSUPPORTED"
     http_status = 405
     default_message = "method not allowed on this endpoint"
+
+
+class ConfigError(NotaryError):
+    """A setting is missing, unreadable or out of range (reported by the command line
+    at start-up, never to a client)."""
+
+    code = "CONFIG"
+    http_status = 500
+    default_message = "invalid server configuration"

@@ -40,10 +40,10 @@ from notary_server.storage import (
     StoredFile,
 )
 from notary_server.validation import (
-    Parsed,
+    MAX_VERSION,
     ServerKeyIds,
     ValidatedUpload,
-    parse,
+    merge_pending,
     validate_pending,
     validate_upload,
 )
@@ -58,6 +58,8 @@ Clock = Callable[[], datetime]
 #: After a failed renewal, reads serve the still valid timestamp this long before
 #: one of them tries to renew again.
 RENEWAL_RETRY = timedelta(seconds=5)
+#: Change record ids are 64-bit signed integers in every store.
+MAX_CHANGE_ID = 2**63 - 1
 P = ParamSpec("P")
 R = TypeVar("R")
 K = TypeVar("K")
@@ -119,19 +121,6 @@ class _Bounded(Generic[K, V]):
 
 def _signatures(pairs: Sequence[tuple[str, str]]) -> dict[str, Signature]:
     return {keyid: Signature(keyid, sig) for keyid, sig in pairs}
-
-
-def _merge_signatures(existing: bytes, new: Parsed) -> bytes:
-    """Two co-signers of the same payload: keep both signatures; otherwise the new wins."""
-    try:
-        old = parse(new.role, existing)
-    except errors.NotaryError:
-        return new.raw
-    if old.signed_bytes != new.signed_bytes:
-        return new.raw
-    for keyid, sig in new.md.signatures.items():
-        old.md.signatures[keyid] = sig
-    return old.md.to_bytes()
 
 
 class _FileCache:
@@ -240,6 +229,8 @@ class TrustService:
     def get_version(self, gun: str, role: str, version: int) -> StoredFile:
         self.check_gun(gun)
         check_role(role)
+        if version > MAX_VERSION:  # never stored; some stores cannot even be asked
+            return self._found(None, gun, role)
         return self._found(self.store.get_version(gun, role, version), gun, role)
 
     def get_checksum(self, gun: str, role: str, sha256: str) -> StoredFile:
@@ -255,8 +246,10 @@ class TrustService:
             raise errors.InvalidParametersError(
                 f"records must be a non-zero integer between -{limit} and {limit}"
             )
-        if change_id < -1:
-            raise errors.InvalidParametersError("change_id must be -1 or a record id")
+        if not -1 <= change_id <= MAX_CHANGE_ID:
+            raise errors.InvalidParametersError(
+                f"change_id must be -1 or a record id (at most {MAX_CHANGE_ID})"
+            )
         return self.store.changefeed(gun, change_id, records)
 
     @staticmethod
@@ -613,10 +606,11 @@ class TrustService:
         """Keep ``raw`` (signed by fewer keys than the threshold) until it is published."""
         self.check_gun(gun)
         with self.store.transaction(gun) as tx:
-            parsed = validate_pending(role, raw, _TxState(tx), now=self.clock(), limits=self.config.limits)
+            state = _TxState(tx)
+            parsed = validate_pending(role, raw, state, now=self.clock(), limits=self.config.limits)
             existing = self.store.get_pending(gun, role)
             if existing is not None:
-                raw = _merge_signatures(existing.data, parsed)
+                raw = merge_pending(existing.data, parsed, state)
             tx.put_pending(MetaUpdate(role, parsed.version, raw))
         logger.info("stored pending %s v%d for %s", role, parsed.version, gun)
 
@@ -682,10 +676,21 @@ class TrustService:
             )
 
     def delete(self, gun: str) -> bool:
+        """Delete a repository's trust data and retire its online keys in the signer.
+
+        The keys go first: if the signer cannot be reached nothing is deleted (503,
+        retry). Were the data deleted first, a failed retirement would hand the old
+        timestamp and snapshot keys to whoever creates the name next, and deployers
+        still pinned to the old root would accept that owner's metadata.
+        """
         self.check_gun(gun)
+        retired = self._signer_call(self.keys.retire_keys, gun)
+        self._held.forget(gun)
         deleted = self.store.delete(gun)
         self.notary.forget(gun)
-        logger.info("deleted trust data of %s (existed: %s)", gun, deleted)
+        logger.info(
+            "deleted trust data of %s (existed: %s); retired %d online key(s)", gun, deleted, len(retired)
+        )
         return deleted
 
     def health(self) -> dict[str, str]:

@@ -38,9 +38,10 @@ from tuf.api.metadata import Metadata, Root, Signed, Snapshot, Targets
 from notary_server import errors
 from notary_server.keycheck import check_keys
 from notary_server.names import TOP_LEVEL_ROLES, check_delegated_role, target_path_problem
-from notary_server.storage import MetaUpdate
+from notary_server.storage import MAX_VERSION, MetaUpdate
 
 __all__ = [
+    "MAX_VERSION",
     "Limits",
     "Parsed",
     "ServerKeyIds",
@@ -48,6 +49,7 @@ __all__ = [
     "ValidatedUpload",
     "canonical_json",
     "delegator_of",
+    "merge_pending",
     "parse",
     "validate_pending",
     "validate_upload",
@@ -349,8 +351,22 @@ def _check_depth(role: str, free_form: Any, limits: Limits) -> None:
         )
 
 
+def _check_version(role: str, version: int, what: str = "") -> None:
+    if version > MAX_VERSION:
+        raise errors.VersionTooLargeError(
+            f"{role}: {what or 'version'} {version} is larger than {MAX_VERSION}, the largest "
+            "version every store can keep and every client can fetch",
+            role=role,
+            max_version=MAX_VERSION,
+        )
+
+
 def _check_structure(p: Parsed, limits: Limits) -> None:
     signed = p.signed
+    _check_version(p.role, p.version)
+    if isinstance(signed, Snapshot):
+        for name, meta in signed.meta.items():
+            _check_version(p.role, meta.version, f"the version of {name[:80]}")
     _check_depth(p.role, p.md.unrecognized_fields, limits)
     _check_depth(p.role, signed.unrecognized_fields, limits)
     if isinstance(signed, Root):
@@ -636,6 +652,45 @@ def validate_pending(
             f"{role} v{p.version} carries no valid signature from a key {parent_name} delegates to",
             role=role,
         )
+    invalid = sorted(set(p.md.signatures) - set(result.signed))
+    if invalid:
+        # a valid co-signature waiting on the server must never be replaced by junk
+        raise errors.BadTargetsError(
+            f"{role} v{p.version} carries signatures that do not verify with a key "
+            f"{parent_name} delegates to ({', '.join(k[:12] for k in invalid[:5])}); "
+            "this may be an attack",
+            role=role,
+            invalid=invalid[:10],
+        )
     if isinstance(delegator, Targets):
         _check_paths(p, delegator)
     return p
+
+
+def merge_pending(existing: bytes, new: Parsed, stored: StoredState) -> bytes:
+    """What the pending store keeps when ``new`` (checked by :func:`validate_pending`)
+    arrives on top of ``existing``.
+
+    Co-signers of the same payload: every signature that still verifies is kept, and
+    an existing valid signature is never replaced. Another payload: ``new`` wins.
+    """
+    try:
+        old = parse(new.role, existing)
+    except errors.NotaryError:
+        return new.raw
+    if old.signed_bytes != new.signed_bytes:
+        return new.raw
+    state = _State(stored)
+    if new.role == "targets":
+        root = state.stored("root")
+        assert root is not None
+        delegator: Root | Targets = root.signed
+    else:
+        delegator = delegator_of(new.role, state.get)[1]
+    valid = delegator.get_verification_result(new.role, old.signed_bytes, old.md.signatures).signed
+    merged = {k: sig for k, sig in old.md.signatures.items() if k in valid}
+    for keyid, sig in new.md.signatures.items():
+        merged.setdefault(keyid, sig)
+    old.md.signatures.clear()
+    old.md.signatures.update(merged)
+    return old.md.to_bytes()

@@ -37,6 +37,7 @@ from notary_server.notary.model import (
     path_allowed,
     valid_signers,
 )
+from notary_server.storage import MAX_VERSION
 
 __all__ = ["Stored", "Validated", "root_certificate_problem", "validate_update"]
 
@@ -141,6 +142,13 @@ def _check_envelope(role: str, raw: bytes) -> None:
 
 
 def _check_newer(role: str, version: int, stored: Stored) -> None:
+    if version > MAX_VERSION:
+        raise errors.VersionTooLargeError(
+            f"{role}: version {version} is larger than {MAX_VERSION}, the largest version "
+            "every store can keep and every client can fetch",
+            role=role,
+            max_version=MAX_VERSION,
+        )
     current = stored(role)
     if current is None:
         return

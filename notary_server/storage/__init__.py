@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Protocol
 
 __all__ = [
+    "MAX_VERSION",
     "ChangeRecord",
     "MetaUpdate",
     "MetadataStore",
@@ -32,6 +33,13 @@ __all__ = [
     "StoredFile",
     "sha256_hex",
 ]
+
+
+#: The largest metadata version the server accepts: every store keeps it (a 32-bit
+#: signed integer column in PostgreSQL) and every client can fetch it by number
+#: (``<version>.<role>.json`` has at most 10 digits). Uploads past it get
+#: ``VERSION_TOO_LARGE``: nothing could ever follow a larger version.
+MAX_VERSION = 2**31 - 1
 
 
 def sha256_hex(data: bytes) -> str:

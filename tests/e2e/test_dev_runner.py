@@ -44,7 +44,7 @@ def test_dev_command_brings_up_signer_and_server_and_ctrl_c_stops_both(tmp_path:
                 except urllib3.exceptions.HTTPError:
                     pass
             time.sleep(0.2)
-        assert healthy == {}, "the server never became healthy (database and signer checks)"
+        assert healthy == {"status": "ok"}, "the server never became healthy (database and signer checks)"
         print(f"\nDEV fresh start to healthy server: {time.monotonic() - started:.1f} s")
 
         for name in ("dev-ca.pem", "server.pem", "signer.pem", "server-client.pem"):
@@ -69,3 +69,110 @@ def test_dev_command_brings_up_signer_and_server_and_ctrl_c_stops_both(tmp_path:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their workers, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(e.split("=", 1) for e in raw.decode(errors="replace").split("\0") if "=" in e)
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
+
+def test_dev_command_gives_the_signers_passphrase_to_the_signer_only(tmp_path: Path) -> None:
+    """Issue 10, row 11: the trust server's processes never see the signer's passphrase."""
+    port, signer_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_")}
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "notary_server", "dev",
+            "--keys-dir", str(tmp_path / "keys"), "--var-dir", str(tmp_path / "var"),
+            "--port", str(port), "--signer-port", str(signer_port),
+        ],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        healthy = False
+        while time.monotonic() < deadline and not healthy:
+            assert proc.poll() is None, "notary-server dev stopped"
+            ca = tmp_path / "keys" / "dev-ca.pem"
+            if ca.exists():
+                try:
+                    pool = urllib3.PoolManager(ca_certs=str(ca))
+                    url = f"https://127.0.0.1:{port}/_notary_server/health"
+                    healthy = pool.request("GET", url, retries=False, timeout=2).status == 200
+                except urllib3.exceptions.HTTPError:
+                    pass
+            time.sleep(0.2)
+        assert healthy, "the dev stack never became healthy"
+        passphrase = (tmp_path / "keys" / "dev-signer-passphrase").read_text().strip()
+
+        processes = {pid: _cmdline(pid) for pid in _descendants(proc.pid)}
+        signer = [p for p, cmd in processes.items() if "notary_signer" in cmd]
+        server = [p for p, cmd in processes.items() if "notary_server" in cmd]
+        server += [d for p in server for d in _descendants(p)]  # its workers too
+        assert signer and len(server) >= 2, processes
+        assert _environ(signer[0])["NOTARY_SIGNER_DEFAULT"] == passphrase
+        for pid in server:
+            leaked = [k for k, v in _environ(pid).items() if passphrase in v or k.startswith("NOTARY_SIGNER_")]
+            assert leaked == [], f"{processes.get(pid, pid)} has {leaked}"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _one_line_error(run: subprocess.CompletedProcess[str]) -> None:
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    assert len([line for line in run.stderr.splitlines() if line.startswith("Error: ")]) == 1
+
+
+def test_dev_command_with_an_unwritable_keys_directory_says_so_in_one_line(tmp_path: Path) -> None:
+    # a keys directory below a regular file can never be created (mode bits would not
+    # stop root, who runs some CI machines)
+    (tmp_path / "file").write_text("not a directory")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_")}
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "notary_server", "dev",
+            "--keys-dir", str(tmp_path / "file" / "keys"), "--var-dir", str(tmp_path / "var"),
+            "--port", str(free_port()), "--signer-port", str(free_port()),
+        ],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    _one_line_error(run)
+    assert "--keys-dir" in run.stderr
+
+
+def test_renew_with_an_unreachable_database_says_so_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_")}
+    env["NOTARY_SERVER_DATABASE_URL"] = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/notary"
+    run = subprocess.run(
+        [sys.executable, "-m", "notary_server", "renew"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    _one_line_error(run)
+    assert "database" in run.stderr

@@ -28,6 +28,9 @@ class SignerDown:
     def get_signer(self, gun: str, role: str, key: Key) -> Signer:
         raise SignerUnavailableError("connection refused")
 
+    def retire_keys(self, gun: str) -> list[str]:
+        raise SignerUnavailableError("connection refused")
+
     def check_health(self) -> None:
         raise SignerUnavailableError("connection refused")
 

@@ -28,6 +28,9 @@ class OneByOne:
         self.signers += 1
         return self.inner.get_signer(gun, role, key)
 
+    def retire_keys(self, gun: str) -> list[str]:
+        return self.inner.retire_keys(gun)
+
     def check_health(self) -> None:
         self.inner.check_health()
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from securesystemslib.signer import CryptoSigner
+import pytest
+from securesystemslib.signer import CryptoSigner, Signature
 from tuf.api.metadata import Metadata
 
 from tests.client_view import FlaskFetcher, judge
@@ -79,3 +80,46 @@ def test_co_signers_of_the_same_payload_are_merged_not_replaced(client, make_own
     owner.delegated[RELEASES].version -= 1
     assert client.put(URL, data=owner.delegated_bytes(RELEASES, [bob])).status_code == 200
     assert set(Metadata.from_bytes(client.get(URL).data).signatures) == {bob.public_key.keyid}
+
+
+def _garbage(md, alice, bob, stranger):
+    md.signatures[bob.public_key.keyid] = Signature(bob.public_key.keyid, "00" * 64)
+
+
+def _alices_bytes_under_bobs_id(md, alice, bob, stranger):
+    sig = md.signatures[alice.public_key.keyid].signature
+    md.signatures[bob.public_key.keyid] = Signature(bob.public_key.keyid, sig)
+
+
+def _strangers_signature(md, alice, bob, stranger):
+    md.sign(stranger, append=True)
+
+
+#: A push user without a key of the role re-PUTs the waiting payload (issue 10, row 7).
+FORGED = {
+    "garbage under a co-signer's key id": _garbage,
+    "another signer's bytes under a co-signer's key id": _alices_bytes_under_bobs_id,
+    "a signature by a key the role does not list": _strangers_signature,
+}
+
+
+@pytest.mark.parametrize("forge", FORGED.values(), ids=FORGED.keys())
+def test_a_valid_co_signature_is_never_replaced_by_an_invalid_one(client, make_owner, forge):
+    owner = make_owner()
+    alice, bob, carol = (CryptoSigner.generate_ecdsa() for _ in range(3))
+    owner.delegate(RELEASES, [alice, bob, carol], threshold=3)
+    assert upload(client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status_code == 200
+    owner.add_tag("v1", role=RELEASES)
+    for signer in (alice, bob):
+        assert client.put(URL, data=owner.delegated_bytes(RELEASES, [signer])).status_code == 200
+    waiting = client.get(URL).data
+
+    forged = Metadata.from_bytes(waiting)
+    forge(forged, alice, bob, CryptoSigner.generate_ecdsa())
+    resp = client.put(URL, data=forged.to_bytes())
+    assert error_code(resp) == (400, "INVALID_UPDATE", "BAD_TARGETS")
+    assert b"may be an attack" in resp.data
+    assert client.get(URL).data == waiting
+    kept = Metadata.from_bytes(waiting)
+    kept.sign(carol, append=True)
+    assert upload(client, GUN, {RELEASES: kept.to_bytes()}).status_code == 200

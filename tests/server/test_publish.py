@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from securesystemslib.signer import CryptoSigner
 
 from tests.client_view import FlaskFetcher, judge
@@ -136,6 +137,37 @@ def test_delete_removes_everything_and_writes_a_change_record(client, make_owner
     feed = client.get(f"/v2/{GUN}/_trust/changefeed?records=10").get_json()
     assert [r["category"] for r in feed["records"]] == ["update", "deletion"]
     assert client.get("/v2/_trust/changefeed?change_id=-1&records=-1").get_json()["count"] == 1
+
+
+def test_delete_retires_the_online_keys_and_a_new_owner_gets_new_ones(client, make_owner, keyservice):
+    """Issue 9, case 5: the deleted repository's keys never serve a later owner of the name."""
+    owner = make_owner()
+    upload(client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()})
+    old = {owner.timestamp_key.keyid, owner.snapshot_key.keyid}
+    assert client.delete(f"/v2/{GUN}/_trust/tuf/").status_code == 200
+    assert keyservice.list_keys(GUN, "timestamp") == keyservice.list_keys(GUN, "snapshot") == []
+    newcomer = make_owner()
+    assert {newcomer.timestamp_key.keyid, newcomer.snapshot_key.keyid}.isdisjoint(old)
+    newcomer.add_tag("v1")
+    files = {"root": newcomer.root_bytes(), "targets": newcomer.targets_bytes()}
+    assert upload(client, GUN, files).status_code == 200
+
+
+def test_delete_with_the_signer_down_deletes_nothing(client, make_owner, service):
+    from tests.server.test_freshness import SignerDown
+
+    owner = make_owner()
+    upload(client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()})
+    before = served(client, GUN)
+    service.keys = SignerDown(service.keys)
+    assert error_code(client.delete(f"/v2/{GUN}/_trust/tuf/"))[:2] == (503, "SIGNER_UNAVAILABLE")
+    assert served(client, GUN) == before
+
+
+@pytest.mark.parametrize("change_id", [str(2**63), str(2**64), str(-(2**64)), "9" * 400])
+def test_changefeed_ids_past_64_bits_are_bad_parameters(client, change_id):
+    for path in (f"/v2/{GUN}/_trust/changefeed", "/v2/_trust/changefeed"):
+        assert error_code(client.get(f"{path}?change_id={change_id}")) == (400, "INVALID_PARAMETERS", None)
 
 
 def test_changefeed_rejects_bad_parameters(client):
