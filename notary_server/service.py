@@ -694,16 +694,17 @@ class TrustService:
         return deleted
 
     def health(self) -> dict[str, str]:
-        """Problems by component; empty when healthy."""
+        """Problems by component, with their causes; empty when healthy. For the log
+        and administrators only (``notary_server.app`` decides who sees them)."""
         problems: dict[str, str] = {}
         try:
             self.store.check_health()
         except errors.NotaryError as e:
-            problems["database"] = e.message
+            problems["database"] = f"{e.message} ({errors.describe_cause(e)})"
         try:
             self._signer_call(self.keys.check_health)
         except errors.NotaryError as e:
-            problems["signer"] = e.message
+            problems["signer"] = f"{e.message} ({errors.describe_cause(e)})"
         return problems
 
     @staticmethod
