@@ -35,6 +35,8 @@ from tests.tokens import ISSUER, SERVICE, Issuer, raw_header_token, repo_access,
 from tests.trustctl.support import unique_repo
 from tests.tufrepo import Owner
 
+pytestmark = pytest.mark.e2e
+
 REALM = "https://127.0.0.1:1/token"
 
 
