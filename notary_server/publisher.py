@@ -18,6 +18,7 @@ from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, MetaFile, Snapshot, Timestamp
 
 from notary_server import errors
+from notary_server.storage import MAX_VERSION
 from notary_server.validation import canonical_json
 
 __all__ = ["Expiries", "build_snapshot", "build_timestamp", "payload_of", "sign"]
@@ -31,6 +32,20 @@ class Expiries:
     timestamp: timedelta = timedelta(days=1)
     snapshot_renew_before: timedelta = timedelta(days=3)
     timestamp_renew_before: timedelta = timedelta(hours=8)
+
+
+def _next_version(role: str, previous: Snapshot | Timestamp | None) -> int:
+    """The version after ``previous``'s; past MAX_VERSION (only a client snapshot at the
+    bound can lead there) no store could keep it."""
+    version = previous.version + 1 if previous is not None else 1
+    if version > MAX_VERSION:
+        raise errors.VersionTooLargeError(
+            f"the next {role} would be v{version}, past {MAX_VERSION}, the largest every store "
+            "can keep and every client can fetch",
+            role=role,
+            max_version=MAX_VERSION,
+        )
+    return version
 
 
 def _metafile(version: int, raw: bytes) -> MetaFile:
@@ -48,16 +63,16 @@ def build_snapshot(
     meta = dict(previous.meta) if previous is not None else {}
     for role, (version, raw) in changed.items():
         meta[f"{role}.json"] = _metafile(version, raw)
-    version = previous.version + 1 if previous is not None else 1
-    return Snapshot(version=version, expires=expires, meta=meta)
+    return Snapshot(version=_next_version("snapshot", previous), expires=expires, meta=meta)
 
 
 def build_timestamp(
     previous: Timestamp | None, snapshot_version: int, snapshot_raw: bytes, expires: datetime
 ) -> Timestamp:
-    version = previous.version + 1 if previous is not None else 1
     return Timestamp(
-        version=version, expires=expires, snapshot_meta=_metafile(snapshot_version, snapshot_raw)
+        version=_next_version("timestamp", previous),
+        expires=expires,
+        snapshot_meta=_metafile(snapshot_version, snapshot_raw),
     )
 
 

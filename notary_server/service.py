@@ -530,7 +530,12 @@ class TrustService:
         try:
             self.renew(gun)
             return self._current(gun, "timestamp")
-        except (errors.SignerUnavailableError, errors.StorageUnavailableError, errors.BadHierarchyError) as e:
+        except (
+            errors.SignerUnavailableError,
+            errors.StorageUnavailableError,
+            errors.BadHierarchyError,
+            errors.VersionTooLargeError,
+        ) as e:
             ts_expires, _ = self._expiries_of(gun, ts)
             if ts_expires <= now:
                 raise errors.SignerUnavailableError(

@@ -54,3 +54,21 @@ def test_a_client_snapshot_listing_a_version_past_the_bound_is_refused(client, m
         "snapshot": owner.snapshot_bytes(snap, snapshot_signer),
     }
     assert error_code(upload(client, GUN, files))[:2] == (400, "VERSION_TOO_LARGE")
+
+
+def test_the_server_never_builds_a_snapshot_or_timestamp_past_the_bound() -> None:
+    """A client snapshot at the bound is the only road there; the server says so by name."""
+    from datetime import UTC, datetime, timedelta
+
+    from tuf.api.metadata import Timestamp
+
+    from notary_server.errors import VersionTooLargeError
+    from notary_server.publisher import build_snapshot, build_timestamp
+
+    later = datetime.now(UTC) + timedelta(days=1)
+    with pytest.raises(VersionTooLargeError):
+        build_snapshot(Snapshot(version=MAX_VERSION, expires=later), {}, later)
+    previous = Timestamp(version=MAX_VERSION, expires=later, snapshot_meta=MetaFile(version=1))
+    with pytest.raises(VersionTooLargeError):
+        build_timestamp(previous, 1, b"{}", later)
+    assert build_snapshot(Snapshot(version=MAX_VERSION - 1, expires=later), {}, later).version == MAX_VERSION
