@@ -50,12 +50,15 @@ if str(ROOT) not in sys.path:
 
 import urllib3
 
+from benchmarks.stacks import Proc, base_env
 from tests.client_view import HTTPSFetcher, updater
 from tests.internals import leaks
 from tests.pg import PostgresCluster
-from tests.procs import Process, Stack, start_stack
+from tests.procs import Process, Stack, free_port, start_stack
 
 MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+#: Throwaway passphrases of the soak's keys (never used outside its temporary directory).
+PASSPHRASES = {"root": "soak root passphrase", "targets": "soak targets passphrase"}
 GRACE = 2.0
 FAULT_KINDS = (
     "signer-term",
@@ -260,8 +263,9 @@ class Soak:
     def __init__(
         self, work: Path, *, duration: float, seed: int, publishers: int = 4, readers: int = 2,
         kinds: tuple[str, ...] = FAULT_KINDS, gap: tuple[float, float] = (6.0, 10.0),
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] = print, target: Ours | Notary | None = None,
     ) -> None:
+        self.target = target or Ours()
         self.work = work
         self.duration = duration
         self.rng = random.Random(seed)
@@ -280,33 +284,14 @@ class Soak:
 
     # --- set-up ---------------------------------------------------------------------
 
-    def env(self, trust_dir: Path) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("TRUSTCTL_", "NOTARY_"))}
-        return {
-            **base,
-            "TRUSTCTL_SERVER": self.url,
-            "TRUSTCTL_TLS_CA": str(self.stack.pki.ca_cert),
-            "TRUSTCTL_TRUST_DIR": str(trust_dir),
-            "TRUSTCTL_ROOT_PASSPHRASE": "soak root passphrase",
-            "TRUSTCTL_TARGETS_PASSPHRASE": "soak targets passphrase",
-        }
-
-    def trustctl(self, trust_dir: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "trustctl", *args], env=self.env(trust_dir), cwd=ROOT,
-            capture_output=True, text=True, timeout=timeout, check=False,
-        )
-
     def run(self, cluster: PostgresCluster) -> Report:
         self.cluster = cluster
-        database = cluster.create_database("soak")
-        self.stack: Stack = start_stack(self.work / "stack", database, workers="1")
+        target = self.target
+        target.start(self.work, cluster)
         try:
-            self.replica, _ = self.stack.add_server()
-            ports = [int(p.env["NOTARY_SERVER_PORT"]) for p in (self.stack.server, self.replica)]
-            self.proxy = RoundRobinProxy(ports)
-            self.url = f"https://127.0.0.1:{self.proxy.port}"
-            self.internal_ports = [*ports, int(self.stack.signer.env["NOTARY_SIGNER_PORT"]), cluster.port]
+            self.proxy = RoundRobinProxy(target.ports)
+            target.url = self.url = f"https://127.0.0.1:{self.proxy.port}"
+            self.internal_ports = [*target.ports, target.signer_port, cluster.port]
             self._setup_repos()
             self.t0 = time.monotonic()
             threads = [threading.Thread(target=self._publisher, args=(i,)) for i in range(self.publishers)]
@@ -321,21 +306,20 @@ class Soak:
             self._check()
         finally:
             self.proxy.close() if hasattr(self, "proxy") else None
-            self.stack.stop()
+            target.stop()
         return self.report
 
     def _setup_repos(self) -> None:
         owner = self.work / "owner"
         self.shared = "127.0.0.1:5000/soak/shared"
         self.guns = {self.shared: owner}
-        self._ok(self.trustctl(owner, "init", self.shared))
+        self._ok(self.target.init(owner, self.shared, flat=False))
         self.dirs = []
         for i in range(self.publishers):
             mine = self.work / f"publisher-{i}"
             shutil.copytree(owner, mine)  # holds the shared repository's targets key
             gun = f"127.0.0.1:5000/soak/own-{i}"
-            layout = ("--hash-bins", "0") if i % 2 else ()  # flat and hash-bin repositories
-            self._ok(self.trustctl(mine, "init", gun, *layout))
+            self._ok(self.target.init(mine, gun, flat=i % 2 == 1))  # flat and hash-bin layouts
             self.guns[gun] = mine
             self.dirs.append((mine, gun))
 
@@ -355,10 +339,7 @@ class Soak:
             n += 1
             digest, size = _digest(tag)
             started = self.now()
-            done = self.trustctl(
-                trust_dir, "sign", f"{gun}:{tag}", "--digest", digest, "--size", str(size),
-                "--media-type", MEDIA_TYPE,
-            )
+            done = self.target.publish(trust_dir, gun, tag, digest, size)
             pub = Publish(gun, tag, digest, started, self.now(), done.returncode == 0, done.stderr)
             with self.lock:
                 self.report.publishes.append(pub)
@@ -367,11 +348,12 @@ class Soak:
                 errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
                 if not pub.ok and len(errors) != 1:
                     self.report.unclear_failures.append(done.stderr)
-            if not pub.ok:
+            failures = sum(1 for p in self.report.publishes if not p.ok)
+            if not pub.ok and failures <= 20:
                 self.log(f"  publish {gun}:{tag} failed at {started:.1f}s: {done.stderr.strip()[-300:]}")
 
     def _reader(self, i: int) -> None:
-        pool = urllib3.PoolManager(ca_certs=str(self.stack.pki.ca_cert), maxsize=2)
+        pool = urllib3.PoolManager(ca_certs=str(self.target.ca), maxsize=2)
         names = ["timestamp.json", "snapshot.json", "targets.json", "timestamp.key"]
         guns = sorted(self.guns)
         n = 0
@@ -418,9 +400,9 @@ class Soak:
     def _inject(self, kind: str, length: float) -> None:
         part, how = kind.split("-", 1)
         if part == "signer":
-            self._process_fault(self.stack.signer, how, length)
+            self._process_fault(self.target.signer, how, length)
         elif part == "replica":
-            self._process_fault(self.replica, how, length)
+            self._process_fault(self.target.replica, how, length)
         elif how == "stop":
             pids = self._pg_pids()
             for pid in pids:
@@ -436,7 +418,7 @@ class Soak:
             self.cluster.start()
 
     @staticmethod
-    def _process_fault(proc: Process, how: str, length: float) -> None:
+    def _process_fault(proc: Process | Proc, how: str, length: float) -> None:
         assert proc.proc is not None
         if how == "stop":
             os.killpg(proc.proc.pid, signal.SIGSTOP)
@@ -444,9 +426,11 @@ class Soak:
             os.killpg(proc.proc.pid, signal.SIGCONT)
             return
         if how == "term":
-            proc.stop(signal.SIGTERM)
+            proc.stop()  # SIGTERM, then its process group
         else:
-            proc.kill()
+            os.killpg(proc.proc.pid, signal.SIGKILL)  # the session we started it in
+            proc.proc.wait()
+            proc.proc = None
         time.sleep(length)
         proc.start()
 
@@ -467,20 +451,135 @@ class Soak:
     # --- the judge ------------------------------------------------------------------
 
     def _check(self) -> None:
-        """Every acknowledged tag, with its digest, through ngclient from the pinned root."""
-        fetcher = HTTPSFetcher(str(self.stack.pki.ca_cert))
+        """Every acknowledged tag, with its digest, as the target's judge sees it."""
         by_gun: dict[str, list[Publish]] = defaultdict(list)
         for p in self.report.acknowledged:
             by_gun[p.gun].append(p)
         for n, (gun, pubs) in enumerate(sorted(by_gun.items())):
-            pinned = self.work / f"pinned-{n}.json"
-            self._ok(self.trustctl(self.guns[gun], "trust", "export", gun, "-o", str(pinned)))
-            up = updater(self.work / f"judge-{n}", self.stack.url, gun, fetcher, pinned.read_bytes())
-            up.refresh()
-            for p in pubs:
-                found = up.get_targetinfo(p.tag)
-                if found is None or "sha256:" + found.hashes["sha256"] != p.digest:
-                    self.report.lost.append((gun, p.tag))
+            found = self.target.signed(self.guns[gun], gun, self.work / f"judge-{n}", [p.tag for p in pubs])
+            self.report.lost += [(gun, p.tag) for p in pubs if found.get(p.tag) != p.digest]
+
+
+# --- what runs under the soak ------------------------------------------------------------
+
+
+def _run(argv: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+class Ours:
+    """Our signer and two server replicas; ``trustctl sign`` publishes; python-tuf's
+    ngclient judges from the pinned root."""
+
+    name = "ours"
+
+    def start(self, work: Path, cluster: PostgresCluster) -> None:
+        self.stack: Stack = start_stack(work / "stack", cluster.create_database("soak"), workers="1")
+        self.replica, _ = self.stack.add_server()
+        self.signer = self.stack.signer
+        self.ca = self.stack.pki.ca_cert
+        self.ports = [int(p.env["NOTARY_SERVER_PORT"]) for p in (self.stack.server, self.replica)]
+        self.signer_port = int(self.signer.env["NOTARY_SIGNER_PORT"])
+        self.url = self.stack.url
+
+    def stop(self) -> None:
+        self.stack.stop()
+
+    def trustctl(self, trust_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            **base_env(),
+            "TRUSTCTL_SERVER": self.url,
+            "TRUSTCTL_TLS_CA": str(self.ca),
+            "TRUSTCTL_TRUST_DIR": str(trust_dir),
+            "TRUSTCTL_ROOT_PASSPHRASE": PASSPHRASES["root"],
+            "TRUSTCTL_TARGETS_PASSPHRASE": PASSPHRASES["targets"],
+        }
+        return _run([sys.executable, "-m", "trustctl", *args], env)
+
+    def init(self, trust_dir: Path, gun: str, *, flat: bool) -> subprocess.CompletedProcess[str]:
+        return self.trustctl(trust_dir, "init", gun, *(("--hash-bins", "0") if flat else ()))
+
+    def publish(self, trust_dir: Path, gun: str, tag: str, digest: str, size: int) -> subprocess.CompletedProcess[str]:
+        return self.trustctl(
+            trust_dir, "sign", f"{gun}:{tag}", "--digest", digest, "--size", str(size),
+            "--media-type", MEDIA_TYPE,
+        )
+
+    def signed(self, trust_dir: Path, gun: str, scratch: Path, tags: list[str]) -> dict[str, str]:
+        """The digests of ``tags`` as ngclient finds them, from the pinned root."""
+        pinned = scratch.with_suffix(".root.json")
+        done = self.trustctl(trust_dir, "trust", "export", gun, "-o", str(pinned))
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr)
+        up = updater(scratch, self.stack.url, gun, HTTPSFetcher(str(self.ca)), pinned.read_bytes())
+        up.refresh()
+        out = {}
+        for tag in tags:
+            found = up.get_targetinfo(tag)
+            if found is not None:
+                out[tag] = "sha256:" + found.hashes["sha256"]
+        return out
+
+
+class Notary:
+    """notary-server and notary-signer 0.7.0 (Debian's) on the same PostgreSQL, two
+    server replicas; ``notary addhash ... -p`` publishes; ``notary list`` judges."""
+
+    name = "notary"
+
+    def start(self, work: Path, cluster: PostgresCluster) -> None:
+        from benchmarks.stacks import NOTARY_SERVER_BIN, start_notary
+
+        self.stack = start_notary("soak", work / "notary", pg_port=cluster.port)
+        config = json.loads((self.stack.work / "server.json").read_text())
+        port = free_port()
+        config["server"]["http_addr"] = f"127.0.0.1:{port}"
+        (self.stack.work / "server-2.json").write_text(json.dumps(config))
+        from benchmarks.stacks import _https_ok
+
+        self.replica = Proc(
+            "notary-server-2", [NOTARY_SERVER_BIN, "-config", str(self.stack.work / "server-2.json")],
+            base_env(), self.stack.work / "server-2.log",
+            _https_ok(f"https://127.0.0.1:{port}/_notary_server/health", self.stack.ca), cwd=self.stack.work,
+        ).start()  # fmt: skip
+        self.signer = self.stack.signer
+        self.ca = self.stack.ca
+        self.ports = [int(self.stack.url.rsplit(":", 1)[1]), port]
+        signer_cfg = json.loads((self.stack.work / "signer.json").read_text())
+        self.signer_port = int(signer_cfg["server"]["grpc_addr"].rsplit(":", 1)[1])
+        self.url = self.stack.url
+
+    def stop(self) -> None:
+        self.replica.stop()
+        self.stack.stop()
+
+    def notary(self, trust_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        from benchmarks.stacks import NOTARY_BIN, NOTARY_CLIENT_ENV
+
+        config = trust_dir / "client.json"
+        config.write_text(json.dumps({"trust_dir": str(trust_dir), "remote_server": {"url": self.url, "root_ca": str(self.ca)}}))
+        return _run([NOTARY_BIN, "-c", str(config), *args], {**base_env(), **NOTARY_CLIENT_ENV})
+
+    def init(self, trust_dir: Path, gun: str, *, flat: bool) -> subprocess.CompletedProcess[str]:
+        trust_dir.mkdir(parents=True, exist_ok=True)
+        return self.notary(trust_dir, "init", gun, "-p")
+
+    def publish(self, trust_dir: Path, gun: str, tag: str, digest: str, size: int) -> subprocess.CompletedProcess[str]:
+        return self.notary(
+            trust_dir, "addhash", gun, tag, str(size), "--sha256", digest.removeprefix("sha256:"), "-p"
+        )
+
+    def signed(self, trust_dir: Path, gun: str, scratch: Path, tags: list[str]) -> dict[str, str]:
+        """Every tag ``notary list`` shows (the notary client verifies from its pinned root)."""
+        done = self.notary(trust_dir, "list", gun)
+        out = {}
+        for line in done.stdout.splitlines()[2:]:
+            parts = line.split()
+            if len(parts) >= 2:
+                out[parts[0]] = "sha256:" + parts[1]
+        return out
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -506,8 +605,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--publishers", type=int, default=4)
     parser.add_argument("--readers", type=int, default=2)
+    parser.add_argument(
+        "--notary", action="store_true", help="run notary-server/-signer 0.7.0 and the notary CLI instead"
+    )
     args = parser.parse_args()
-    report = run_soak(args.duration, args.seed, publishers=args.publishers, readers=args.readers)
+    report = run_soak(
+        args.duration, args.seed, publishers=args.publishers, readers=args.readers,
+        target=Notary() if args.notary else Ours(),
+    )
     print()
     for line in report.table():
         print(line)

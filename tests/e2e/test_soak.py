@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.soak import Soak
+from benchmarks.soak import PASSPHRASES, Soak
 from tests.pg import PostgresCluster
+from tests.secrets import remember
 
 KINDS = ("signer-term", "pg-fast", "replica-kill", "signer-kill")
 
 
 def test_short_soak_loses_nothing_and_leaks_nothing(tmp_path: Path) -> None:
+    for passphrase in PASSPHRASES.values():
+        remember(passphrase)  # the final log scan looks for them
     lines: list[str] = []
     with PostgresCluster.started() as cluster:
         soak = Soak(
