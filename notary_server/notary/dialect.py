@@ -7,7 +7,8 @@ stores are compact JSON, so the dialect of a stored file shows in its bytes.
 Before a repository has a root, only the key routes (``GET``/``POST
 .../timestamp.key``) need to know which key format to answer in. The unmodified
 notary CLI 0.7.0 sends ``User-Agent: Go-http-client/1.1`` and the docker CLI's
-trust commands send ``Docker-Client/...``; trustctl and python-tuf send their own.
+trust commands send ``Docker-Client/28.2.2 (linux)`` (docker 28); trustctl and
+python-tuf send their own.
 A server can also name GUN prefixes (``notary_dialect_prefixes``) whose new
 repositories are always Notary's, for clients behind a proxy that rewrites the
 User-Agent.
