@@ -282,6 +282,15 @@ class TrustService:
                     raise
                 held, fresh = self._held_ids(gun, fresh=True), True  # a stale hint?
                 validated = self._validate(uploads, state, held, now)
+            except errors.MalformedJSONError:
+                stored_root = state.current("root")
+                if stored_root is not None and file_dialect(stored_root) == NOTARY:
+                    raise errors.InvalidUpdateError(
+                        f"{gun} is a Notary v1 repository (its first root fixed the dialect): "
+                        "publish to it with the notary CLI or docker trust",
+                        reason="DIALECT",
+                    ) from None
+                raise
             files = validated.files()
             root = validated.root.signed
             known: dict[bytes, Loaded] = {}

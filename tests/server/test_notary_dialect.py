@@ -158,9 +158,11 @@ def test_a_tuf_repository_and_a_notary_repository_live_side_by_side(client, make
     # neither dialect's uploads are accepted into the other's repository
     nowner = NotaryOwner(GUN, server_key(client, GUN))
     resp = upload(client, GUN, {"targets": signed_file(nowner.targets_signed(9, {}), nowner.targets)})
-    assert resp.status_code == 400
+    assert resp.status_code == 400 and b"TUF 1.0's dialect" in resp.data
     resp = upload(client, NGUN, {"targets": owner.targets_bytes()})
-    assert resp.status_code in (400, 409)
+    err = json.loads(resp.data)["errors"][0]
+    assert (resp.status_code, err["code"], err["detail"]["reason"]) == (400, "INVALID_UPDATE", "DIALECT")
+    assert "Notary v1 repository" in err["message"]
     assert served(client, NGUN)["targets"] == files["targets"]
 
 
