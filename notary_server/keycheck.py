@@ -92,6 +92,7 @@ def check_keys(where: str, keys: Mapping[str, Key], max_keys: int) -> None:
             raise errors.BadKeysError(
                 f"{where}: key id {keyid} is not the id of its key (expected {computed})",
                 role=where,
+                rule="key-id-matches-key",
                 keyid=keyid,
                 expected_keyid=computed,
             )
@@ -102,6 +103,7 @@ def check_keys(where: str, keys: Mapping[str, Key], max_keys: int) -> None:
                 f"{where}: key {keyid}: {e}; a second spelling of a key could fake a "
                 "signature threshold, so only the canonical one is accepted",
                 role=where,
+                rule="key-canonical-encoding",
                 keyid=keyid,
             ) from e
         if ident in owners:
@@ -109,6 +111,7 @@ def check_keys(where: str, keys: Mapping[str, Key], max_keys: int) -> None:
                 f"{where}: one public key is listed under two key ids ({owners[ident]} and "
                 f"{keyid}); this would fake a signature threshold and may be an attack",
                 role=where,
+                rule="key-listed-once",
                 keyids=[owners[ident], keyid],
             )
         owners[ident] = keyid

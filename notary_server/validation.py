@@ -288,13 +288,16 @@ def validate_upload(
         state.uploaded["root"] = new_root
     elif prev_root is None:
         raise errors.BadHierarchyError(
-            "this repository has no root yet: the first upload must include root and targets"
+            "this repository has no root yet: the first upload must include root and targets",
+            rule="first-upload-has-root",
         )
     root = state.get("root")
     assert root is not None
     if root.signed.is_expired(now):
         raise errors.ExpiredMetadataError(
-            f"the stored root v{root.version} has expired: upload a new root first", role="root"
+            f"the stored root v{root.version} has expired: upload a new root first",
+            role="root",
+            rule="stored-root-not-expired",
         )
 
     targets_roles = sorted(
@@ -306,7 +309,8 @@ def validate_upload(
         _check_targets(parsed[role], state, now)
     if state.get("targets") is None:
         raise errors.BadHierarchyError(
-            "this repository has no targets yet: the first upload must include root and targets"
+            "this repository has no targets yet: the first upload must include root and targets",
+            rule="first-upload-has-targets",
         )
 
     server_snapshot = _holds_threshold(root.signed, "snapshot", server_keys.snapshot)
@@ -318,6 +322,7 @@ def validate_upload(
             "no snapshot in the upload, and the server does not hold this repository's "
             "snapshot key: sign and upload snapshot, or list the server's snapshot key in root",
             missing="snapshot",
+            rule="snapshot-uploaded-or-held",
         )
 
     return ValidatedUpload(
@@ -384,7 +389,9 @@ def _check_structure(p: Parsed, limits: Limits) -> None:
         for path, target in signed.targets.items():
             problem = target_path_problem(path, limits.max_target_path_length)
             if problem:
-                raise errors.BadTargetsError(f"{p.role}: {problem}: {path[:80]!r}", role=p.role)
+                raise errors.BadTargetsError(
+                    f"{p.role}: {problem}: {path[:80]!r}", role=p.role, rule="target-name"
+                )
             _check_depth(p.role, target.unrecognized_fields, limits)
         if signed.delegations is not None:
             _check_delegations(p.role, signed, limits)
@@ -401,19 +408,24 @@ def _check_delegations(role: str, signed: Targets, limits: Limits) -> None:
         try:
             check_delegated_role(name)
         except errors.InvalidRoleError as e:
-            raise errors.BadTargetsError(f"{role}: delegates to an {e.message}", role=role) from e
+            raise errors.BadTargetsError(
+                f"{role}: delegates to an {e.message}", role=role, rule="delegated-role-name"
+            ) from e
         missing = [k for k in delegated.keyids if k not in delegations.keys]
         if missing:
             raise errors.BadTargetsError(
                 f"{role}: delegation {name} lists key ids that are not in its keys: {missing}",
                 role=role,
+                rule="delegation-keys-known",
             )
     succinct = delegations.succinct_roles
     if succinct is not None:
         missing = [k for k in succinct.keyids if k not in delegations.keys]
         if missing:
             raise errors.BadTargetsError(
-                f"{role}: hash-bin delegation lists unknown key ids: {missing}", role=role
+                f"{role}: hash-bin delegation lists unknown key ids: {missing}",
+                role=role,
+                rule="delegation-keys-known",
             )
 
 
@@ -439,9 +451,14 @@ def _check_root(
             f"expected root v{stored_version + 1}, got v{root.version}: "
             "root versions must increase one at a time",
             role="root",
+            rule="root-version-step",
         )
     if not root.consistent_snapshot:
-        raise errors.BadRootError("root must set consistent_snapshot to true", role="root")
+        raise errors.BadRootError(
+            "root must set consistent_snapshot to true",
+            role="root",
+            rule="root-consistent-snapshot",
+        )
 
     result = root.get_root_verification_result(
         prev.signed if prev else None, new.signed_bytes, new.md.signatures
@@ -453,6 +470,7 @@ def _check_root(
             f"signatures that root v{prev.version} requires from its keys: a new root must be "
             "signed by the previous root's keys (this may be an attack)",
             role="root",
+            rule="root-signed-by-previous-root",
             signed=sorted(first.signed),
             threshold=first.threshold,
         )
@@ -462,18 +480,22 @@ def _check_root(
             f"root v{root.version} carries {len(second.signed)} of the {second.threshold} "
             "signatures it requires from its own root keys",
             role="root",
+            rule="root-signed-by-itself",
             signed=sorted(second.signed),
             threshold=second.threshold,
         )
     if root.is_expired(now):
         raise errors.ExpiredMetadataError(
-            f"root v{root.version} expired at {root.expires:%Y-%m-%dT%H:%M:%SZ}", role="root"
+            f"root v{root.version} expired at {root.expires:%Y-%m-%dT%H:%M:%SZ}",
+            role="root",
+            rule="not-expired",
         )
     if not _holds_threshold(root, "timestamp", server_keys.timestamp):
         raise errors.BadRootError(
             "root must list the server's timestamp key for this repository "
             "(GET .../_trust/tuf/timestamp.key) under the timestamp role",
             role="root",
+            rule="root-lists-server-timestamp-key",
             server_keyids=sorted(server_keys.timestamp),
         )
 
@@ -496,7 +518,9 @@ def delegator_of(role: str, get: Any) -> tuple[str, Targets]:
         if parent is not None and _delegates(parent.signed, role):
             return name, parent.signed
     raise errors.BadHierarchyError(
-        f"no role delegates to {role}: add the delegation to its parent first", role=role
+        f"no role delegates to {role}: add the delegation to its parent first",
+        role=role,
+        rule="role-is-delegated",
     )
 
 
@@ -530,6 +554,7 @@ def _check_targets(p: Parsed, state: _State, now: datetime) -> None:
             f"{p.role} v{p.version} is signed by {len(result.signed)} of the "
             f"{result.threshold} keys that {parent_name} requires",
             role=p.role,
+            rule="targets-signature-threshold",
             signed=sorted(result.signed),
             threshold=result.threshold,
         )
@@ -537,6 +562,7 @@ def _check_targets(p: Parsed, state: _State, now: datetime) -> None:
         raise errors.ExpiredMetadataError(
             f"{p.role} v{p.version} expired at {p.signed.expires:%Y-%m-%dT%H:%M:%SZ}",
             role=p.role,
+            rule="not-expired",
         )
     if isinstance(delegator, Targets):
         _check_paths(p, delegator)
@@ -558,6 +584,7 @@ def _check_paths(p: Parsed, parent: Targets) -> None:
             f"{p.role} signs {len(outside)} target(s) outside the paths delegated to it, "
             f"e.g. {outside[0]!r}; this may be an attack",
             role=p.role,
+            rule="delegated-paths",
             outside=outside[:10],
         )
 
@@ -571,6 +598,7 @@ def _check_client_snapshot(
             f"snapshot is signed by {len(result.signed)} of the {result.threshold} keys "
             "that root requires",
             role="snapshot",
+            rule="snapshot-signature-threshold",
         )
     prev = state.stored("snapshot")
     if prev is not None and p.version <= prev.version:
@@ -581,7 +609,9 @@ def _check_client_snapshot(
             sent_version=p.version,
         )
     if p.signed.is_expired(now):
-        raise errors.ExpiredMetadataError("snapshot has expired", role="snapshot")
+        raise errors.ExpiredMetadataError(
+            "snapshot has expired", role="snapshot", rule="not-expired"
+        )
     meta = p.signed.meta
     names = set(stored.roles()) | set(state.uploaded)
     for role in sorted(names - {"root", "snapshot", "timestamp"}):
@@ -594,17 +624,22 @@ def _check_client_snapshot(
                 f"snapshot lists {role} v{listed}, but the repository's {role} is "
                 f"v{current.version}",
                 role="snapshot",
+                rule="snapshot-lists-current-versions",
             )
         try:
             entry.verify_length_and_hashes(current.raw)
         except tuf_exceptions.LengthOrHashMismatchError as e:
-            raise errors.BadSnapshotError(f"snapshot entry for {role}: {e}", role="snapshot") from e
+            raise errors.BadSnapshotError(
+                f"snapshot entry for {role}: {e}", role="snapshot", rule="snapshot-hashes"
+            ) from e
     if prev is not None:
         for name, old in prev.signed.meta.items():
             new = meta.get(name)
             if new is None or new.version < old.version:
                 raise errors.BadSnapshotError(
-                    f"snapshot drops or rolls back {name} (was v{old.version})", role="snapshot"
+                    f"snapshot drops or rolls back {name} (was v{old.version})",
+                    role="snapshot",
+                    rule="snapshot-keeps-every-entry",
                 )
 
 
@@ -645,12 +680,15 @@ def validate_pending(
             sent_version=p.version,
         )
     if p.signed.is_expired(now):
-        raise errors.ExpiredMetadataError(f"{role} v{p.version} has expired", role=role)
+        raise errors.ExpiredMetadataError(
+            f"{role} v{p.version} has expired", role=role, rule="not-expired"
+        )
     result = delegator.get_verification_result(role, p.signed_bytes, p.md.signatures)
     if not result.signed:
         raise errors.BadTargetsError(
             f"{role} v{p.version} carries no valid signature from a key {parent_name} delegates to",
             role=role,
+            rule="pending-signed-by-delegated-key",
         )
     invalid = sorted(set(p.md.signatures) - set(result.signed))
     if invalid:
@@ -660,6 +698,7 @@ def validate_pending(
             f"{parent_name} delegates to ({', '.join(k[:12] for k in invalid[:5])}); "
             "this may be an attack",
             role=role,
+            rule="pending-signatures-verify",
             invalid=invalid[:10],
         )
     if isinstance(delegator, Targets):

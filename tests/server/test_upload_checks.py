@@ -28,6 +28,7 @@ class Case:
     status: int
     code: str
     reason: str | None = None
+    rule: str | None = None  # detail.rule: the one rule that must have fired
     server_snapshot: bool = True
 
 
@@ -210,22 +211,57 @@ def _empty_upload(o: Owner, client: Any) -> Any:
 CASES: dict[str, Case] = {
     "targets version equal to stored (rollback)": Case(_older_targets, 409, "VERSION"),
     "root v1 replayed (rollback)": Case(_replayed_root, 409, "VERSION"),
-    "root skips a version": Case(_root_skips_a_version, 400, "INVALID_UPDATE", "BAD_ROOT"),
+    "root skips a version": Case(
+        _root_skips_a_version, 400, "INVALID_UPDATE", "BAD_ROOT", "root-version-step"
+    ),
     "root rotation without the previous root's signatures": Case(
-        _root_without_previous_signatures, 400, "INVALID_UPDATE", "BAD_ROOT"
+        _root_without_previous_signatures,
+        400,
+        "INVALID_UPDATE",
+        "BAD_ROOT",
+        "root-signed-by-previous-root",
     ),
-    "root not signed by its own keys": Case(_root_without_own_signatures, 400, "INVALID_UPDATE", "BAD_ROOT"),
+    "root not signed by its own keys": Case(
+        _root_without_own_signatures, 400, "INVALID_UPDATE", "BAD_ROOT", "root-signed-by-itself"
+    ),
     "root without the server's timestamp key": Case(
-        _root_without_server_timestamp_key, 400, "INVALID_UPDATE", "BAD_ROOT"
+        _root_without_server_timestamp_key,
+        400,
+        "INVALID_UPDATE",
+        "BAD_ROOT",
+        "root-lists-server-timestamp-key",
     ),
-    "threshold faked: key id that is not the key's": Case(_keyid_not_of_its_key, 400, "INVALID_UPDATE", "BAD_KEYS"),
-    "threshold faked: one key under two valid ids": Case(_same_key_under_two_ids, 400, "INVALID_UPDATE", "BAD_KEYS"),
-    "expired targets": Case(_expired_targets, 400, "INVALID_UPDATE", "EXPIRED"),
-    "targets signed by an unknown key": Case(_targets_signed_by_wrong_key, 400, "INVALID_UPDATE", "BAD_TARGETS"),
-    "target outside its delegation's paths": Case(_target_outside_delegation, 400, "INVALID_UPDATE", "BAD_TARGETS"),
-    "delegated role nobody delegates": Case(_delegated_role_nobody_delegates, 400, "INVALID_UPDATE", "BAD_HIERARCHY"),
+    "threshold faked: key id that is not the key's": Case(
+        _keyid_not_of_its_key, 400, "INVALID_UPDATE", "BAD_KEYS", "key-id-matches-key"
+    ),
+    "threshold faked: one key under two valid ids": Case(
+        _same_key_under_two_ids, 400, "INVALID_UPDATE", "BAD_KEYS", "key-listed-once"
+    ),
+    "expired targets": Case(_expired_targets, 400, "INVALID_UPDATE", "EXPIRED", "not-expired"),
+    "targets signed by an unknown key": Case(
+        _targets_signed_by_wrong_key,
+        400,
+        "INVALID_UPDATE",
+        "BAD_TARGETS",
+        "targets-signature-threshold",
+    ),
+    "target outside its delegation's paths": Case(
+        _target_outside_delegation, 400, "INVALID_UPDATE", "BAD_TARGETS", "delegated-paths"
+    ),
+    "delegated role nobody delegates": Case(
+        _delegated_role_nobody_delegates,
+        400,
+        "INVALID_UPDATE",
+        "BAD_HIERARCHY",
+        "role-is-delegated",
+    ),
     "client snapshot that does not match": Case(
-        _snapshot_that_does_not_match, 400, "INVALID_UPDATE", "BAD_SNAPSHOT", server_snapshot=False
+        _snapshot_that_does_not_match,
+        400,
+        "INVALID_UPDATE",
+        "BAD_SNAPSHOT",
+        "snapshot-lists-current-versions",
+        server_snapshot=False,
     ),
     "malformed JSON": Case(_malformed_json, 400, "MALFORMED_JSON"),
     "targets uploaded as root": Case(_wrong_type_for_role, 400, "MALFORMED_JSON"),
@@ -237,7 +273,9 @@ CASES: dict[str, Case] = {
     "oversized body": Case(_oversized_body, 413, "TOO_LARGE"),
     "custom data nested too deep": Case(_deeply_nested_custom, 413, "TOO_LARGE"),
     "too many targets in one role": Case(_too_many_targets, 413, "TOO_LARGE"),
-    "target name too long": Case(_target_name_too_long, 400, "INVALID_UPDATE", "BAD_TARGETS"),
+    "target name too long": Case(
+        _target_name_too_long, 400, "INVALID_UPDATE", "BAD_TARGETS", "target-name"
+    ),
     "too many parts": Case(_too_many_parts, 413, "TOO_LARGE"),
     "not multipart": Case(_not_multipart, 400, "MALFORMED_UPLOAD"),
     "part without a filename": Case(_part_without_filename, 400, "NO_FILENAME"),
@@ -274,4 +312,6 @@ def test_bad_upload_is_refused_and_changes_nothing(case: Case, client, make_owne
     assert (status, code) == (case.status, case.code), resp.data
     if case.reason:
         assert reason == case.reason, resp.data
+    if code == "INVALID_UPDATE":  # a reason covers several rules: the named one fired
+        assert resp.get_json()["errors"][0]["detail"]["rule"] == case.rule, resp.data
     assert served(client, GUN, ("targets/alice",)) == before
