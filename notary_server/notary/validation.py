@@ -120,11 +120,14 @@ def validate_update(
                 "no snapshot was included in update and server does not hold current "
                 "snapshot key for repository",
                 missing="snapshot",
+                rule="snapshot-uploaded-or-held",
             )
         out.server_snapshot = True
     role = root.roles["timestamp"]
     if len(set(role.keyids) & set(held.get("timestamp", ()))) < role.threshold:
-        raise errors.BadRootError("no timestamp keys exist on the server")
+        raise errors.BadRootError(
+            "no timestamp keys exist on the server", rule="root-lists-server-timestamp-key"
+        )
     return out
 
 
@@ -214,12 +217,14 @@ def _check_root(gun: str, raw: bytes, previous: Root | None, now: datetime) -> R
     expected = previous.file.version + 1 if previous is not None else 1
     if version != expected:
         raise errors.BadRootError(
-            f"Root modifications must increment the version: expected v{expected}, got v{version}"
+            f"Root modifications must increment the version: expected v{expected}, got v{version}",
+            rule="root-version-step",
         )
     certs, problems = _root_certs(root, gun, now)
     if not certs:
         raise errors.BadRootError(
-            "unable to retrieve valid leaf certificates: " + "; ".join(problems[:3])
+            "unable to retrieve valid leaf certificates: " + "; ".join(problems[:3]),
+            rule="root-certificate",
         )
     try:
         if previous is not None:
@@ -230,7 +235,7 @@ def _check_root(gun: str, raw: bytes, previous: Root | None, now: datetime) -> R
                 raise errors.BadRootError(
                     f"root rotation failed: signed by {len(have)} of the previous root's keys, "
                     f"{need} needed: this may be an attack",
-                    rule="ErrRootRotationFail",
+                    rule="root-signed-by-previous-root",
                 )
         have = valid_signers(root.file, certs, certs)
     except FormatError as e:
@@ -238,10 +243,13 @@ def _check_root(gun: str, raw: bytes, previous: Root | None, now: datetime) -> R
     if len(have) < root.roles["root"].threshold:
         raise errors.BadRootError(
             f"root is signed by {len(have)} valid root keys, threshold is "
-            f"{root.roles['root'].threshold}: this may be an attack"
+            f"{root.roles['root'].threshold}: this may be an attack",
+            rule="root-signed-by-itself",
         )
     if root.file.expires <= now:
-        raise errors.BadRootError(f"root expired at {root.file.expires:%Y-%m-%dT%H:%M:%SZ}")
+        raise errors.BadRootError(
+            f"root expired at {root.file.expires:%Y-%m-%dT%H:%M:%SZ}", rule="not-expired"
+        )
     return root
 
 
@@ -286,7 +294,9 @@ def _check_targets(
             parent = _load_targets(parent_name, parsed, stored, loaded)
             if parent is None or name not in parent.delegations:
                 raise errors.BadTargetsError(
-                    f"{role}: {parent_name} does not delegate to {name}", role=role
+                    f"{role}: {parent_name} does not delegate to {name}",
+                    role=role,
+                    rule="role-is-delegated",
                 )
             chain.append(parent.delegations[name])
             if name == role:
@@ -302,9 +312,12 @@ def _check_targets(
             f"{role} is signed by {len(have)} valid keys, threshold is {entry.threshold}: "
             "this may be an attack",
             role=role,
+            rule="targets-signature-threshold",
         )
     if t.file.expires <= now:
-        raise errors.BadTargetsError(f"{role} expired at {t.file.expires:%Y-%m-%dT%H:%M:%SZ}", role=role)
+        raise errors.BadTargetsError(
+            f"{role} expired at {t.file.expires:%Y-%m-%dT%H:%M:%SZ}", role=role, rule="not-expired"
+        )
     for link in chain:
         prefixes = link.paths or ()
         outside = [p for p in t.targets if not path_allowed(p, prefixes)]
@@ -314,6 +327,7 @@ def _check_targets(
                 f"{link.name} ({', '.join(repr(p) for p in prefixes[:5]) or 'none'}): "
                 "this may be an attack",
                 role=role,
+                rule="delegated-paths",
             )
     return t
 
@@ -338,7 +352,8 @@ def _check_snapshot(
     if len(have) < role.threshold:
         raise errors.BadSnapshotError(
             f"snapshot is signed by {len(have)} valid keys, threshold is {role.threshold}: "
-            "this may be an attack"
+            "this may be an attack",
+            rule="snapshot-signature-threshold",
         )
     checks = dict(loaded)
     if "targets" not in checks and (stored_targets := stored("targets")) is not None:
@@ -354,8 +369,11 @@ def _check_snapshot(
             continue
         if not matches(entry, data):
             raise errors.BadSnapshotError(
-                f"snapshot's entry for {name} does not match its bytes: this may be an attack"
+                f"snapshot's entry for {name} does not match its bytes: this may be an attack",
+                rule="snapshot-hashes",
             )
     if snap.file.expires <= now:
-        raise errors.BadSnapshotError(f"snapshot expired at {snap.file.expires:%Y-%m-%dT%H:%M:%SZ}")
+        raise errors.BadSnapshotError(
+            f"snapshot expired at {snap.file.expires:%Y-%m-%dT%H:%M:%SZ}", rule="not-expired"
+        )
     return snap

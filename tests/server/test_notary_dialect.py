@@ -322,8 +322,27 @@ def test_attack_is_refused_with_notarys_code_and_changes_nothing(client, attack:
     resp = upload(client, NGUN, files)
     assert error(resp) == (status, code, name), resp.data
     assert served(client, NGUN, ("targets/releases",)) == before
-    message = json.loads(resp.data)["errors"][0]["message"]
-    assert WHY.get(attack, "") in message
+    err = json.loads(resp.data)["errors"][0]
+    assert WHY.get(attack, "") in err["message"]
+    assert err.get("detail", {}).get("rule") == RULE.get(attack)
+
+
+# detail.rule, where one of the stable rule ids applies (docs/notary-dialect.md)
+RULE = {
+    "root-cert-wrong-cn": "root-certificate",
+    "root-cert-expired": "root-certificate",
+    "root-cert-sha1": "root-certificate",
+    "root-cert-not-a-cert": "root-certificate",
+    "one-key-two-ids-fakes-threshold": "root-signed-by-itself",
+    "root-rotation-without-old-root": "root-signed-by-previous-root",
+    "unsigned-delegation": "targets-signature-threshold",
+    "wrongly-signed-delegation": "targets-signature-threshold",
+    "role-not-delegated": "role-is-delegated",
+    "delegate-target-outside-paths": "delegated-paths",
+    "client-snapshot-does-not-match": "snapshot-hashes",
+    "client-snapshot-wrong-key": "snapshot-signature-threshold",
+    "expired-targets": "not-expired",
+}
 
 
 # The diagnosis names the rule (so each case fails for the reason it is about).
