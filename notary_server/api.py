@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import unquote
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from securesystemslib.signer import Key
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from notary_server import errors
 from notary_server.notary.dialect import NOTARY
@@ -40,6 +40,7 @@ _BY_CHECKSUM = re.compile(r"(?P<role>.+)\.(?P<sha256>[0-9a-f]{64})\.json")
 _CURRENT = re.compile(r"(?P<role>.+)\.json")
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+_CHUNK = 64 * 1024  # read size while decoding an upload
 
 
 def service() -> TrustService:
@@ -195,30 +196,61 @@ def _changefeed(gun: str | None) -> Response:
 
 
 def _read_upload() -> dict[str, bytes]:
-    """Role name -> bytes from a multipart body (one part per role)."""
+    """Role name -> bytes from a multipart body (one part per role), read as it streams.
+
+    Parts are decoded incrementally from the request stream: the number of parts and
+    each part's size are checked as they arrive, so an upload over a limit is refused
+    before the rest of it is read, and nothing but the parts' bytes is kept.
+    """
     config = service().config
     if request.mimetype != "multipart/form-data":
         raise errors.MalformedUploadError(
             f"expected multipart/form-data, got {request.mimetype or 'no content type'!r}"
         )
-    if request.form:
-        # Werkzeug files parts without a filename under request.form.
-        raise errors.NoFilenameError(fields=sorted(request.form)[:10])
+    boundary = request.mimetype_params.get("boundary", "")
+    if not boundary or len(boundary) > 200:
+        raise errors.MalformedUploadError("the multipart body has no (or an overlong) boundary")
+    length = request.content_length
+    if length is not None and length > config.max_body_bytes:
+        raise errors.TooLargeError(f"the upload is larger than {config.max_body_bytes} bytes")
+    decoder = MultipartDecoder(boundary.encode("latin-1"))
+    stream = request.stream
     uploads: dict[str, bytes] = {}
-    parts: Any = request.files.items(multi=True)
-    for _field, part in parts:
-        if not part.filename:
-            raise errors.NoFilenameError()
-        role = unquote(part.filename)
-        role = role.removesuffix(".json")
-        if role in uploads:
-            raise errors.MalformedUploadError(f"role {role[:80]!r} appears twice in the upload")
-        data = part.stream.read(config.max_file_bytes + 1)
-        if len(data) > config.max_file_bytes:
-            raise errors.TooLargeError(
-                f"{role[:80]}: file is larger than {config.max_file_bytes} bytes", role=role[:255]
-            )
-        uploads[role] = data
+    role: str | None = None
+    data = bytearray()
+    parts = 0
+    try:
+        event = decoder.next_event()
+        while not isinstance(event, Epilogue):
+            if isinstance(event, NeedData):
+                decoder.receive_data(stream.read(_CHUNK) or None)
+            elif isinstance(event, Field):  # a part without a filename
+                raise errors.NoFilenameError(fields=[event.name[:80]])
+            elif isinstance(event, File):
+                parts += 1
+                if parts > config.max_parts:
+                    raise errors.TooManyPartsError(
+                        f"the upload has more than the {config.max_parts} parts allowed "
+                        "(one part per role file)",
+                        max_parts=config.max_parts,
+                    )
+                if not event.filename:
+                    raise errors.NoFilenameError()
+                role = unquote(event.filename).removesuffix(".json")
+                if role in uploads:
+                    raise errors.MalformedUploadError(f"role {role[:80]!r} appears twice in the upload")
+                data = bytearray()
+            elif isinstance(event, Data) and role is not None:
+                data += event.data
+                if len(data) > config.max_file_bytes:
+                    raise errors.TooLargeError(
+                        f"{role[:80]}: file is larger than {config.max_file_bytes} bytes", role=role[:255]
+                    )
+                if not event.more_data:
+                    uploads[role], role = bytes(data), None
+            event = decoder.next_event()
+    except ValueError as e:  # werkzeug: a truncated or malformed multipart body
+        raise errors.MalformedUploadError(f"the multipart body cannot be read: {e}") from e
     if not uploads:
         raise errors.MalformedUploadError("the upload contains no files")
     return uploads

@@ -87,6 +87,9 @@ class ServerConfig:
     max_body_bytes: int = 64 * 1024 * 1024
     max_file_bytes: int = 32 * 1024 * 1024
     max_parts: int = 1024
+    #: Uploads over 1 MiB parsed at once per worker process; more get 503 BUSY (memory
+    #: bound: a parsed upload takes about 11x its size, see docs/operations.md).
+    max_parallel_large_uploads: int = 2
     max_targets_per_role: int = 200_000
     max_delegations_per_role: int = 1024
     max_keys_per_role: int = 256
@@ -170,7 +173,10 @@ class ServerConfig:
         for p in self.gun_prefixes:
             if not p.endswith("/"):
                 raise ConfigError(f"gun_prefixes entries must end with '/': {p!r}")
-        for name in ("max_body_bytes", "max_file_bytes", "max_parts", "workers", "threads"):
+        for name in (
+            "max_body_bytes", "max_file_bytes", "max_parts", "max_parallel_large_uploads",
+            "workers", "threads",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
 

@@ -34,6 +34,7 @@ __all__ = [
     "BadRootError",
     "BadSnapshotError",
     "BadTargetsError",
+    "BusyError",
     "ConfigError",
     "DeniedError",
     "ExpiredMetadataError",
@@ -52,6 +53,7 @@ __all__ = [
     "SignerUnavailableError",
     "StorageUnavailableError",
     "TooLargeError",
+    "TooManyPartsError",
     "UnauthorizedError",
     "VersionTooLargeError",
     "describe_cause",
@@ -153,6 +155,11 @@ class TooLargeError(NotaryError):
     default_message = "request exceeds a configured size limit"
 
 
+class TooManyPartsError(TooLargeError):
+    code = "TOO_MANY_PARTS"
+    default_message = "the upload has more parts than allowed"
+
+
 class InvalidUpdateError(NotaryError):
     """The upload parsed, but breaks a TUF rule. ``detail["reason"]`` says which."""
 
@@ -225,6 +232,16 @@ class SignerUnavailableError(NotaryError):
     http_status = 503
     default_message = "the signing service is unavailable; nothing was stored: try again in a few seconds"
     retry_after = 1
+
+
+class BusyError(NotaryError):
+    code = "BUSY"
+    http_status = 503
+    default_message = (
+        "the server is checking as many large uploads as it may at once; "
+        "nothing was stored: try again in a few seconds"
+    )
+    retry_after = 2
 
 
 class StorageUnavailableError(NotaryError):

@@ -41,9 +41,11 @@ from notary_server.storage import (
 )
 from notary_server.validation import (
     MAX_VERSION,
+    ParsedUpload,
     ServerKeyIds,
     ValidatedUpload,
     merge_pending,
+    parse_upload,
     validate_pending,
     validate_upload,
 )
@@ -64,6 +66,12 @@ P = ParamSpec("P")
 R = TypeVar("R")
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+#: Times a publish is checked again when the repository changed while it was checked.
+PUBLISH_ATTEMPTS = 3
+#: Uploads larger than this count against ``max_parallel_large_uploads``.
+LARGE_UPLOAD_BYTES = 1024 * 1024
 
 
 def utcnow() -> datetime:
@@ -93,6 +101,36 @@ class _TxState:
 
     def roles(self) -> list[str]:
         return list(self._tx.current_all())
+
+
+class _ReadState(_TxState):
+    """The stored files of one GUN read without its write lock, each read recorded,
+    so that the write transaction can check that none changed since (compare-and-store)."""
+
+    def __init__(self, store: MetadataStore, gun: str) -> None:
+        self._store = store
+        self._gun = gun
+        self._files: dict[str, StoredFile | None] = {}
+        self._roles: list[str] | None = None
+
+    def file(self, role: str) -> StoredFile | None:
+        if role not in self._files:
+            self._files[role] = self._store.get_current(self._gun, role)
+        return self._files[role]
+
+    def roles(self) -> list[str]:
+        if self._roles is None:  # rare (client-managed snapshots): a short transaction
+            with self._store.transaction(self._gun) as tx:
+                self._roles = sorted(tx.current_all())
+        return self._roles
+
+    def unchanged(self, tx: RepoTransaction) -> bool:
+        """Whether every file read (and the list of roles, if read) is still current."""
+        for role, seen in self._files.items():
+            now = tx.current(role)
+            if (now.sha256 if now else None) != (seen.sha256 if seen else None):
+                return False
+        return self._roles is None or sorted(tx.current_all()) == self._roles
 
 
 class _Bounded(Generic[K, V]):
@@ -184,6 +222,9 @@ class TrustService:
         # when renewing a GUN's timestamp last failed (signer or database down): reads
         # serve the still valid timestamp without trying again for RENEWAL_RETRY
         self._renewal_failed: _Bounded[str, datetime] = _Bounded(4096)
+        # large uploads parsed at once in this process: parsing takes about 11x an
+        # upload's size in memory, so this bounds what uploads can take
+        self._large_uploads = threading.BoundedSemaphore(self.config.max_parallel_large_uploads)
         #: Repositories in Notary v1's dialect (notary_server/notary/).
         self.notary = NotaryRepos(self)
 
@@ -263,6 +304,13 @@ class TrustService:
     def publish(self, gun: str, uploads: Mapping[str, bytes]) -> None:
         """Validate an upload and store it with a new snapshot and timestamp, atomically.
 
+        Compare-and-store: the upload is parsed, checked against the stored state (read
+        without the repository's write lock) and the new snapshot and timestamp are
+        signed; the write lock is then held only to check that none of the stored files
+        this relied on changed meanwhile, and to store. Had one changed (another
+        publish, a renewal), everything but the parsing is done again, up to
+        :data:`PUBLISH_ATTEMPTS` times.
+
         Raises:
             NotaryError: the named rule the upload breaks; nothing is stored.
         """
@@ -270,78 +318,118 @@ class TrustService:
         if upload_dialect(uploads) == NOTARY:
             self.notary.publish(gun, uploads)
             return
-        now = self.clock()
-        with self.store.transaction(gun) as tx:
-            state = _TxState(tx)
-            fresh = "root" in uploads  # a new root is checked against what the signer says now
-            held = self._held_ids(gun, fresh=fresh)
-            try:
-                validated = self._validate(uploads, state, held, now)
-            except errors.BadHierarchyError as e:
-                if fresh or e.detail.get("missing") != "snapshot":
-                    raise
-                held, fresh = self._held_ids(gun, fresh=True), True  # a stale hint?
-                validated = self._validate(uploads, state, held, now)
-            except errors.MalformedJSONError:
-                stored_root = state.current("root")
-                if stored_root is not None and file_dialect(stored_root) == NOTARY:
-                    raise errors.InvalidUpdateError(
-                        f"{gun} is a Notary v1 repository (its first root fixed the dialect): "
-                        "publish to it with the notary CLI or docker trust",
-                        reason="DIALECT",
-                    ) from None
-                raise
-            files = validated.files()
-            root = validated.root.signed
-            known: dict[bytes, Loaded] = {}
-            if validated.server_snapshot:
-                changed = {r: (p.version, p.raw) for r, p in validated.targets.items()}
-                snapshot_update, timestamp_update = self._sign_online(
-                    gun, state, root, held, fresh, changed, None, now, known
-                )
-                assert snapshot_update is not None
-                files.append(snapshot_update)
-                snapshot_raw = snapshot_update.data
-            else:
-                assert validated.snapshot is not None
-                snapshot_raw = validated.snapshot.raw
-                _, timestamp_update = self._sign_online(
-                    gun, state, root, held, fresh, None,
-                    (validated.snapshot.version, snapshot_raw), now, known,
-                )
-            files.append(timestamp_update)
-
-            stored_root = state.current("root")
-            new_root = validated.new_root.raw if validated.new_root else None
-            get = validated.lookup
-            parsed_here = [
-                *(get(role) for role in ("root", "targets", *validated.targets)),
-                validated.new_root,
-                validated.snapshot,
-            ]
-            for p in parsed_here:
-                if p is not None:
-                    known[p.raw] = Loaded(p.signed, p.signed_bytes, p.md.signatures)
-
-            check_client_view(
-                stored_root if stored_root is not None else validated.root.raw,
-                new_root if stored_root is not None else None,
-                timestamp_update.data,
-                snapshot_raw,
-                list(validated.targets),
-                get,
-                now,
-                known,
+        if "root" not in uploads and self.store.current_digest(gun, "root") is None:
+            # refused before any parsing (validation checks it again with the rest)
+            raise errors.BadHierarchyError(
+                "this repository has no root yet: the first upload must include root and targets"
             )
-            tx.add(files)
-            for role in validated.targets:
-                tx.delete_pending(role)  # published: whatever waited for signatures is done
+        large = sum(len(raw) for raw in uploads.values()) > LARGE_UPLOAD_BYTES
+        if large and not self._large_uploads.acquire(blocking=False):
+            raise errors.BusyError(max_parallel_large_uploads=self.config.max_parallel_large_uploads)
+        try:
+            files = self._compare_and_store(gun, uploads)
+        finally:
+            if large:
+                self._large_uploads.release()
         logger.info(
             "published %s: %s", gun, ", ".join(f"{f.role} v{f.version}" for f in files)
         )
 
+    def _compare_and_store(self, gun: str, uploads: Mapping[str, bytes]) -> list[MetaUpdate]:
+        """Parse, check and sign without the write lock; store under it if nothing
+        read meanwhile changed (see :meth:`publish`). Returns the files stored."""
+        parsed = parse_upload(uploads, self.config.limits)
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+            state = _ReadState(self.store, gun)
+            files, targets = self._prepare(gun, parsed, state, self.clock())
+            with self.store.transaction(gun) as tx:
+                if state.unchanged(tx):
+                    tx.add(files)
+                    for role in targets:
+                        tx.delete_pending(role)  # published: what waited for signatures is done
+                    break
+            logger.info("%s changed while an upload was checked; checking again (%d)", gun, attempt)
+        else:
+            raise errors.OldVersionError(
+                "the repository kept changing while this upload was checked; fetch, rebase and retry",
+                gun=gun,
+            )
+        return files
+
+    def _prepare(
+        self, gun: str, parsed: ParsedUpload, state: _ReadState, now: datetime
+    ) -> tuple[list[MetaUpdate], list[str]]:
+        """The files to store for ``parsed`` over ``state``: validated, with the next
+        snapshot and timestamp signed and the result replayed through python-tuf's
+        client rules. Returns them and the targets-type roles uploaded."""
+        fresh = "root" in parsed  # a new root is checked against what the signer says now
+        held = self._held_ids(gun, fresh=fresh)
+        try:
+            validated = self._validate(parsed, state, held, now)
+        except errors.BadHierarchyError as e:
+            if fresh or e.detail.get("missing") != "snapshot":
+                raise
+            held, fresh = self._held_ids(gun, fresh=True), True  # a stale hint?
+            validated = self._validate(parsed, state, held, now)
+        except errors.MalformedJSONError:
+            stored_root = state.current("root")
+            if stored_root is not None and file_dialect(stored_root) == NOTARY:
+                raise errors.InvalidUpdateError(
+                    f"{gun} is a Notary v1 repository (its first root fixed the dialect): "
+                    "publish to it with the notary CLI or docker trust",
+                    reason="DIALECT",
+                ) from None
+            raise
+        files = validated.files()
+        root = validated.root.signed
+        known: dict[bytes, Loaded] = {}
+        if validated.server_snapshot:
+            changed = {r: (p.version, p.raw) for r, p in validated.targets.items()}
+            snapshot_update, timestamp_update = self._sign_online(
+                gun, state, root, held, fresh, changed, None, now, known
+            )
+            assert snapshot_update is not None
+            files.append(snapshot_update)
+            snapshot_raw = snapshot_update.data
+        else:
+            assert validated.snapshot is not None
+            snapshot_raw = validated.snapshot.raw
+            _, timestamp_update = self._sign_online(
+                gun, state, root, held, fresh, None,
+                (validated.snapshot.version, snapshot_raw), now, known,
+            )
+        files.append(timestamp_update)
+
+        stored_root = state.current("root")
+        new_root = validated.new_root.raw if validated.new_root else None
+        get = validated.lookup
+        parsed_here = [
+            *(get(role) for role in ("root", "targets", *validated.targets)),
+            validated.new_root,
+            validated.snapshot,
+        ]
+        for p in parsed_here:
+            if p is not None:
+                known[p.raw] = Loaded(p.signed, p.signed_bytes, p.md.signatures)
+
+        check_client_view(
+            stored_root if stored_root is not None else validated.root.raw,
+            new_root if stored_root is not None else None,
+            timestamp_update.data,
+            snapshot_raw,
+            list(validated.targets),
+            get,
+            now,
+            known,
+        )
+        return files, list(validated.targets)
+
     def _validate(
-        self, uploads: Mapping[str, bytes], state: _TxState, held: Mapping[str, frozenset[str]], now: datetime
+        self,
+        uploads: ParsedUpload,
+        state: _TxState | _ReadState,
+        held: Mapping[str, frozenset[str]],
+        now: datetime,
     ) -> ValidatedUpload:
         return validate_upload(
             uploads,
@@ -389,7 +477,7 @@ class TrustService:
     def _sign_online(
         self,
         gun: str,
-        state: _TxState,
+        state: _TxState | _ReadState,
         root: Root,
         held: Mapping[str, frozenset[str]],
         fresh: bool,
@@ -421,7 +509,7 @@ class TrustService:
     def _sign_online_once(
         self,
         gun: str,
-        state: _TxState,
+        state: _TxState | _ReadState,
         root: Root,
         held: Mapping[str, frozenset[str]],
         changed: Mapping[str, tuple[int, bytes]] | None,

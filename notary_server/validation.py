@@ -44,6 +44,7 @@ __all__ = [
     "MAX_VERSION",
     "Limits",
     "Parsed",
+    "ParsedUpload",
     "ServerKeyIds",
     "StoredState",
     "ValidatedUpload",
@@ -51,6 +52,7 @@ __all__ = [
     "delegator_of",
     "merge_pending",
     "parse",
+    "parse_upload",
     "validate_pending",
     "validate_upload",
 ]
@@ -246,24 +248,19 @@ class _State:
         return self.uploaded.get(role) or self.stored(role)
 
 
-def validate_upload(
-    uploads: Mapping[str, bytes],
-    stored: StoredState,
-    *,
-    server_keys: ServerKeyIds,
-    now: datetime,
-    limits: Limits = Limits(),
-) -> ValidatedUpload:
-    """Check an upload of role files against the stored state of one GUN.
+class ParsedUpload(dict[str, Parsed]):
+    """Role name -> parsed file: an upload that passed every check needing no stored
+    state (:func:`parse_upload`)."""
 
-    Args:
-        uploads: role name -> raw bytes, as sent by the client.
-        stored: the GUN's current stored files.
-        server_keys: ids of the online keys the signer holds for this GUN.
-        now: the reference time for expiry checks.
+
+def parse_upload(uploads: Mapping[str, bytes], limits: Limits = Limits()) -> ParsedUpload:
+    """Every check of an upload that needs no stored state: role names, parsing, sizes.
+
+    The expensive part of validating an upload (parsing a large targets file takes
+    seconds), so the server runs it before taking the repository's write lock.
 
     Raises:
-        NotaryError: the first broken rule, as a named error (see module docstring).
+        NotaryError: the first broken rule, as a named error.
     """
     if not uploads:
         raise errors.MalformedUploadError("the upload contains no metadata")
@@ -274,11 +271,34 @@ def validate_upload(
     for role in uploads:
         if role not in TOP_LEVEL_ROLES:
             check_delegated_role(role)
-
-    state = _State(stored)
-    parsed = {role: parse(role, raw) for role, raw in uploads.items()}
+    parsed = ParsedUpload((role, parse(role, raw)) for role, raw in uploads.items())
     for p in parsed.values():
         _check_structure(p, limits)
+    return parsed
+
+
+def validate_upload(
+    uploads: Mapping[str, bytes] | ParsedUpload,
+    stored: StoredState,
+    *,
+    server_keys: ServerKeyIds,
+    now: datetime,
+    limits: Limits = Limits(),
+) -> ValidatedUpload:
+    """Check an upload of role files against the stored state of one GUN.
+
+    Args:
+        uploads: role name -> raw bytes, as sent by the client, or what
+            :func:`parse_upload` made of them.
+        stored: the GUN's current stored files.
+        server_keys: ids of the online keys the signer holds for this GUN.
+        now: the reference time for expiry checks.
+
+    Raises:
+        NotaryError: the first broken rule, as a named error (see module docstring).
+    """
+    parsed = uploads if isinstance(uploads, ParsedUpload) else parse_upload(uploads, limits)
+    state = _State(stored)
 
     # Root first: everything else is checked against the root in force afterwards.
     prev_root = state.stored("root")

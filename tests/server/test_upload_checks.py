@@ -276,7 +276,7 @@ CASES: dict[str, Case] = {
     "target name too long": Case(
         _target_name_too_long, 400, "INVALID_UPDATE", "BAD_TARGETS", "target-name"
     ),
-    "too many parts": Case(_too_many_parts, 413, "TOO_LARGE"),
+    "too many parts": Case(_too_many_parts, 413, "TOO_MANY_PARTS"),
     "not multipart": Case(_not_multipart, 400, "MALFORMED_UPLOAD"),
     "part without a filename": Case(_part_without_filename, 400, "NO_FILENAME"),
     "empty upload": Case(_empty_upload, 400, "MALFORMED_UPLOAD"),
