@@ -263,9 +263,10 @@ def error_for_response(resp: Response, gun: str, action: str, server: str) -> Tr
             hint=f"create it with `trustctl init {gun}`, or check the repository name and --server",
         )
     if resp.status >= 500 or code.endswith("_UNAVAILABLE"):
+        notes = [n for n in (resp.gave_up, _request_id(resp)) if n]
         return ServerUnavailableError(
             f"the trust server could not {action} for {gun}: {code or resp.status} {message}"
-            f"{' (' + resp.gave_up + ')' if resp.gave_up else ''}",
+            f"{' (' + '; '.join(notes) + ')' if notes else ''}",
             hint="try again later; --retry-budget SECONDS (TRUSTCTL_RETRY_BUDGET) waits longer",
         )
     reason = str(info.detail.get("reason", "")) if info.detail else ""
@@ -275,6 +276,12 @@ def error_for_response(resp: Response, gun: str, action: str, server: str) -> Tr
         server_code=code or None,
         reason=reason or None,
     )
+
+
+def _request_id(resp: Response) -> str | None:
+    """``request <id>``: what the server's operator finds the details under in its log."""
+    rid = resp.header("x-request-id") or ""
+    return f"request {rid}" if rid and len(rid) <= 64 and rid.isprintable() else None
 
 
 def _scope(gun: str, actions: str) -> str:

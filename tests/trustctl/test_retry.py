@@ -187,3 +187,13 @@ def test_a_read_that_ran_out_of_budget_says_why_and_how_long() -> None:
     error = map_tuf_error(info.value, "reg/app", "https://notary.example")
     assert isinstance(error, ServerUnavailableError)
     assert "HTTP 503 STORAGE_UNAVAILABLE; gave up after" in error.message and " s)" in error.message
+
+
+def test_a_server_failure_names_the_request_id_for_the_operator() -> None:
+    t = FakeTime()
+    answer = Response(503, {"x-request-id": "9f2c4e1a7b3d5c60"}, _503().data)
+    client = ServerClient("https://notary.example", _transport(Script(*[answer] * 50), t, budget=3))
+    with pytest.raises(ServerUnavailableError) as info:
+        client.publish("reg/app", {"targets": b"{}"})
+    assert "SIGNER_UNAVAILABLE" in info.value.message
+    assert "gave up after" in info.value.message and "request 9f2c4e1a7b3d5c60" in info.value.message
