@@ -79,6 +79,7 @@ def _granian_version() -> str:
 
 GRANIAN_VERSION = _granian_version()
 WSGI_LABEL = {
+    "front": "front 2 workers x 8 threads",
     "granian": "granian 2 workers x 8 blocking threads",
     "gunicorn": "gunicorn gthread 2x8",
 }
@@ -574,12 +575,12 @@ def wsgi_servers(report: Report, s: Settings, pair: Pair, gun: str) -> None:
         report.add(f"GET timestamp.json, 16 conns, p99 ms, ours under {what} [{where}]",
                    "lower", mean(name, "p99_ms"), t.p99_ms if t else None, fmt="{:.1f}")  # fmt: skip
     per_round = ", ".join(
-        f"{a.rps:,.0f}/{b.rps:,.0f}" for a, b in zip(runs["granian"], runs["gunicorn"], strict=True)
+        f"{a.rps:,.0f}/{b.rps:,.0f}" for a, b in zip(runs[main], runs[other], strict=True)
     )
     report.notes.append(
         f"WSGI servers (GET timestamp.json, 16 conns, {pair.name}; granian {GRANIAN_VERSION}):"
-        f" granian/gunicorn req/s per round {per_round};"
-        f" granian/gunicorn = {mean('granian', 'rps') / mean('gunicorn', 'rps'):.2f}x."
+        f" {main}/{other} req/s per round {per_round};"
+        f" {main}/{other} = {mean(main, 'rps') / mean(other, 'rps'):.2f}x."
     )
 
 
@@ -629,10 +630,13 @@ def main(argv: list[str] | None = None) -> int:
         "--notary-build-cap", type=float, metavar="S",
         help="longest notary may take to build one large repository (default: 30 s quick, 240 s full)",
     )  # fmt: skip
+    ap.add_argument("--budget", type=float, metavar="S", help="time budget of the whole run (s)")
     args = ap.parse_args(argv)
     s = Settings.make(args.quick)
+    if args.budget:
+        s.budget_s = args.budget
     if args.sizes:
-        s.sizes = args.sizes
+        s.sizes = [n for n in args.sizes if n > 0]  # --sizes 0: no scale rows
     if args.notary_build_cap:
         s.notary_build_cap_s = args.notary_build_cap
     stacks.SERVER_ENV.update(SERVER_PROFILES[args.server_profile])
@@ -641,7 +645,8 @@ def main(argv: list[str] | None = None) -> int:
             stacks.SERVER_ENV["NOTARY_SERVER_WORKERS"],
             stacks.SERVER_ENV["NOTARY_SERVER_THREADS"],
         )
-        WSGI_LABEL.update(granian=f"granian {w} workers x {t} blocking threads",
+        WSGI_LABEL.update(front=f"front {w} workers x {t} threads",
+                          granian=f"granian {w} workers x {t} blocking threads",
                           gunicorn=f"gunicorn gthread {w}x{t}")  # fmt: skip
     deadline = T0 + s.budget_s
     work = Path(tempfile.mkdtemp(prefix="notary-bench-"))
@@ -777,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
             f" load average (1/5/15 min) before {'/'.join(f'{x:.1f}' for x in load_before)},"
             f" after {'/'.join(f'{x:.1f}' for x in load_after)} (other work on the machine adds noise)"
         ),
-        f"- command: `.venv/bin/python benchmarks/run.py{' --quick' if s.quick else ''}`",
+        f"- command: `.venv/bin/python benchmarks/run.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
         (
             f"- wrk: 2 threads, {s.duration} s per run, keep-alive, TLS; fresh-process rows: median of"
             f" {s.reps} runs (scale rows: {', '.join(f'{n:,}: {r}' for n, r in s.scale_reps.items())})"
