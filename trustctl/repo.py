@@ -53,10 +53,9 @@ from trustctl.errors import (
     UsageError,
 )
 from trustctl.keys import KeyStore
-from trustctl.layout import owner_bins, releases_bins
 from trustctl.pending import PendingStore, content_of, read_pending
 from trustctl.retry import Backoff, RetryPolicy
-from trustctl.trusted import TrustedRepository
+from trustctl.trusted import TrustedRepository, prefetch_bins
 
 __all__ = [
     "EXPIRY_DAYS",
@@ -163,7 +162,10 @@ class Publisher:
                 )
                 return self._finish(*sent, result)
             sent = None
-            _prefetch_bins(repo, changes)
+            prefetch_bins(
+                repo,
+                [str(c.data["tag"]) for c in changes if c.action in ("add-target", "remove-target")],
+            )
             plan = Plan(repo, self.services.keystore, self.services.clock())
             for change in changes:
                 result.roles_for_change[change.id] = APPLY[change.action](plan, dict(change.data))
@@ -401,28 +403,6 @@ def _stored(repo: TrustedRepository, prepared: _Prepared) -> bool:
         if stored is None or stored.signed_bytes != mine.signed_bytes:
             return False
     return True
-
-
-PREFETCH_WORKERS = 4  # the transport keeps 4 connections per host
-
-
-def _prefetch_bins(repo: TrustedRepository, changes: Sequence[Change]) -> None:
-    """Download, a few at a time, the hash bins that many tag changes will read (one
-    change reads its bin through the verified load alone, which still checks every
-    prefetched file against the snapshot)."""
-    tags = [str(c.data["tag"]) for c in changes if c.action in ("add-target", "remove-target")]
-    if len(tags) < 2:
-        return
-    bin_sets = [owner_bins(repo.targets.signed)]
-    if repo.version_of(RELEASES):
-        try:
-            releases = repo.role(RELEASES)
-        except TrustctlError:
-            releases = None  # the edit reports it
-        bin_sets.append(releases_bins(releases.signed) if releases is not None else None)
-    names = {bins.bin_for(tag) for bins in bin_sets if bins is not None for tag in tags}
-    if len(names) > 1:
-        repo.prefetch(sorted(names), workers=PREFETCH_WORKERS)
 
 
 def _changed_children(old: Delegations, new: Delegations) -> list[str]:

@@ -255,6 +255,7 @@ def _verify_all(
     Raises:
         TrustctlError: only what makes every answer impossible with one reference.
     """
+    from trustctl.trusted import prefetch_bins
     from trustctl.verify import verify_tag
 
     answers: dict[int, VerifiedTag | TrustctlError] = {}
@@ -286,6 +287,7 @@ def _verify_all(
                 ensure_pinned(tctx, gun, tofu=tofu)
                 repo = tctx.open_trusted(gun)
                 repo.refresh()
+                prefetch_bins(repo, [str(refs[i].tag) for i in indexes])
             except TrustctlError as e:
                 if len(refs) == 1:
                     raise
