@@ -1,7 +1,9 @@
-"""Fixtures shared by every test package: a clock, an in-process trust service."""
+"""Fixtures shared by every test package: a clock, an in-process trust service, and
+the secrets scan of every log after the last test."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +22,7 @@ from notary_server.storage.sql import SQLStore, migrate
 from notary_signer.client import LocalKeyService
 from notary_signer.keystore.memory import MemoryKeyStore
 from tests.pg import pg_cluster, pg_url  # noqa: F401  (pytest fixtures)
+from tests.secrets import KEYS, KNOWN, scan_logs
 from tests.tufrepo import Owner
 
 
@@ -36,22 +39,62 @@ class FakeClock:
         self.now += timedelta(**delta)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def suite_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Every record our packages log in process, for the final secrets scan."""
-    import logging
+E2E_DIR = Path(__file__).parent / "e2e"
+#: Fixtures that start real processes on 127.0.0.1 (the ``e2e`` mark) or a throwaway
+#: PostgreSQL cluster (the ``postgres`` mark).
+PROCESS_FIXTURES = frozenset({"stack", "registry", "basic_registry", "token_registry"})
+POSTGRES_FIXTURES = frozenset({"pg_cluster", "pg_url", "own_cluster"})
 
-    path = tmp_path_factory.getbasetemp() / "suite.log"
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The ``e2e`` and ``postgres`` marks, by what a test uses, so ``-m`` selects them
+    whether or not a module remembered to mark itself."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if E2E_DIR in item.path.parents or names & PROCESS_FIXTURES:
+            item.add_marker(pytest.mark.e2e)
+        if names & POSTGRES_FIXTURES or any(
+            v in ("postgres", "postgresql") for v in params.values() if isinstance(v, str)
+        ):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secrets_scan(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """After the last test of any selection: no log holds a secret (tests/secrets.py).
+
+    Captures every record our packages log in process to ``suite.log``; the log files
+    of the real processes the tests start are under the same base directory. Set up
+    before any other fixture, so torn down after all of them (every process stopped).
+    """
+    base = tmp_path_factory.getbasetemp()
+    path = base / "suite.log"
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     loggers = [logging.getLogger(n) for n in ("notary_server", "notary_signer", "trustctl")]
+    levels = [log.level for log in loggers]
     for log in loggers:
         log.addHandler(handler)
         log.setLevel(logging.DEBUG)
     yield path
-    for log in loggers:
+    for log, level in zip(loggers, levels, strict=True):
         log.removeHandler(handler)
+        log.setLevel(level)
     handler.close()
+    result = scan_logs(base)
+    print(
+        f"\nSECRETS scanned {result.files} log files, {result.lines} lines, "
+        f"{len(KNOWN)} known secrets, {len(KEYS)} known key encodings"
+    )
+    # Real processes always log: an end-to-end run that left no log line means the
+    # scan looked in the wrong place (a unit-only run may log nothing).
+    if result.lines == 0 and any(i.get_closest_marker("e2e") for i in request.session.items):
+        pytest.fail("the secrets scan read no log line, yet real processes ran")
+    if result.findings:
+        pytest.fail("secrets in the logs:\n" + "\n".join(result.findings[:50]))
 
 
 @pytest.fixture

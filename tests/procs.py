@@ -21,6 +21,7 @@ from pathlib import Path
 import urllib3
 
 from notary_signer.devcerts import DevPKI, ensure_dev_pki
+from tests.secrets import remember
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,7 +123,7 @@ def start_stack(tmp: Path, database_url: str | None = None, **server_env: str) -
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTARY_", "TRUSTCTL_"))}
     signer_env = {
         **base_env,
-        "NOTARY_SIGNER_DEFAULT": "e2e passphrase, test only",
+        "NOTARY_SIGNER_DEFAULT": remember("e2e passphrase, test only"),
         "NOTARY_SIGNER_HOST": "127.0.0.1",
         "NOTARY_SIGNER_PORT": str(signer_port),
         "NOTARY_SIGNER_TLS_CERT_FILE": str(pki.signer_cert),

@@ -41,12 +41,13 @@ from tests.client_view import HTTPSFetcher, judge
 from tests.e2e.remote import Remote
 from tests.procs import Stack, start_stack
 from tests.registry import RegistryProcess, push_image
+from tests.secrets import remember, remember_key
 from tests.tokens import ISSUER, SERVICE, Issuer, repo_access
 from tests.trustctl.support import Mitm, Person, Run, unique_repo
 from tests.tufrepo import Owner, target_for
 from trustctl.transport import HttpTransport
 
-SIGNER_PASSPHRASE = "e2e passphrase, test only"
+SIGNER_PASSPHRASE = remember("e2e passphrase, test only")
 ATTACK_WORDS = ("attack", "tampered", "forged")
 
 TALLY: dict[str, int] = {"tried": 0, "refused": 0}
@@ -65,7 +66,7 @@ def online_signer(stack: Stack, gun: str, role: str) -> CryptoSigner:
     """The attacker's copy of a server-held key (a compromised signer database)."""
     db = stack.signer.env["NOTARY_SIGNER_DATABASE_URL"]
     store = SQLKeyStore(make_engine(db), KeyEncryptor({"NOTARY_SIGNER_DEFAULT": SIGNER_PASSPHRASE}))
-    return store.signer(store.list(gun, role)[-1].keyid)
+    return remember_key(store.signer(store.list(gun, role)[-1].keyid))
 
 
 # --- the network table ---------------------------------------------------------------

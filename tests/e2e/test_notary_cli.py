@@ -20,15 +20,16 @@ import pytest
 
 from benchmarks.stacks import NOTARY_BIN, base_env, notary_available, start_notary
 from tests.procs import start_stack
+from tests.secrets import remember
 
 pytestmark = pytest.mark.e2e
 
 GUN = "127.0.0.1:5000/team/app"
 PASSPHRASES = {
-    "NOTARY_ROOT_PASSPHRASE": "e2e root passphrase",
-    "NOTARY_TARGETS_PASSPHRASE": "e2e targets passphrase",
-    "NOTARY_SNAPSHOT_PASSPHRASE": "e2e snapshot passphrase",
-    "NOTARY_DELEGATION_PASSPHRASE": "e2e delegation passphrase",
+    "NOTARY_ROOT_PASSPHRASE": remember("e2e root passphrase"),
+    "NOTARY_TARGETS_PASSPHRASE": remember("e2e targets passphrase"),
+    "NOTARY_SNAPSHOT_PASSPHRASE": remember("e2e snapshot passphrase"),
+    "NOTARY_DELEGATION_PASSPHRASE": remember("e2e delegation passphrase"),
 }
 
 
@@ -188,8 +189,8 @@ def run_docker_sequence(side: Side, docker: str) -> list[tuple[str, int, str]]:
     (config / "tls" / host).mkdir(parents=True, exist_ok=True)
     shutil.copy(side.ca, config / "tls" / host / "ca.crt")
     env = {**base_env(), "DOCKER_CONFIG": str(config), "DOCKER_CONTENT_TRUST_SERVER": side.url,
-           "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": "e2e docker root passphrase",
-           "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "e2e docker repository passphrase"}  # fmt: skip
+           "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": remember("e2e docker root passphrase"),
+           "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": remember("e2e docker repository passphrase")}  # fmt: skip
     out: list[tuple[str, int, str]] = []
 
     def run(name: str, argv: list[str], extra: dict[str, str] | None = None) -> str:

@@ -26,17 +26,18 @@ from tests.mariadb import (
     mariadb_server,
 )
 from tests.procs import ROOT, start_stack
+from tests.secrets import remember
 
 pytestmark = pytest.mark.e2e
 
 A, B = "127.0.0.1:5000/team/app", "127.0.0.1:5000/team/lib"
 PASSPHRASES = {
-    "NOTARY_ROOT_PASSPHRASE": "mig root passphrase",
-    "NOTARY_TARGETS_PASSPHRASE": "mig targets passphrase",
-    "NOTARY_SNAPSHOT_PASSPHRASE": "mig snapshot passphrase",
-    "NOTARY_DELEGATION_PASSPHRASE": "mig delegation passphrase",
+    "NOTARY_ROOT_PASSPHRASE": remember("mig root passphrase"),
+    "NOTARY_TARGETS_PASSPHRASE": remember("mig targets passphrase"),
+    "NOTARY_SNAPSHOT_PASSPHRASE": remember("mig snapshot passphrase"),
+    "NOTARY_DELEGATION_PASSPHRASE": remember("mig delegation passphrase"),
 }
-SOURCE_ALIAS_ENV = {"NOTARY_SIGNER_BENCHALIAS": "bench signer passphrase, throwaway"}
+SOURCE_ALIAS_ENV = {"NOTARY_SIGNER_BENCHALIAS": remember("bench signer passphrase, throwaway")}
 
 
 def notary(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

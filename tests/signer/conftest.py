@@ -21,6 +21,7 @@ from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import MetaFile, Root, Snapshot, Targets, Timestamp
 
 from notary_signer.crypto import KeyEncryptor, ScryptParams
+from tests.secrets import remember
 
 #: Cheap scrypt cost for fixtures; tests of crypto.py use the production default.
 FAST_KDF = ScryptParams(n=2**12)
@@ -42,7 +43,7 @@ class StepClock:
 @pytest.fixture
 def env() -> dict[str, str]:
     """A passphrase environment (tests add and remove aliases in it)."""
-    return {"NOTARY_SIGNER_DEFAULT": "first passphrase (test only)"}
+    return {"NOTARY_SIGNER_DEFAULT": remember("first passphrase (test only)")}
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from notary_signer.cli import main
 from notary_signer.crypto import KeyEncryptor
 from notary_signer.db import is_current, make_engine, migrate
 from notary_signer.keystore.sql import SQLKeyStore
+from tests.secrets import remember
 
 from .conftest import FAST_KDF, GUN
 
@@ -61,7 +62,7 @@ def test_migrate_and_reencrypt(runner: CliRunner, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     engine = make_engine(url)
     assert is_current(engine)
-    old = {"NOTARY_SIGNER_DEFAULT": "old passphrase"}
+    old = {"NOTARY_SIGNER_DEFAULT": remember("old passphrase")}
     store = SQLKeyStore(engine, KeyEncryptor(old, kdf=FAST_KDF))
     key = store.create(GUN, "timestamp", "ecdsa")
 
@@ -69,7 +70,7 @@ def test_migrate_and_reencrypt(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(main, ["reencrypt", "--to-alias", "q3"], env=env)
     assert result.exit_code == 1 and "NOTARY_SIGNER_Q3" in result.stderr  # new passphrase missing
 
-    env["NOTARY_SIGNER_Q3"] = "new passphrase"
+    env["NOTARY_SIGNER_Q3"] = remember("new passphrase")
     result = runner.invoke(main, ["reencrypt", "--to-alias", "q3"], env=env)
     assert result.exit_code == 0, result.output
     assert result.stdout == "re-encrypted 1 key(s) under alias 'q3'\n"

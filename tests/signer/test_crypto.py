@@ -8,6 +8,7 @@ import pytest
 
 from notary_signer.crypto import KeyEncryptor, ScryptParams, env_var_for_alias
 from notary_signer.errors import PassphraseError, SignerError
+from tests.secrets import remember
 
 from .conftest import FAST_KDF
 
@@ -16,7 +17,7 @@ ROW = {"keyid": "ab" * 32, "gun": "reg.example/app", "role": "timestamp"}
 
 
 def test_round_trip_with_production_kdf() -> None:
-    enc = KeyEncryptor({"NOTARY_SIGNER_DEFAULT": "correct horse"})
+    enc = KeyEncryptor({"NOTARY_SIGNER_DEFAULT": remember("correct horse")})
     blob = enc.encrypt(SECRET, **ROW)
     assert SECRET not in blob
     doc = json.loads(blob)
@@ -67,7 +68,7 @@ def test_blob_moved_to_another_row_does_not_decrypt(other_row: dict[str, str]) -
 
 
 def test_missing_alias_names_the_variable_never_a_value() -> None:
-    env = {"NOTARY_SIGNER_DEFAULT": "the-default-secret"}
+    env = {"NOTARY_SIGNER_DEFAULT": remember("the-default-secret")}
     enc = KeyEncryptor(env, kdf=FAST_KDF)
     with pytest.raises(PassphraseError) as exc:
         enc.encrypt(SECRET, alias="Rotated_2026", **ROW)

@@ -17,6 +17,7 @@ from notary_signer.keystore import KeyStore
 from notary_signer.keystore.memory import MemoryKeyStore
 from notary_signer.keystore.sql import SQLKeyStore, private_keys
 from notary_signer.policy import compute_keyid
+from tests.secrets import remember
 
 from .conftest import FAST_KDF, GUN, OTHER_GUN, StepClock, private_needles
 
@@ -102,7 +103,7 @@ def test_unknown_algorithm(backend: Backend) -> None:
 def test_reencrypt_then_old_passphrase_can_go(backend: Backend) -> None:
     store, env = backend.store, backend.env
     keys = [store.create(GUN, "timestamp", "ecdsa"), store.create(GUN, "snapshot", "ed25519")]
-    env["NOTARY_SIGNER_ROTATED"] = "second passphrase (test only)"
+    env["NOTARY_SIGNER_ROTATED"] = remember("second passphrase (test only)")
     assert store.reencrypt("rotated") == 2
     del env["NOTARY_SIGNER_DEFAULT"]
     for key in keys:

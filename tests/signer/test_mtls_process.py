@@ -29,12 +29,13 @@ from notary_signer.db import make_engine
 from notary_signer.devcerts import DevPKI, ensure_dev_pki
 from notary_signer.errors import KeyNotFoundError, SignerRefusedError, SignerUnavailableError
 from notary_signer.keystore.sql import SQLKeyStore
+from tests.secrets import remember, remember_key
 
 from .conftest import GUN, OTHER_GUN, private_needles, root_payload, soon, targets_payload
 
 pytestmark = pytest.mark.e2e
 
-PASSPHRASE = "process test passphrase (test only)"
+PASSPHRASE = remember("process test passphrase (test only)")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -239,7 +240,7 @@ def test_database_holds_no_plain_private_key(
     # decrypt with the operator's passphrase to learn what must NOT be in the files
     engine = make_engine(f"sqlite:///{db_dir / 'signer.db'}")
     store = SQLKeyStore(engine, KeyEncryptor({"NOTARY_SIGNER_DEFAULT": PASSPHRASE}))
-    needles = [n for k in keys for n in private_needles(store.signer(k.keyid))]
+    needles = [n for k in keys for n in private_needles(remember_key(store.signer(k.keyid)))]
     engine.dispose()
     assert scan_files(db_dir, needles) == []
 

@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from tests.secrets import remember
 from trustctl.errors import (
     EXIT_USAGE,
     MissingKeyError,
@@ -31,9 +32,9 @@ from trustctl.keys import (
 )
 
 ENV = {
-    "TRUSTCTL_ROOT_PASSPHRASE": "root pw",
-    "TRUSTCTL_TARGETS_PASSPHRASE": "targets pw",
-    "TRUSTCTL_DELEGATION_PASSPHRASE": "delegation pw",
+    "TRUSTCTL_ROOT_PASSPHRASE": remember("root pw"),
+    "TRUSTCTL_TARGETS_PASSPHRASE": remember("targets pw"),
+    "TRUSTCTL_DELEGATION_PASSPHRASE": remember("delegation pw"),
 }
 
 

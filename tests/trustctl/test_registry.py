@@ -21,6 +21,7 @@ from tests.registry import (
     push_index,
     start_registry,
 )
+from tests.secrets import remember
 from tests.tokens import ISSUER, SERVICE, Issuer
 from tests.trustctl.httpd import Reply, Request, forward, serve
 from tests.trustctl.support import unique_repo
@@ -152,7 +153,7 @@ def test_basic_auth_with_credentials_from_the_environment(basic_registry: Regist
         basic_registry.url, repo, "v1", b"basic", headers=basic_auth("ci", "s3cret")
     )
     store = CredentialStore(
-        environ={"TRUSTCTL_REGISTRY_USERNAME": "ci", "TRUSTCTL_REGISTRY_PASSWORD": "s3cret"}
+        environ={"TRUSTCTL_REGISTRY_USERNAME": "ci", "TRUSTCTL_REGISTRY_PASSWORD": remember("s3cret")}
     )
     desc = client(credentials=store.lookup).resolve(
         parse_reference(f"{basic_registry.host}/{repo}:v1")
