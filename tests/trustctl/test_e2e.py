@@ -398,7 +398,7 @@ def test_failures_are_one_line_with_a_hint(
         2,
         "wrong passphrase",
     )
-    one_line(deployer.run("sign", f"{gun}:v1"), 2, "do not hold the targets key")
+    one_line(deployer.run("sign", f"{gun}:v1"), 2, "do not hold the bins key")
     unknown = f"{gun}-unknown"
     deployer.ok("trust", "pin", unknown, str(owner.trust_dir.parent / "root.json"))
     one_line(deployer.run("verify", f"{unknown}:v1"), 1, "no trust data")
