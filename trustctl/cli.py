@@ -340,4 +340,5 @@ main.lazy_modules = {
     "trust": "trust",
     "pending": "pending",
     "migrate": "migrate",
+    "gate": "gate",
 }

@@ -1,0 +1,99 @@
+"""``gate serve|manifest``: the Kubernetes admission webhook that admits only signed images."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from pathlib import Path
+
+import click
+
+from trustctl.cli import TrustctlCommand, TrustctlGroup, pass_ctx
+from trustctl.context import TrustContext
+from trustctl.errors import ConfigError, UsageError
+
+__all__ = ["register"]
+
+
+@click.group("gate", cls=TrustctlGroup)
+def gate_group() -> None:
+    """The deploy gate: a Kubernetes admission webhook that admits only signed images."""
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise UsageError(f"--listen {text!r}: give HOST:PORT (e.g. 0.0.0.0:8443)")
+    return host.strip("[]"), int(port)
+
+
+@gate_group.command("serve", cls=TrustctlCommand)
+@click.option("--policy", "policy_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The policy file (YAML), reloaded when it changes.")
+@click.option("--listen", default="0.0.0.0:8443", show_default=True, help="HOST:PORT to serve on.")
+@click.option("--tls-cert", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--tls-key", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--workers", default=32, show_default=True, type=click.IntRange(1, 1024),
+              help="Verifications running at once.")
+@pass_ctx
+def serve_cmd(
+    ctx: TrustContext, policy_path: Path, listen: str, tls_cert: Path, tls_key: Path, workers: int
+) -> None:
+    """Serve POST /validate and POST /mutate (AdmissionReview v1) over TLS.
+
+    Roots are pinned in the trust dir (`trustctl --trust-dir DIR trust pin GUN root.json`);
+    the policy names the trust servers and which images each vouches for.
+    """
+    from trustctl.api import Verifier
+    from trustctl.gate.decide import Gate, PolicyFile
+    from trustctl.gate.policy import PolicyError, Server
+    from trustctl.gate.serve import GateServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host, port = _listen(listen)
+    try:
+        policy = PolicyFile(policy_path)
+    except PolicyError as e:
+        raise ConfigError(str(e), hint="fix the policy file; see docs/gate-policy.md") from None
+    trust_dir = ctx.settings.trust_dir
+
+    def verifier_for(server: Server) -> Verifier:
+        return Verifier(server.url, trust_dir=trust_dir, tls_ca=server.tls_ca, timeout=5.0)
+
+    gate = Gate(policy, verifier_for, workers=workers)
+    try:
+        srv = GateServer(gate, host, port, tls_cert, tls_key)
+    except OSError as e:
+        raise ConfigError(f"cannot serve on {listen}: {e}") from None
+    ctx.printer.message(f"trustctl gate: serving https://{host}:{srv.port} (/validate, /mutate, /metrics)")
+    try:
+        srv.serve_forever()
+    finally:
+        gate.close()
+
+
+@gate_group.command("manifest", cls=TrustctlCommand)
+@click.option("--namespace", default="trustctl-gate", show_default=True)
+@click.option("--image", required=True, help="The gate's own image (pin it by digest).")
+@click.option("--ca-bundle", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM of the CA that signed the gate's serving certificate.")
+@click.option("--replicas", default=2, show_default=True, type=click.IntRange(1, 100))
+@pass_ctx
+def manifest_cmd(ctx: TrustContext, namespace: str, image: str, ca_bundle: Path, replicas: int) -> None:
+    """Print the Deployment, Service and both webhook configurations (YAML)."""
+    import yaml
+
+    from trustctl.gate.manifest import manifest
+
+    pem = ca_bundle.read_bytes()
+    if b"BEGIN CERTIFICATE" not in pem:
+        raise UsageError(f"{ca_bundle} holds no PEM certificate")
+    docs = manifest(
+        namespace=namespace, image=image, ca_bundle=base64.b64encode(pem).decode(), replicas=replicas
+    )
+    click.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(gate_group)

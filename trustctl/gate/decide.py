@@ -1,0 +1,321 @@
+"""Admission decisions: each image is verified by :class:`trustctl.api.Verifier`.
+
+The gate adds no trust rule of its own: the policy picks the trust server, the
+repository (GUN) and the signers for an image, and the Verifier's answer (or its
+error) is the verdict. Around it the gate adds what a webhook needs:
+
+* a deadline: every request is answered before ``timeoutSeconds - 2 s``, whatever
+  the trust server does (a verification still running then is a deny);
+* shared work: concurrent requests for the same image share one verification;
+* the admission rules: DELETE, UPDATEs of objects being deleted and UPDATEs that
+  change no image reference pass; every new or changed reference is verified.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from trustctl.errors import InvalidReferenceError, TrustctlError
+from trustctl.gate.images import ImageSite, UnknownKind, find_images, is_terminating
+from trustctl.gate.metrics import Metrics
+from trustctl.gate.policy import Policy, PolicyError, Rule, Server, load_policy
+from trustctl.gate.review import AdmissionRequest, Verdict
+from trustctl.reference import ImageRef, parse_reference
+
+__all__ = ["Gate", "ImageResult", "PolicyFile"]
+
+logger = logging.getLogger(__name__)
+
+MARGIN = 2.0  # seconds kept back from the API server's timeout
+MIN_BUDGET = 0.5
+DEFAULT_TIMEOUT = 10.0
+
+
+class VerifierLike(Protocol):
+    def verify(self, image: str | ImageRef, *, signers: Any = ..., registry_mode: str | None = ...) -> Any: ...
+
+
+class PolicyFile:
+    """The policy on disk, reloaded when the file changes (an invalid new version is
+    logged and the previous one stays in force)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self.generation = 0
+        self.last_error: str | None = None
+        self.policy = self._load()  # raises PolicyError at startup
+
+    def _load(self) -> Policy:
+        st = self.path.stat()
+        text = self.path.read_text(encoding="utf-8")
+        policy = load_policy(text, source=str(self.path), generation=self.generation + 1)
+        self.generation += 1
+        self._stamp = (st.st_mtime_ns, st.st_size)
+        return policy
+
+    def current(self) -> Policy:
+        try:
+            st = self.path.stat()
+            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        if stamp is None or stamp == self._stamp:
+            return self.policy
+        with self._lock:
+            if stamp != self._stamp:
+                try:
+                    self.policy = self._load()
+                    self.last_error = None
+                    logger.info("policy reloaded: generation %d", self.generation)
+                except (PolicyError, OSError, UnicodeDecodeError) as e:
+                    self._stamp = stamp  # do not re-read a bad file on every request
+                    self.last_error = str(e)
+                    logger.error("policy reload refused, the previous policy stays: %s", e)
+        return self.policy
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One image's verdict."""
+
+    image: str
+    ok: bool
+    code: str
+    message: str
+    gun: str = ""
+    rule: Rule | None = None
+    pinned: str | None = None
+
+    def describe(self) -> str:
+        repo = f" (repository {self.gun})" if self.gun else ""
+        return f"image {self.image}{repo}: {self.code}: {self.message}"
+
+
+@dataclass
+class _Flight:
+    future: Future[Any]
+    started: float = field(default_factory=time.monotonic)
+
+
+class Gate:
+    """Decides AdmissionReview requests under a policy.
+
+    Args:
+        policy: the policy (a :class:`PolicyFile`, or a callable returning a Policy).
+        verifier_for: builds the :class:`~trustctl.api.Verifier` for a trust server.
+        workers: verifications running at once (the rest queue, within the deadline).
+    """
+
+    def __init__(
+        self,
+        policy: PolicyFile | Callable[[], Policy],
+        verifier_for: Callable[[Server], VerifierLike],
+        *,
+        workers: int = 32,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._policy = policy.current if isinstance(policy, PolicyFile) else policy
+        self._verifier_for = verifier_for
+        self._verifiers: dict[str, VerifierLike] = {}
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gate-verify")
+        self._flights: dict[tuple[Any, ...], _Flight] = {}
+        self._lock = threading.Lock()
+        self.metrics = metrics or Metrics()
+
+    # --- requests -----------------------------------------------------------------
+
+    def validate(self, req: AdmissionRequest, timeout: float | None = None) -> Verdict:
+        """The validating webhook: deny unless every new image verifies (or warns)."""
+        start = time.monotonic()
+        verdict = self._validate(req, self._deadline(start, timeout))
+        self.metrics.decided("validate", verdict, time.monotonic() - start)
+        return verdict
+
+    def mutate(self, req: AdmissionRequest, timeout: float | None = None) -> Verdict:
+        """The mutating webhook: pin each verified ``name:tag`` to ``name:tag@digest``.
+        It never denies: the validating webhook decides, after every mutator."""
+        start = time.monotonic()
+        verdict = self._mutate(req, self._deadline(start, timeout))
+        self.metrics.decided("mutate", verdict, time.monotonic() - start)
+        return verdict
+
+    @staticmethod
+    def _deadline(start: float, timeout: float | None) -> float:
+        budget = max((timeout or DEFAULT_TIMEOUT) - MARGIN, MIN_BUDGET)
+        return start + budget
+
+    def _sites(self, req: AdmissionRequest) -> tuple[str, list[ImageSite]] | Verdict:
+        """The image sites to check, or the verdict when there is nothing to check."""
+        if req.operation in ("DELETE", "CONNECT"):
+            return Verdict(True, reason="no-images")
+        if req.object is None:
+            return Verdict(False, "the request carries no object to check", reason="bad-request")
+        if req.operation == "UPDATE" and (
+            is_terminating(req.old_object) or is_terminating(req.object)
+        ):
+            return Verdict(True, reason="terminating")
+        try:
+            sites = find_images(req.object, req.group, req.kind)
+            old = (
+                {s.image for s in find_images(req.old_object, req.group, req.kind)}
+                if req.operation == "UPDATE" and req.old_object is not None
+                else set()
+            )
+        except UnknownKind as e:
+            return Verdict(False, f"{e}; the gate refuses what it cannot check", reason="unknown-kind")
+        fresh = [s for s in sites if s.image not in old]
+        if not fresh:
+            return Verdict(True, reason="unchanged" if sites else "no-images")
+        return ("check", fresh)
+
+    def _validate(self, req: AdmissionRequest, deadline: float) -> Verdict:
+        sites = self._sites(req)
+        if isinstance(sites, Verdict):
+            return sites
+        results = self._check_all([s.image for s in sites[1]], deadline)
+        denied, warned = [], []
+        for r in results.values():
+            if r.ok:
+                continue
+            (warned if r.rule is not None and r.rule.mode == "warn" else denied).append(r)
+        if denied:
+            msg = "; ".join(r.describe() for r in denied)
+            return Verdict(
+                False,
+                f"{msg} (the gate admits only images whose signature it verified; "
+                "a failed verification may be an attack)",
+                reason=denied[0].code,
+                audit={"decision": "deny", "images": ", ".join(r.image for r in denied)},
+            )
+        verdict = Verdict(True, reason="verified")
+        if warned:
+            verdict.reason = "warned"
+            verdict.warnings = [f"unverified image (warn mode): {r.describe()}" for r in warned]
+            verdict.audit = {
+                "decision": "warn",
+                "warned": "; ".join(r.describe() for r in warned),
+            }
+        return verdict
+
+    def _mutate(self, req: AdmissionRequest, deadline: float) -> Verdict:
+        sites = self._sites(req)
+        if isinstance(sites, Verdict):
+            return Verdict(True, reason=sites.reason if sites.allowed else "left-to-validation")
+        results = self._check_all([s.image for s in sites[1]], deadline)
+        patch = []
+        for site in sites[1]:
+            r = results[site.image]
+            pin = r.ok and r.rule is not None and r.rule.mode != "verify-only"
+            if pin and r.pinned and r.pinned != site.image:
+                patch.append({"op": "replace", "path": site.path, "value": r.pinned})
+        return Verdict(True, reason="pinned" if patch else "unchanged", patch=patch or None)
+
+    # --- images -------------------------------------------------------------------
+
+    def _check_all(self, images: list[str], deadline: float) -> dict[str, ImageResult]:
+        policy = self._policy()
+        pending: dict[str, _Rebound | ImageResult] = {}
+        for image in dict.fromkeys(images):
+            pending[image] = self._start(image, policy)
+        out: dict[str, ImageResult] = {}
+        for image, job in pending.items():
+            if isinstance(job, ImageResult):
+                out[image] = job
+                continue
+            try:
+                out[image] = job.result(timeout=max(deadline - time.monotonic(), 0))
+            except FutureTimeout:
+                out[image] = ImageResult(
+                    image, False, "TIMEOUT",
+                    "the trust server did not answer in time; the gate fails closed",
+                    gun=job.gun,
+                )
+        return out
+
+    def _start(self, image: str, policy: Policy) -> _Rebound | ImageResult:
+        try:
+            ref = parse_reference(image)
+        except InvalidReferenceError as e:
+            return ImageResult(image or "<none>", False, e.code, str(e))
+        rule = policy.rule_for(ref)
+        if rule is None:
+            if policy.unmatched == "allow":
+                return ImageResult(image, True, "UNMATCHED", "no rule matches; the policy allows it")
+            return ImageResult(
+                image, False, "NO_RULE",
+                "no policy rule matches this image and the policy denies unmatched images",
+            )
+        gun = rule.gun_for(ref)
+        if ref.tag is None and ref.digest is not None:
+            return ImageResult(
+                image, False, "NEEDS_TAG",
+                "a digest alone cannot be matched to a signature: deploy name:tag "
+                "(the gate pins it) or name:tag@sha256:...",
+                gun, rule,
+            )
+        tag = ref.tag or "latest"
+        target = f"{gun}:{tag}" + (f"@{ref.digest}" if ref.digest else "")
+        key = (policy.generation, rule.server, target, rule.signers)
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is None:
+                server = policy.servers[rule.server]
+                fut = self._pool.submit(self._verify, server, target, rule, ref, tag, image)
+                flight = self._flights[key] = _Flight(fut)
+                fut.add_done_callback(lambda _f, k=key: self._land(k))
+        return _Rebound(flight.future, image, gun)
+
+    def _land(self, key: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._flights.pop(key, None)
+
+    def _verifier(self, server: Server) -> VerifierLike:
+        with self._lock:
+            v = self._verifiers.get(server.name)
+            if v is None:
+                v = self._verifiers[server.name] = self._verifier_for(server)
+            return v
+
+    def _verify(
+        self, server: Server, target: str, rule: Rule, ref: ImageRef, tag: str, image: str
+    ) -> ImageResult:
+        gun = rule.gun_for(ref)
+        try:
+            verified = self._verifier(server).verify(target, signers=rule.signers)
+        except TrustctlError as e:
+            return ImageResult(image, False, e.code, str(e), gun, rule)
+        except Exception as e:
+            logger.exception("verification of %s failed unexpectedly", target)
+            return ImageResult(image, False, "INTERNAL", f"verification failed: {type(e).__name__}", gun, rule)
+        pinned = f"{ref.registry}/{ref.repository}:{tag}@{verified.digest}"
+        self.metrics.expiries(gun, verified.expires)
+        return ImageResult(image, True, "VERIFIED", "signed", gun, rule, pinned)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Rebound:
+    """A shared verification's future, answering for this request's own image text."""
+
+    def __init__(self, future: Future[ImageResult], image: str, gun: str) -> None:
+        self._future = future
+        self._image = image
+        self.gun = gun
+
+    def result(self, timeout: float | None = None) -> ImageResult:
+        r = self._future.result(timeout=timeout)
+        if r.image == self._image:
+            return r
+        return ImageResult(self._image, r.ok, r.code, r.message, r.gun, r.rule, r.pinned)
+
