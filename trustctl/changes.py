@@ -43,7 +43,15 @@ __all__ = ["ACTIONS", "Change", "Changelist"]
 
 logger = logging.getLogger(__name__)
 
-ACTIONS = ("add-target", "remove-target", "add-signer", "remove-signer", "set-threshold", "witness")
+ACTIONS = (
+    "add-target",
+    "remove-target",
+    "add-signer",
+    "remove-signer",
+    "set-threshold",
+    "set-paths",
+    "witness",
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,8 @@ class Change:
             return f"remove signer {d['name']} ({which}{extra})"
         if self.action == "set-threshold":
             return f"set the signer threshold to {d['threshold']}"
+        if self.action == "set-paths":
+            return f"signers hold the tags {' '.join(d.get('paths') or [])}"
         if self.action == "witness":
             return f"re-sign {d['role']}"
         return self.action

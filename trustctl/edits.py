@@ -35,7 +35,14 @@ from tuf.api.metadata import (
     Targets,
 )
 
-from trustctl.errors import MissingKeyError, UntrustedSignatureError, UsageError
+from trustctl.errors import (
+    MissingKeyError,
+    SignersHoldTagError,
+    ThresholdError,
+    TrustctlError,
+    UntrustedSignatureError,
+    UsageError,
+)
 from trustctl.layout import (
     RELEASES,
     RELEASES_BINS_PREFIX,
@@ -49,6 +56,7 @@ from trustctl.layout import (
     releases_bins,
     signer_roles,
     succinct_to_named,
+    tag_policy,
 )
 
 if TYPE_CHECKING:
@@ -207,7 +215,11 @@ def _choose_role(plan: Plan, tag: str) -> str:
     roles = targets.delegations.roles if targets.delegations is not None else None
     releases = roles.get(RELEASES) if roles else None
     gun = plan.repo.gun
-    if releases is not None and plan.holds([*releases.keyids, *_signer_keyids(targets)]):
+    if (
+        releases is not None
+        and releases.is_delegated_path(tag)
+        and plan.holds([*releases.keyids, *_signer_keyids(targets)])
+    ):
         signer_bins = releases_bins(plan.working(RELEASES))
         if signer_bins is not None:
             if plan.holds(signer_bins.keyids):
@@ -227,6 +239,13 @@ def _choose_role(plan: Plan, tag: str) -> str:
             )
     elif plan.holds(plan.root.roles["targets"].keyids):
         return "targets"
+    if releases is not None and not releases.is_delegated_path(tag):
+        raise MissingKeyError(
+            f"{tag} is not one of the signers' tags of {gun} (they hold {' '.join(releases.paths or [])}), "
+            "and you do not hold the owner's key that signs the other tags, so you cannot sign it",
+            hint=f"sign it where the bins key is, or ask the owner to change the signers' tags "
+            f"(`trustctl signer paths {gun} PATTERN...`)",
+        )
     if releases is not None:
         raise MissingKeyError(
             f"you hold neither the owner's keys of {gun} nor a signer key of {RELEASES}, so you cannot sign {tag}",
@@ -258,14 +277,83 @@ def _apply_add_target(plan: Plan, d: dict[str, Any]) -> list[str]:
         hashes={"sha256": str(d["sha256"])},
         path=d["tag"],
         # a tag carried from elsewhere (trustctl migrate) keeps its own custom data
-        unrecognized_fields={"custom": d["custom"] if "custom" in d else {"mediaType": d["media_type"]}},
+        unrecognized_fields={
+            "custom": d["custom"] if "custom" in d else {"mediaType": d["media_type"]}
+        },
     )
+    _check_signers_hold(plan, role, d["tag"], target)
     targets = plan.working(role)
     if targets.targets.get(d["tag"]) == target:
         return []  # already signed so
     targets.targets[d["tag"]] = target
     plan.mark(role)
     return [role]
+
+
+def _is_signers_role(role: str) -> bool:
+    return role == RELEASES or role.startswith(f"{RELEASES}/")
+
+
+def _signer_threshold_text(plan: Plan) -> str:
+    releases = plan.working("targets").get_delegated_role(RELEASES)
+    bins = releases_bins(plan.working(RELEASES))
+    role: Role | BinSet = bins if bins is not None else releases
+    return f"{role.threshold} of {len(role.keyids)} signer keys"
+
+
+def _signers_entry(plan: Plan, tag: str) -> TargetFile | None:
+    """The signers' published entry for ``tag`` (None: none, or unreadable)."""
+    try:
+        releases = plan.repo.role(RELEASES, "targets")
+        bins = releases_bins(releases.signed if releases is not None else None)
+        where = bins.bin_for(tag) if bins is not None else RELEASES
+        md = plan.repo.role(where)
+    except (TrustctlError, KeyError):
+        return None
+    return md.signed.targets.get(tag) if md is not None else None
+
+
+def _check_signers_hold(plan: Plan, role: str, tag: str, target: TargetFile) -> None:
+    """Refuse to sign one of the signers' tags with a single owner key.
+
+    With the signers listed first and terminating (see :mod:`trustctl.layout`), an
+    owner bin's entry for such a tag is never looked at: signing it there is refused
+    as useless. Where the owner's role is looked up first (``targets`` itself, or the
+    owner's bins of a repository laid out by an older trustctl), signing a tag the
+    signers already signed would override them: refused too.
+
+    Raises:
+        SignersHoldTagError: either case.
+    """
+    policy = tag_policy(plan.working("targets"))
+    if policy is None or _is_signers_role(role) or not policy.holds(tag):
+        return
+    gun = plan.repo.gun
+    paths = " ".join(policy.signer_paths) or "(none)"
+    who = f"{RELEASES} (tags {paths}; {_signer_threshold_text(plan)})"
+    key = "targets key" if role == "targets" else "bins key"
+    hint = (
+        f"have the signers sign it (`trustctl sign {gun}:{tag}` with their keys); the owner "
+        f"chooses which tags the signers hold with `trustctl signer paths {gun} PATTERN...`"
+    )
+    if role != "targets" and policy.signers_first and policy.terminating:
+        raise SignersHoldTagError(
+            f"{tag} is one of the signers' tags of {gun}: TUF clients look it up only in {who}, "
+            f"so the {key} cannot sign it (an entry in {role} would never be seen)",
+            hint=hint,
+            tag=tag,
+            role=role,
+        )
+    theirs = _signers_entry(plan, tag)
+    if theirs is not None and theirs != target:
+        raise SignersHoldTagError(
+            f"{tag} is signed by the signers of {gun} in {who} as "
+            f"sha256:{theirs.hashes.get('sha256', '?')}; signing it with the {key} into {role} "
+            "would override their signature",
+            hint=hint,
+            tag=tag,
+            role=role,
+        )
 
 
 def _delegated_roles(plan: Plan) -> dict[str, DelegatedRole]:
@@ -338,17 +426,21 @@ def _apply_add_signer(plan: Plan, d: dict[str, Any]) -> list[str]:
     binned = _binned(plan)
     roles = plan.delegations()
     targets = plan.working("targets")
+    paths = _signer_paths(d.get("paths")) if d.get("paths") else None
     if RELEASES not in roles:
+        # listed first; with bins also terminating, so the signers' tags are theirs alone
+        # (see trustctl.layout); with bins it only delegates the signers' bins, and the
+        # owner signs it
+        _check_lost_tags(plan, paths or ["*"], force=bool(d.get("force")))
+        existing = dict(roles)
+        roles.clear()
+        roles[RELEASES] = DelegatedRole(RELEASES, [], 1, binned, paths=paths or ["*"])
+        roles.update(existing)
         if binned:
-            # targets/releases only delegates the signers' bins; the owner signs it
-            roles[RELEASES] = DelegatedRole(RELEASES, [], 1, False, paths=["*"])
             for keyid in plan.root.roles["targets"].keyids:
                 targets.add_key(plan.root.get_key(keyid), RELEASES)
-        else:
-            existing = dict(roles)
-            roles.clear()
-            roles[RELEASES] = DelegatedRole(RELEASES, [], 1, False, paths=["*"])
-            roles.update(existing)
+    elif paths is not None:
+        _set_signer_paths(plan, paths, force=bool(d.get("force")))
     role_name = f"targets/{name}"
     if role_name not in roles:
         # paths=[]: the role names a signer and matches no tag, so no single signer can
@@ -449,6 +541,104 @@ def _apply_set_threshold(plan: Plan, d: dict[str, Any]) -> list[str]:
         return [RELEASES]
     roles[RELEASES].threshold = int(d["threshold"])
     _check_threshold(roles[RELEASES])
+    plan.mark("targets")
+    return ["targets"]
+
+
+def _signer_paths(patterns: Sequence[str]) -> list[str]:
+    """Tag patterns for the signers (python-tuf's ``paths``: ``*`` and ``?`` match
+    within a tag; tags have no ``/``).
+
+    Raises:
+        UsageError: no pattern, or an empty one.
+    """
+    out = sorted({p.strip() for p in patterns})
+    if not out or any(not p for p in out):
+        raise UsageError("give at least one tag pattern, e.g. 'v*' or '*'")
+    return out
+
+
+def _check_lost_tags(plan: Plan, paths: Sequence[str], *, force: bool) -> None:
+    """Refuse (unless ``force``) a change of the signers' tags that leaves signed tags
+    unverifiable: owner-bin tags the signers now hold (with bins the signers come
+    first), and signers' tags outside their new paths. Reads every published owner
+    and signers' bin: an administrative step.
+
+    Raises:
+        ThresholdError: such tags exist.
+    """
+    if force or not plan.holds(plan.root.roles["targets"].keyids):
+        return  # without the targets key the change is refused when it is signed
+    repo = plan.repo
+    new = DelegatedRole(RELEASES, [], 1, False, paths=list(paths))
+    before = tag_policy(repo.targets.signed)
+    owner = owner_bins(repo.targets.signed)
+    hidden_before = before is not None and before.signers_first and before.terminating
+    owner_names = [n for n in owner.names() if repo.version_of(n) > 0] if owner else []
+    try:
+        releases = repo.role(RELEASES, "targets") if before is not None else None
+    except TrustctlError:
+        releases = None
+    signer_bins = releases_bins(releases.signed if releases is not None else None)
+    signer_names = (
+        [n for n in signer_bins.names() if repo.version_of(n) > 0]
+        if signer_bins is not None
+        else ([RELEASES] if releases is not None else [])
+    )
+    repo.prefetch([*owner_names, *signer_names])
+    lost: set[str] = set()
+    for name in owner_names:
+        for tag in _tags_of(repo, name):
+            if new.is_delegated_path(tag) and not (
+                hidden_before and before is not None and before.holds(tag)
+            ):
+                lost.add(tag)
+    for name in signer_names:
+        for tag in _tags_of(repo, name):
+            if not new.is_delegated_path(tag) and (before is None or before.holds(tag)):
+                lost.add(tag)
+    if lost:
+        shown = ", ".join(sorted(lost)[:10]) + (" ..." if len(lost) > 10 else "")
+        raise ThresholdError(
+            f"with the signers holding the tags {' '.join(paths)} of {repo.gun}, {len(lost)} signed "
+            f"tag(s) would stop verifying where they are signed now: {shown}",
+            hint="choose patterns that leave them where they are signed, or pass --force and sign them "
+            "again where they now belong",
+        )
+
+
+def _tags_of(repo: TrustedRepository, role: str) -> list[str]:
+    try:
+        md = repo.role(role)
+    except TrustctlError:
+        return []
+    return list(md.signed.targets) if md is not None else []
+
+
+def _set_signer_paths(plan: Plan, paths: list[str], *, force: bool) -> None:
+    """``targets/releases`` delegates ``paths``; with bins it is listed first and terminating."""
+    roles = plan.delegations()
+    binned = _binned(plan)
+    old = roles[RELEASES]
+    policy = tag_policy(plan.working("targets"))
+    moved = binned and policy is not None and not (policy.signers_first and policy.terminating)
+    if sorted(old.paths or []) != paths or moved:
+        _check_lost_tags(plan, paths, force=force)
+    existing = {name: role for name, role in roles.items() if name != RELEASES}
+    roles.clear()
+    roles[RELEASES] = DelegatedRole(RELEASES, list(old.keyids), old.threshold, binned, paths=paths)
+    roles.update(existing)
+
+
+def _apply_set_paths(plan: Plan, d: dict[str, Any]) -> list[str]:
+    roles = plan.delegations()
+    if RELEASES not in roles:
+        raise UsageError(
+            f"{plan.repo.gun} has no signers yet",
+            hint="add one with `trustctl signer add NAME --key NAME.pub GUN --paths PATTERN`",
+        )
+    _set_signer_paths(plan, _signer_paths(d.get("paths") or []), force=bool(d.get("force")))
+    plan.force = plan.force or bool(d.get("force"))
     plan.mark("targets")
     return ["targets"]
 
@@ -570,6 +760,7 @@ APPLY: dict[str, Callable[[Plan, dict[str, Any]], list[str]]] = {
     "add-signer": _apply_add_signer,
     "remove-signer": _apply_remove_signer,
     "set-threshold": _apply_set_threshold,
+    "set-paths": _apply_set_paths,
     "witness": _apply_witness,
     "rotate-root": _apply_rotate_root,
     "rotate-top": _apply_rotate_top,

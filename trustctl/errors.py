@@ -51,6 +51,7 @@ __all__ = [
     "ServerRejectedError",
     "ServerUnavailableError",
     "SignerPolicyError",
+    "SignersHoldTagError",
     "StaleMetadataError",
     "TagNotSignedError",
     "TamperedMetadataError",
@@ -143,6 +144,12 @@ class WrongPassphraseError(PassphraseError):
 
 class NoPinnedRootError(UsageError):
     code = "NO_PINNED_ROOT"
+
+
+class SignersHoldTagError(UsageError):
+    """The tag is the signers' (k of n): a single owner key may not sign it."""
+
+    code = "SIGNERS_HOLD_TAG"
 
 
 class PendingUnsupportedError(UsageError):

@@ -21,8 +21,17 @@ python-tuf's ngclient:
   signers' keys with the k-of-n threshold. Its name prefix carries the
   ``targets/releases/`` path so the trust server finds the delegator by name.
 
-A lookup of a tag reads ``targets``, at most one owner bin, ``targets/releases`` and
-one signer bin. A repository made with ``--hash-bins 0`` (or by older trustctl)
+**Who holds which tags.** ``targets/releases`` delegates the tags matching its
+``paths`` (``*`` unless the owner chose patterns, e.g. ``v1.*``) and is listed
+*before* the owner's bins, terminating: for those tags a TUF client looks only at the
+signers' bins, so the bins key (a single key, often CI's) can neither override nor
+shadow a tag the signers hold; other tags fall through to the owner's bins.
+Repositories that got their first signer from an older trustctl list the owner's bins
+first (the bins key wins) until the owner sets the signers' paths
+(:class:`TagPolicy` tells them apart).
+
+A lookup of a tag reads ``targets``, ``targets/releases`` and one signer bin for the
+signers' tags, else one owner bin. A repository made with ``--hash-bins 0`` (or by older trustctl)
 keeps the flat layout: tags directly in ``targets`` and ``targets/releases``.
 
 Everything here is pure: functions of verified metadata, no I/O.
@@ -57,6 +66,7 @@ __all__ = [
     "RELEASES",
     "RELEASES_BINS_PREFIX",
     "BinSet",
+    "TagPolicy",
     "bit_length_for",
     "check_signer_name",
     "delegates",
@@ -70,6 +80,7 @@ __all__ = [
     "releases_bins",
     "signer_roles",
     "succinct_to_named",
+    "tag_policy",
 ]
 
 RELEASES = "targets/releases"
@@ -268,6 +279,49 @@ def succinct_to_named(targets: Targets) -> list[str]:
         )
     targets.delegations = Delegations(keys=dict(d.keys), roles=roles)
     return list(roles)
+
+
+@dataclass(frozen=True)
+class TagPolicy:
+    """Which tags the signers hold, as ``targets`` delegates them (see module docstring).
+
+    ``signer_paths``: ``targets/releases``' path patterns; ``signers_first``: a lookup
+    reaches ``targets/releases`` before any owner bin (False in a flat repository,
+    where the owner's tags are in ``targets`` itself, which a lookup reads first);
+    ``terminating``: a lookup of a signers' tag ends in ``targets/releases``.
+    """
+
+    signer_paths: tuple[str, ...]
+    signers_first: bool
+    terminating: bool
+
+    def holds(self, tag: str) -> bool:
+        """Whether ``tag`` is one of the signers' tags (python-tuf's path matching)."""
+        from tuf.api.metadata import DelegatedRole
+
+        return DelegatedRole(
+            RELEASES, [], 1, False, paths=list(self.signer_paths)
+        ).is_delegated_path(tag)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "signer_paths": list(self.signer_paths),
+            "signers_first": self.signers_first,
+            "terminating": self.terminating,
+        }
+
+
+def tag_policy(targets: Targets) -> TagPolicy | None:
+    """The signers' tags in ``targets``' delegations, or None without signers."""
+    d = targets.delegations
+    roles = d.roles if d is not None else None
+    releases = (roles or {}).get(RELEASES)
+    if roles is None or releases is None:
+        return None
+    names = list(roles)
+    bins = [i for i, name in enumerate(names) if _OWNER_BIN_RE.match(name)]
+    first = bool(bins) and names.index(RELEASES) < bins[0]
+    return TagPolicy(tuple(releases.paths or ()), first, releases.terminating)
 
 
 def is_bin_role(role: str) -> bool:

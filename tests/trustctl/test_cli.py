@@ -214,10 +214,21 @@ def test_json_documents_of_a_whole_story_match_the_documented_schemas(
         schema.check({"ok": True, "schema_version": 1, "command": "trust show", **pin}, "trust pin")
     alice.run("key", "generate", "alice", "--dir", str(tmp_path))
     schema.check(
-        doc(owner, "signer", "add", "alice", "--key", str(tmp_path / "alice.pub"), image.gun),
+        doc(
+            owner,
+            "signer",
+            "add",
+            "alice",
+            "--key",
+            str(tmp_path / "alice.pub"),
+            image.gun,
+            "--paths",
+            "v2*",
+        ),
         "publish",
     )
     schema.check(doc(owner, "signer", "list", image.gun), "signer list")
+    schema.check(doc(owner, "signer", "paths", image.gun, "v2*", "v3*"), "publish")
     signed = doc(alice, "sign", f"{image.gun}:v2", "--digest", image.digest)
     schema.check(signed, "sign", "publish")
     schema.check(doc(owner, "inspect", image.gun), "inspect")

@@ -1,29 +1,166 @@
-"""Issue 9, end to end on real processes: pinning after a root rotation (case 7), and
-the new user's walkthrough (the smaller findings: help, typos, key status, rotation
+"""Issue 9, end to end on real processes: who may sign which tags (case 6), pinning
+after a root rotation (case 7), and the new user's walkthrough (the smaller findings: help, typos, key status, rotation
 steps, ``-v``, pending signatures).
 
 Real trust server and signer processes (HTTPS, mutual TLS, SQLite), a real
 docker-registry, and ``python -m trustctl`` as a subprocess (helpers from
-``test_e2e``).
+``test_e2e``). python-tuf's own ``ngclient.Updater`` is the independent judge of
+what a TUF client accepts.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tuf.api.metadata import Metadata, TargetFile, Targets
 
+from tests.client_view import HTTPSFetcher, judge
 from tests.procs import Stack
 from tests.registry import RegistryProcess
 from tests.trustctl import schema, test_e2e
 from tests.trustctl.support import unique_repo
 from tests.trustctl.test_e2e import User, handoff_root, one_line, push
+from trustctl.client import ServerClient
+from trustctl.keys import KeyStore, PassphraseSource
+from trustctl.transport import HttpTransport
 
 pytestmark = pytest.mark.e2e
 
 stack = test_e2e.stack  # the real server and signer processes (fixture, one per module)
 users = test_e2e.users  # owner, alice, bob, deployer (fixture)
+
+
+def team_of_two(
+    registry: RegistryProcess, users: dict[str, User], tmp_path: Path, *extra: str
+) -> tuple[str, str]:
+    """A repository whose owner added alice and bob with threshold 2 (``extra``: more
+    options for the first ``signer add``); alice and bob sign v1.5. Returns (gun, digest)."""
+    owner, alice, bob, deployer = (users[n] for n in ("owner", "alice", "bob", "deployer"))
+    repo = unique_repo()
+    gun, digest = push(registry, repo, "v1.5", b"the team's release")
+    owner.ok("init", gun)
+    handoff_root(owner, gun, alice, bob, deployer)
+    alice.ok("key", "generate", "alice", "--dir", str(tmp_path))
+    bob.ok("key", "generate", "bob", "--dir", str(tmp_path))
+    owner.ok("signer", "add", "alice", "--key", str(tmp_path / "alice.pub"), gun, *extra)
+    owner.ok("signer", "add", "bob", "--key", str(tmp_path / "bob.pub"), gun, "--threshold", "2")
+    alice.ok("sign", f"{gun}:v1.5")
+    bob.ok("sign", f"{gun}:v1.5")
+    assert deployer.ok("--json", "verify", f"{gun}:v1.5").json["digest"] == digest
+    return gun, digest
+
+
+def python_tuf_digest(stack: Stack, gun: str, root: bytes, tag: str, where: Path) -> str | None:
+    """What python-tuf's own client says ``tag`` is (the independent judge)."""
+    info = judge(where, stack.url, gun, tag, HTTPSFetcher(str(stack.pki.ca_cert)), root)
+    return None if info is None else f"sha256:{info.hashes['sha256']}"
+
+
+def forge_owner_bin(owner: User, stack: Stack, gun: str, tag: str, digest: str) -> str:
+    """What a CI job holding only the bins key can do without trustctl: put ``tag`` ->
+    ``digest`` into the owner's hash bin for it, sign it with the bins key and upload it.
+    Returns the bin's name."""
+    keys = KeyStore(
+        owner.trust_dir / "private",
+        PassphraseSource({"TRUSTCTL_TARGETS_PASSPHRASE": f"{owner.name} targets passphrase"}),
+    )
+    bins_key = next(k for k in keys.all_keys() if k.name == "bins" and k.gun == gun)
+    client = ServerClient(stack.url, HttpTransport(ca_file=str(stack.pki.ca_cert)))
+    targets = Metadata[Targets].from_bytes(client.get_file(gun, "targets.json") or b"")
+    d = targets.signed.delegations
+    assert d is not None and d.roles is not None
+    name = next(
+        r.name for r in d.roles.values() if r.path_hash_prefixes and r.is_delegated_path(tag)
+    )
+    current = client.get_file(gun, f"{name}.json")
+    md = Metadata[Targets].from_bytes(current) if current else Metadata(Targets(version=0))
+    md.signed.version += 1
+    md.signed.expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
+    md.signed.targets[tag] = TargetFile(
+        100, {"sha256": digest.removeprefix("sha256:")}, tag, {"custom": {"mediaType": "x/y"}}
+    )
+    md.signatures.clear()
+    md.sign(keys.signer(bins_key.keyid))
+    client.publish(gun, {name: md.to_bytes()})
+    return name
+
+
+# --- case 6: one CI key overrides the team ----------------------------------------------------
+
+
+def test_case6_the_bins_key_cannot_repoint_a_tag_the_signers_hold(
+    registry: RegistryProcess, users: dict[str, User], tmp_path: Path, stack: Stack
+) -> None:
+    owner, deployer = users["owner"], users["deployer"]
+    gun, team_digest = team_of_two(registry, users, tmp_path)
+    repo = gun.split("/", 1)[1]
+    _, ci_digest = push(registry, repo, "v1.5", b"what CI built later")
+
+    # trustctl refuses to sign the signers' tag with the bins key (the key CI holds)
+    refused = owner.run("--json", "sign", f"{gun}:v1.5")
+    assert refused.code == 2, str(refused)
+    assert refused.json["error"]["code"] == "SIGNERS_HOLD_TAG", str(refused)
+    assert "targets/releases" in refused.json["error"]["message"]
+    assert "bins key" in refused.json["error"]["message"]
+
+    # the owner's targets key (read first by every TUF client) may not re-point it either
+    overriding = owner.run("--json", "sign", f"{gun}:v1.5", "--role", "targets")
+    assert overriding.json["error"]["code"] == "SIGNERS_HOLD_TAG", str(overriding)
+    assert "override" in overriding.json["error"]["message"]
+
+    # ... and a CI job that signs the bin anyway is ignored by every TUF client
+    forge_owner_bin(owner, stack, gun, "v1.5", ci_digest)
+    shown = deployer.ok("--json", "verify", f"{gun}:v1.5", "--no-registry-check")
+    assert shown.json["digest"] == team_digest
+    assert shown.json["signers"] == ["alice", "bob"]
+    root = (deployer.trust_dir / "tuf" / gun / "pinned_root.json").read_bytes()
+    assert python_tuf_digest(stack, gun, root, "v1.5", tmp_path / "judge") == team_digest
+
+
+def test_case6_the_owner_chooses_which_tags_the_signers_hold(
+    registry: RegistryProcess, users: dict[str, User], tmp_path: Path, stack: Stack
+) -> None:
+    owner, deployer = users["owner"], users["deployer"]
+    gun, team_digest = team_of_two(registry, users, tmp_path, "--paths", "v1.*")
+    repo = gun.split("/", 1)[1]
+    _, nightly = push(registry, repo, "nightly", b"a nightly build")
+
+    # tags outside the signers' paths stay the bins key's (CI) ...
+    owner.ok("sign", f"{gun}:nightly")
+    got = deployer.ok("--json", "verify", f"{gun}:nightly")
+    assert got.json["digest"] == nightly and got.json["signers"] == []
+    # ... the signers' tags do not
+    _, ci_digest = push(registry, repo, "v1.5", b"CI again")
+    refused = owner.run("--json", "sign", f"{gun}:v1.5")
+    assert refused.json["error"]["code"] == "SIGNERS_HOLD_TAG", str(refused)
+
+    # inspect shows who holds which tags
+    shown = deployer.ok("--json", "inspect", gun).json
+    schema.check(shown, "inspect")
+    listed = owner.ok("--json", "signer", "list", gun).json
+    schema.check(listed, "signer list")
+    assert listed["tag_policy"] == shown["tag_policy"]
+    assert shown["tag_policy"] == {
+        "signer_paths": ["v1.*"],
+        "signers_first": True,
+        "terminating": True,
+    }
+    text = deployer.ok("inspect", gun).stdout
+    assert "v1.*" in text and "bins key" in text
+
+    # the owner changes it: the signers take every tag (nightly then stops verifying
+    # unless forced; the owner forces it and nightly is gone)
+    one_line(owner.run("signer", "paths", gun, "*"), 1, "nightly")
+    owner.ok("signer", "paths", gun, "*", "--force")
+    one_line(deployer.run("verify", f"{gun}:nightly"), 1, "not signed")
+    assert (
+        deployer.ok("--json", "verify", f"{gun}:v1.5", "--no-registry-check").json["digest"]
+        == team_digest
+    )
+    del ci_digest
 
 
 # --- case 7: new deployers after a root rotation ---------------------------------------------

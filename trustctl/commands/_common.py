@@ -17,6 +17,7 @@ from trustctl.reference import ImageRef, parse_gun, parse_reference
 
 if TYPE_CHECKING:
     from trustctl.context import TrustContext
+    from trustctl.layout import TagPolicy
     from trustctl.repo import PublishResult
     from trustctl.trust import PinnedRoot
     from trustctl.verify import VerifiedTag
@@ -36,6 +37,7 @@ __all__ = [
     "publish_staged",
     "read_references",
     "references",
+    "tag_policy_lines",
     "verify_details",
 ]
 
@@ -277,3 +279,25 @@ def verify_details(tctx: TrustContext, v: VerifiedTag) -> list[str]:
         f"  signed by key(s) {keys} in {r.role} ({len(r.signed_keyids)} of {r.threshold} required)"
     )
     return lines
+
+
+def tag_policy_lines(policy: TagPolicy, binned: bool) -> list[str]:
+    """Who may sign which tags, for ``inspect`` and ``signer list``."""
+    paths = " ".join(policy.signer_paths) or "(none)"
+    if not binned:
+        text = (
+            f"Tags: the signers sign {paths} into targets/releases; the owner's targets key "
+            "(targets, looked up first) may sign any tag"
+        )
+        return [text]
+    if policy.signers_first and policy.terminating:
+        text = (
+            f"Tags: {paths} are the signers' (targets/releases, looked up first, terminating: "
+            "the bins key cannot sign or override them); other tags: the owner's bins key"
+        )
+        return [text]
+    text = (
+        f"Tags: the signers sign {paths}, but the owner's bins are looked up first, so the bins "
+        "key can override the signers (laid out by an older trustctl)"
+    )
+    return [text, "      fix: `trustctl signer paths GUN PATTERN...` puts the signers first"]

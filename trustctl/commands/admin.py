@@ -19,6 +19,7 @@ from trustctl.commands._common import (
     publish_lines,
     publish_staged,
     references,
+    tag_policy_lines,
 )
 from trustctl.errors import TagNotSignedError, UsageError
 from trustctl.layout import DEFAULT_HASH_BINS, RELEASES, bit_length_for, is_bin_role
@@ -282,6 +283,7 @@ def delete_cmd(tctx: TrustContext, gun: str, remote: bool) -> None:
 def inspect_cmd(tctx: TrustContext, image: str, tofu: bool) -> None:
     """Show IMAGE's signed tags (or one IMAGE:TAG), signers, roles and expiry."""
     ref = parse_reference(image)
+    policy = None
     with tctx.trust.lock(ref.gun):
         from trustctl.notary.verify import NOTARY, dialect_of, inspect_notary
 
@@ -297,6 +299,9 @@ def inspect_cmd(tctx: TrustContext, image: str, tofu: bool) -> None:
             from trustctl.verify import inspect_repository
 
             report = inspect_repository(repo, tag=ref.tag, pending=pending)
+            from trustctl.layout import tag_policy
+
+            policy = tag_policy(repo.targets.signed)
     waits = report.pending is not None and (
         ref.tag in report.pending.added or ref.tag in report.pending.removed
     )
@@ -324,6 +329,8 @@ def inspect_cmd(tctx: TrustContext, image: str, tofu: bool) -> None:
                 for n, ids in sorted(report.signers.items())
             ],
         )
+    if policy is not None:
+        lines += ["", *tag_policy_lines(policy, report.hash_bins > 0)]
     layout = f"{report.hash_bins} hash bins" if report.hash_bins else "flat"
     lines += ["", f"Roles ({layout}):"]
     lines += table(["ROLE", "VERSION", "EXPIRES", "THRESHOLD", "KEY IDS"], _role_rows(report.roles))
@@ -338,7 +345,10 @@ def inspect_cmd(tctx: TrustContext, image: str, tofu: bool) -> None:
         ]
     for role, message in report.failures.items():
         lines += ["", f"NOT VERIFIED: {role}: {message}"]
-    tctx.printer.result("inspect", report.to_dict(), lines)
+    data = report.to_dict()
+    if not report.signers or policy is not None:
+        data["tag_policy"] = policy.to_dict() if policy is not None else None
+    tctx.printer.result("inspect", data, lines)
 
 
 def _role_rows(roles: list[RoleReport]) -> list[list[str]]:

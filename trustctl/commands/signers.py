@@ -10,8 +10,14 @@ import click
 
 from trustctl.changes import Change, Changelist
 from trustctl.cli import TrustctlCommand, TrustctlGroup, pass_ctx
-from trustctl.commands._common import gun_arg, publish_changes, publish_data, publish_lines
-from trustctl.layout import check_signer_name, signer_roles
+from trustctl.commands._common import (
+    gun_arg,
+    publish_changes,
+    publish_data,
+    publish_lines,
+    tag_policy_lines,
+)
+from trustctl.layout import check_signer_name, owner_bins, signer_roles, tag_policy
 from trustctl.output import table
 
 if TYPE_CHECKING:
@@ -63,9 +69,16 @@ def _publish_or_stage(
     help="Signer keys needed for a tag to count (k of n).",
 )
 @click.option(
+    "--paths",
+    "paths",
+    multiple=True,
+    metavar="PATTERN",
+    help="The tags the signers hold (e.g. 'v*'; default '*': every tag). Repeatable.",
+)
+@click.option(
     "--force",
     is_flag=True,
-    help="Even if signed tags would stop verifying (raising the threshold).",
+    help="Even if signed tags would stop verifying (raising the threshold, taking tags over).",
 )
 @click.option("--no-publish", is_flag=True, help="Only stage the change.")
 @pass_ctx
@@ -75,12 +88,16 @@ def signer_add(
     gun: str,
     key_files: tuple[Path, ...],
     threshold: int | None,
+    paths: tuple[str, ...],
     force: bool,
     no_publish: bool,
 ) -> None:
     """Let NAME sign tags of GUN with the given public key(s).
 
-    Adding keys to an existing signer adds them to that signer.
+    Adding keys to an existing signer adds them to that signer. The signers hold
+    the tags matching --paths (default every tag): those count only with the
+    signers' threshold, and the owner's single bins key can neither sign nor
+    override them.
     """
     name = check_signer_name(name)
     gun = gun_arg(gun)
@@ -95,9 +112,11 @@ def signer_add(
             name=name,
             keys=[key_doc(k) for k in keys],
             threshold=threshold,
+            paths=list(paths) or None,
             force=force,
         )
         extra = f", threshold {threshold}" if threshold else ""
+        extra += f", holding the tags {' '.join(paths)}" if paths else ""
         data = {"gun": gun, "name": name, "keyids": [k.keyid for k in keys], "threshold": threshold}
         _publish_or_stage(
             tctx,
@@ -157,6 +176,38 @@ def signer_remove(
         )
 
 
+@signer_group.command("paths", cls=TrustctlCommand)
+@click.argument("gun")
+@click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...")
+@click.option("--force", is_flag=True, help="Even if signed tags would stop verifying.")
+@click.option("--no-publish", is_flag=True, help="Only stage the change.")
+@pass_ctx
+def signer_paths(
+    tctx: TrustContext, gun: str, patterns: tuple[str, ...], force: bool, no_publish: bool
+) -> None:
+    """Choose which tags of GUN the signers hold (PATTERN: e.g. 'v*', '*').
+
+    A TUF client looks the signers' tags up in targets/releases first and only there
+    (a terminating delegation), so only the signers' threshold can sign them; other
+    tags stay the owner's bins key's. Refused, unless --force, when signed tags would
+    stop verifying (reads every published bin).
+    """
+    gun = gun_arg(gun)
+    with tctx.trust.lock(gun):
+        tctx.trust.require_pinned(gun)
+        change = Change.create("set-paths", paths=list(patterns), force=force)
+        data = {"gun": gun, "paths": sorted(set(patterns))}
+        _publish_or_stage(
+            tctx,
+            gun,
+            "signer paths",
+            f"the signers of {gun} hold the tags {' '.join(sorted(set(patterns)))}",
+            data,
+            no_publish,
+            change,
+        )
+
+
 @signer_group.command("list", cls=TrustctlCommand)
 @click.argument("gun")
 @pass_ctx
@@ -170,11 +221,13 @@ def signer_list(tctx: TrustContext, gun: str) -> None:
         repo.refresh()
         targets = repo.targets.signed
         policy = signer_threshold(repo)
+        tags = tag_policy(targets)
     owners = signer_roles(targets)
     threshold, count = policy if policy is not None else (None, 0)
     data = {
         "gun": gun,
         "threshold": threshold,
+        "tag_policy": tags.to_dict() if tags is not None else None,
         "keys": count,
         "signers": [{"name": n, "keyids": ids} for n, ids in sorted(owners.items())],
     }
@@ -185,6 +238,8 @@ def signer_list(tctx: TrustContext, gun: str) -> None:
         lines += table(
             ["NAME", "KEY IDS"], [[n, ", ".join(ids)] for n, ids in sorted(owners.items())]
         )
+        if tags is not None:
+            lines += tag_policy_lines(tags, owner_bins(targets) is not None)
     tctx.printer.result("signer list", data, lines)
 
 
