@@ -88,6 +88,31 @@ def forge_owner_bin(owner: User, stack: Stack, gun: str, tag: str, digest: str) 
     return name
 
 
+def lay_out_as_before(owner: User, stack: Stack, gun: str) -> None:
+    """Re-publish ``targets`` the way trustctl laid it out before the signers' tags were
+    theirs: the owner's bins first, ``targets/releases`` after them, not terminating."""
+    keys = KeyStore(
+        owner.trust_dir / "private",
+        PassphraseSource({"TRUSTCTL_TARGETS_PASSPHRASE": f"{owner.name} targets passphrase"}),
+    )
+    client = ServerClient(stack.url, HttpTransport(ca_file=str(stack.pki.ca_cert)))
+    md = Metadata[Targets].from_bytes(client.get_file(gun, "targets.json") or b"")
+    d = md.signed.delegations
+    assert d is not None and d.roles is not None
+    releases = d.roles.pop("targets/releases")
+    releases.terminating = False
+    rest = dict(d.roles)
+    d.roles.clear()
+    d.roles.update({n: r for n, r in rest.items() if n.startswith("bins-")})
+    d.roles["targets/releases"] = releases
+    d.roles.update({n: r for n, r in rest.items() if not n.startswith("bins-")})
+    md.signed.version += 1
+    md.signatures.clear()
+    targets_key = next(k for k in keys.all_keys() if k.role == "targets" and k.name is None)
+    md.sign(keys.signer(targets_key.keyid))
+    client.publish(gun, {"targets": md.to_bytes()})
+
+
 # --- case 6: one CI key overrides the team ----------------------------------------------------
 
 
@@ -161,6 +186,36 @@ def test_case6_the_owner_chooses_which_tags_the_signers_hold(
         == team_digest
     )
     del ci_digest
+
+
+def test_case6_a_repository_laid_out_before_is_told_and_fixed(
+    registry: RegistryProcess, users: dict[str, User], tmp_path: Path, stack: Stack
+) -> None:
+    owner, deployer = users["owner"], users["deployer"]
+    gun, team_digest = team_of_two(registry, users, tmp_path)
+    lay_out_as_before(owner, stack, gun)
+    shown = deployer.ok("--json", "inspect", gun).json
+    assert shown["tag_policy"] == {
+        "signer_paths": ["*"],
+        "signers_first": False,
+        "terminating": False,
+    }
+    assert "can override the signers" in deployer.ok("inspect", gun).stdout
+
+    # trustctl still refuses to re-point the signers' tag with the bins key ...
+    _, ci_digest = push(registry, gun.split("/", 1)[1], "v1.5", b"CI, once more")
+    refused = owner.run("--json", "sign", f"{gun}:v1.5")
+    assert refused.json["error"]["code"] == "SIGNERS_HOLD_TAG", str(refused)
+    assert "override" in refused.json["error"]["message"]
+    # ... but there TUF lets the bins key win, which is what `signer paths` fixes
+    forge_owner_bin(owner, stack, gun, "v1.5", ci_digest)
+    root = (deployer.trust_dir / "tuf" / gun / "pinned_root.json").read_bytes()
+    assert python_tuf_digest(stack, gun, root, "v1.5", tmp_path / "before") == ci_digest
+    owner.ok("signer", "paths", gun, "v*", "--force")
+    assert deployer.ok("--json", "inspect", gun).json["tag_policy"]["signers_first"] is True
+    assert python_tuf_digest(stack, gun, root, "v1.5", tmp_path / "after") == team_digest
+    got = deployer.ok("--json", "verify", f"{gun}:v1.5", "--no-registry-check").json
+    assert got["digest"] == team_digest
 
 
 # --- case 7: new deployers after a root rotation ---------------------------------------------
