@@ -1,27 +1,32 @@
-"""The library API: verify tags from a long-running process, in about a millisecond.
+"""The library API: a TUF client that verifies tags from a long-running process.
 
-An admission controller or a deploy daemon verifies many tags, over hours. Running
-the whole TUF client workflow for each (what ``trustctl verify`` does, one process
-per call) re-reads, re-parses and re-verifies every metadata file each time. A
-:class:`Verifier` keeps the verified trust state of each repository in memory and,
-on every call,
+An admission controller or a deploy daemon verifies many tags, over hours. A
+:class:`Verifier` is a TUF client (python-tuf's ngclient decides; see
+:mod:`trustctl.trusted`) that keeps the verified state of each repository in memory
+and, on every call, does what the TUF client workflow does first:
 
-1. fetches the current ``timestamp.json`` from the trust server (over a kept-alive
-   HTTPS connection), so new signatures, revocations and a frozen server are noticed;
-2. if those bytes are exactly the ones it already verified, nothing it trusts has
-   expired (by its clock: root, timestamp, snapshot, targets and every delegated
-   role loaded so far) and the on-disk cache still holds that timestamp (no other
-   process moved the repository on), answers from the verified state in memory: the
-   snapshot, targets and hash bins verified before, plus any bin this tag needs,
-   verified against that same snapshot;
-3. otherwise runs the full client workflow from the previously trusted state on disk
-   (python-tuf's ngclient, via :class:`~trustctl.trusted.TrustedRepository`: root
-   rotations, rollback, freeze and mix-and-match checks) and keeps the new state.
+1. asks the trust server for root N+1 (a 404 on the fast path): a new root, e.g. one
+   that revokes the targets key, is never missed;
+2. fetches the current ``timestamp.json`` (over a kept-alive HTTPS connection), so
+   new signatures, revocations and a frozen server are noticed;
+3. if there is no new root, the timestamp bytes are exactly the ones it verified, no
+   other process on the same trust dir moved the repository on, and nothing it
+   trusts has expired by its clock, answers from the state in memory (python-tuf's
+   ``Updater`` of the last refresh, which loads any further role it needs);
+4. otherwise refreshes: a new ``Updater`` from the trusted state on disk runs the
+   whole client workflow (root rotations, rollback, freeze and mix-and-match
+   checks), exactly as a fresh ``trustctl verify`` would. :meth:`Verifier.refresh`
+   does this on demand.
 
-Every answer is then checked against the clock once more: an expired role in it
-fails the call (a freeze attack), as in ``trustctl verify``. The answer is the CLI's
-own :class:`~trustctl.verify.VerifiedTag` (digest, who signed, expiry), made by the
-same :func:`~trustctl.verify.verify_tag`.
+Every answer is checked against the clock once more: an expired role in it fails the
+call (a freeze attack). The answer is the CLI's own :class:`~trustctl.verify.VerifiedTag`
+(digest, who signed, expiry, and ``target``: the entry python-tuf verified), made by
+the same :func:`~trustctl.verify.verify_tag`. So a long-lived ``Verifier`` answers
+what a fresh process would, for the same repository state and clock.
+
+Where metadata is served and kept is a :class:`Layout` (default: the trust server's
+``/v2/<gun>/_trust/tuf/`` and ``<trust dir>/tuf/<gun>/``), so a mirror or another
+repository layout needs no patching.
 
 Example:
     >>> verifier = Verifier("https://notary:4443", trust_dir=Path("/etc/trust"), tls_ca="ca.pem")  # doctest: +SKIP
@@ -46,21 +51,60 @@ from trustctl.errors import InvalidReferenceError
 from trustctl.fetcher import TransportFetcher
 from trustctl.reference import ImageRef, parse_reference
 from trustctl.trusted import TrustedRepository, map_tuf_error
-from trustctl.verify import REGISTRY_DIGEST, REGISTRY_SKIP, REGISTRY_TAG, VerifiedTag, verify_tag
+from trustctl.verify import (
+    REGISTRY_DIGEST,
+    REGISTRY_SKIP,
+    REGISTRY_TAG,
+    SignedBy,
+    VerifiedTag,
+    verify_tag,
+)
 
 if TYPE_CHECKING:
+    from tuf.ngclient import FetcherInterface
+
     from trustctl.registry import RegistryClient
     from trustctl.transport import Transport
 
-__all__ = ["Verifier", "VerifierStats"]
+__all__ = ["Layout", "Verifier", "VerifierStats"]
 
-TIMESTAMP_MAX_BYTES = UpdaterConfig().timestamp_max_length
-SignedBy = dict[str, tuple[tuple[str, ...], tuple[str, ...], int, bool]]
+_CONFIG = UpdaterConfig()
+
+
+def trust_server_metadata_url(server: str, gun: str) -> str:
+    """The trust server's metadata URL of ``gun`` (``{server}/v2/<gun>/_trust/tuf/``)."""
+    return f"{server.rstrip('/')}/v2/{gun}/_trust/tuf/"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a repository's metadata is served and kept.
+
+    Attributes:
+        metadata_url: ``(server, gun) -> URL`` of the directory holding ``root.json``,
+            ``N.root.json``, ``timestamp.json``, ``N.snapshot.json``... (default: the
+            trust server's ``/v2/<gun>/_trust/tuf/``).
+        metadata_dir: ``(trust dir, gun) -> directory`` python-tuf keeps its trusted
+            metadata in (default ``<trust dir>/tuf/<gun>/metadata``).
+        label_dir: ``(trust dir, gun) -> directory`` for trustctl's copy of the
+            metadata bytes (default ``<trust dir>/tuf/<gun>/verified``).
+
+    The pinned root stays where ``trustctl trust pin`` puts it
+    (``<trust dir>/tuf/<gun>/pinned_root.json``).
+    """
+
+    metadata_url: Callable[[str, str], str] = trust_server_metadata_url
+    metadata_dir: Callable[[Path, str], Path] = lambda trust_dir, gun: (
+        trust_dir / "tuf" / gun / "metadata"
+    )
+    label_dir: Callable[[Path, str], Path] = lambda trust_dir, gun: (
+        trust_dir / "tuf" / gun / "verified"
+    )
 
 
 @dataclass
 class VerifierStats:
-    """How calls were answered: from the state in memory, or by the full workflow."""
+    """How calls were answered: from the state in memory, or by a refresh."""
 
     reused: int = 0
     refreshed: int = 0
@@ -68,24 +112,26 @@ class VerifierStats:
 
 @dataclass
 class _State:
-    """One repository's verified state: the base view and the timestamp it rests on."""
+    """One repository's refreshed state: the base view and what it rests on."""
 
     repo: TrustedRepository
     timestamp: bytes
+    marker: bytes
+    root_version: int
     signed_by: SignedBy = field(default_factory=dict)
 
 
 @dataclass
 class _Repository:
     gun: str
-    fetcher: TransportFetcher
-    timestamp_url: str
+    fetcher: FetcherInterface
+    metadata_url: str
     lock: threading.Lock = field(default_factory=threading.Lock)
     state: _State | None = None
 
 
 class Verifier:
-    """Verifies tags against the trust server, keeping verified state between calls.
+    """A TUF client that verifies tags, keeping verified state between calls.
 
     Thread-safe: calls for one repository run one at a time (and hold its lock in
     the trust dir, like the CLI), calls for different repositories in parallel.
@@ -99,8 +145,13 @@ class Verifier:
             one, calls skip the registry (the CLI's ``--no-registry-check``).
         transport: the network to the trust server (default: HTTPS with ``tls_ca``
             and ``TRUSTCTL_SERVER_*`` credentials, connections kept alive).
-        clock: the time expiry is checked against (default: now, UTC).
+        clock: the time every expiry in an answer is checked against (default: now,
+            UTC). python-tuf's own expiry checks read the process clock (there is no
+            public way to hand it another), so a clock earlier than the real time
+            cannot make expired metadata acceptable; run the process under
+            ``faketime`` for that (the conformance runner does).
         timeout: seconds for connecting and for each read.
+        layout: where metadata is served and kept (:class:`Layout`).
 
     Raises:
         ConfigError: a malformed server URL, plain HTTP off loopback, a missing CA file.
@@ -116,6 +167,7 @@ class Verifier:
         transport: Transport | None = None,
         clock: Callable[[], datetime] | None = None,
         timeout: float = 30.0,
+        layout: Layout | None = None,
     ) -> None:
         settings = Settings(
             server=server, trust_dir=Path(trust_dir), tls_ca=tls_ca, timeout=timeout
@@ -123,8 +175,10 @@ class Verifier:
         self._ctx = TrustContext(settings, overrides=Overrides(server_transport=transport))
         self._server = self._ctx.server  # validated now, not at the first call
         self._transport = self._ctx.server_transport
+        self._trust_dir = Path(trust_dir)
         self._registry = registry
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._layout = layout or Layout()
         self._repos: dict[str, _Repository] = {}
         self._lock = threading.Lock()
         self.stats = VerifierStats()
@@ -151,6 +205,7 @@ class Verifier:
             TagNotSignedError / SignerPolicyError: not signed (by every signer).
             StaleMetadataError / RollbackError / UntrustedSignatureError /
                 TamperedMetadataError: the trust data failed verification.
+            UnmatchableTargetError: the signed entry has no sha256 hash.
             DigestMismatchError / ManifestNotFoundError: the registry disagrees.
             NetworkError: the trust server (or registry) cannot be reached.
         """
@@ -168,7 +223,48 @@ class Verifier:
             )
         repo = self._repository(ref.gun)
         with repo.lock, self._ctx.trust.lock(ref.gun):
-            return self._verify(repo, ref, signers, mode)
+            state = self._current(repo)
+            result = verify_tag(
+                state.repo.fork(),
+                ref,
+                registry=self._registry if mode != REGISTRY_SKIP else None,
+                registry_mode=mode,
+                required_signers=signers,
+                signed_by=state.signed_by,
+            )
+            self._check_fresh(result.expires, ref.gun)  # the roles this answer rests on
+            return result
+
+    def refresh(self, gun: str) -> None:
+        """Run the whole TUF client workflow for ``gun`` now and keep the new state
+        (what a call does by itself when anything changed).
+
+        Raises:
+            NoPinnedRootError: no root is pinned for the repository.
+            TrustctlError: the trust data failed verification (see :meth:`verify`).
+        """
+        repo = self._repository(gun)
+        with repo.lock, self._ctx.trust.lock(gun):
+            repo.state = None
+            repo.state = self._refresh(repo)
+            self.stats.refreshed += 1
+
+    def view(self, gun: str) -> TrustedRepository:
+        """The current verified state of ``gun`` after the checks every call makes
+        (a fresh view: :meth:`TrustedRepository.lookup` asks python-tuf). Hold no
+        view across calls; check ``expiries()`` of what it answered against the clock.
+        """
+        repo = self._repository(gun)
+        with repo.lock, self._ctx.trust.lock(gun):
+            return self._current(repo).repo.fork()
+
+    def check_fresh(self, view: TrustedRepository) -> None:
+        """Refuse an answer of ``view`` resting on a role expired by the clock.
+
+        Raises:
+            StaleMetadataError: a role has expired (a possible freeze attack).
+        """
+        self._check_fresh(view.expiries(), view.gun)
 
     def forget(self, gun: str | None = None) -> None:
         """Drop the state kept in memory (of ``gun``, or of every repository)."""
@@ -188,41 +284,49 @@ class Verifier:
             repo = self._repos.get(gun)
             if repo is None:
                 fetcher = TransportFetcher(self._transport, scope=f"repository:{gun}:pull")
-                url = f"{self._ctx.client.metadata_url(gun)}timestamp.json"
+                url = self._layout.metadata_url(self._server, gun)
+                url = url if url.endswith("/") else f"{url}/"
                 repo = self._repos[gun] = _Repository(gun, fetcher, url)
             return repo
 
-    def _verify(
-        self, repo: _Repository, ref: ImageRef, signers: Sequence[str], mode: str
-    ) -> VerifiedTag:
+    def _current(self, repo: _Repository) -> _State:
         state = repo.state
-        if state is not None and self._still_current(repo, state):
+        answers: dict[str, bytes | int] = {}
+        if state is not None and self._still_current(repo, state, answers):
             self.stats.reused += 1
-        else:
-            repo.state = None
-            state = repo.state = self._refresh(ref.gun)
-            self.stats.refreshed += 1
-        result = verify_tag(
-            state.repo.fork(),
-            ref,
-            registry=self._registry if mode != REGISTRY_SKIP else None,
-            registry_mode=mode,
-            required_signers=signers,
-            signed_by=state.signed_by,
-        )
-        self._check_fresh(result.expires, ref.gun)  # the roles this answer rests on
-        return result
+            return state
+        repo.state = None
+        state = repo.state = self._refresh(repo, answers)
+        self.stats.refreshed += 1
+        return state
 
-    def _refresh(self, gun: str) -> _State:
+    def _refresh(self, repo: _Repository, answers: dict[str, bytes | int] | None = None) -> _State:
         """The full client workflow, from the trusted state on disk (python-tuf)."""
-        trusted = self._ctx.open_trusted(gun)
+        gun = repo.gun
+        pinned = self._ctx.trust.require_pinned(gun)
+        cache_dir = self._layout.metadata_dir(self._trust_dir, gun)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        trusted = TrustedRepository(
+            gun=gun,
+            cache_dir=cache_dir,
+            metadata_url=repo.metadata_url,
+            fetcher=repo.fetcher,
+            pinned_root=pinned.data,
+            server=self._server,
+            label_dir=self._layout.label_dir(self._trust_dir, gun),
+            preload=answers,  # what the checks just fetched: asked once per call
+        )
         trusted.refresh()
         self._check_fresh(trusted.expiries(), gun)
-        # python-tuf keeps the timestamp it trusts on disk, as it verified it
-        return _State(trusted, (trusted.cache_dir / "timestamp.json").read_bytes())
+        return _State(
+            trusted,
+            trusted.timestamp_bytes,
+            trusted.state_marker,
+            trusted.root.signed.version,
+        )
 
     def _check_fresh(self, expires: Mapping[str, datetime], gun: str) -> None:
-        """Refuse expired roles by our clock (python-tuf's own checks use the real time).
+        """Refuse expired roles by our clock.
 
         Raises:
             StaleMetadataError: a role has expired (a possible freeze attack).
@@ -233,20 +337,37 @@ class Verifier:
             e = tuf_exc.ExpiredMetadataError(f"{', '.join(expired)} expired")
             raise map_tuf_error(e, gun, self._server)
 
-    def _still_current(self, repo: _Repository, state: _State) -> bool:
-        """Whether ``state`` may answer: the server's timestamp is the one verified,
-        the cache on disk still rests on it, and nothing verified has expired."""
+    def _still_current(
+        self, repo: _Repository, state: _State, answers: dict[str, bytes | int]
+    ) -> bool:
+        """Whether ``state`` may answer: no root N+1 on the server, the server's
+        timestamp is the one verified, the pinned root is the same, no other process
+        refreshed the trust dir to another state, and nothing verified has expired.
+        ``answers`` gets what the server said, for the refresh that may follow."""
+        next_root = f"{state.root_version + 1}.root.json"
         try:
-            served = repo.fetcher.download_bytes(repo.timestamp_url, TIMESTAMP_MAX_BYTES)
+            answers[next_root] = repo.fetcher.download_bytes(
+                f"{repo.metadata_url}{next_root}", _CONFIG.root_max_length
+            )
+            return False  # a new root: python-tuf must judge it
+        except tuf_exc.DownloadHTTPError as e:
+            if e.status_code not in (403, 404):
+                raise map_tuf_error(e, repo.gun, self._server) from e
+            answers[next_root] = e.status_code
+        except tuf_exc.DownloadError as e:
+            raise map_tuf_error(e, repo.gun, self._server) from e
+        try:
+            served = answers["timestamp.json"] = repo.fetcher.download_bytes(
+                f"{repo.metadata_url}timestamp.json", _CONFIG.timestamp_max_length
+            )
         except tuf_exc.DownloadError as e:
             raise map_tuf_error(e, repo.gun, self._server) from e
         if served != state.timestamp:
             return False
-        try:
-            on_disk = (state.repo.cache_dir / "timestamp.json").read_bytes()
-        except OSError:
-            return False  # unpinned or re-pinned meanwhile: the cache was dropped
-        if on_disk != state.timestamp:
-            return False  # another process saw a newer state: python-tuf must judge
+        pinned = self._ctx.trust.pinned(repo.gun)
+        if pinned is None or pinned.data != state.repo.pinned_root:
+            return False  # unpinned or re-pinned meanwhile
+        if state.repo.stored_marker() != state.marker:
+            return False  # another process moved the trust dir on: python-tuf must judge
         now = self._clock()
         return all(moment > now for moment in state.repo.expiries().values())

@@ -60,6 +60,7 @@ __all__ = [
     "TrustError",
     "TrustctlError",
     "UnknownRepositoryError",
+    "UnmatchableTargetError",
     "UntrustedSignatureError",
     "UsageError",
     "WrongPassphraseError",
@@ -198,6 +199,12 @@ class UntrustedSignatureError(TrustError):
 
 class TamperedMetadataError(TrustError):
     code = "TAMPERED"
+
+
+class UnmatchableTargetError(TrustError):
+    """A signed entry without a sha256 hash: valid TUF, but no manifest digest to match."""
+
+    code = "NO_SHA256"
 
 
 class SignerPolicyError(TrustError):

@@ -12,6 +12,7 @@ Layout, per GUN::
     <trust dir>/tuf/<gun>/pinned_root.json   the trust anchor (raw bytes)
     <trust dir>/tuf/<gun>/pin.json           how and when it was pinned
     <trust dir>/tuf/<gun>/metadata/          python-tuf's verified cache
+    <trust dir>/tuf/<gun>/verified/          trustctl's copy of the bytes python-tuf got
     <trust dir>/tuf/<gun>/changes/           staged changes (see changes.py)
     <trust dir>/tuf/<gun>/.lock              one trustctl at a time per GUN
 
@@ -287,7 +288,8 @@ class TrustStore:
         return existed
 
     def clear_cache(self, gun: str) -> None:
-        shutil.rmtree(self.gun_dir(gun) / "metadata", ignore_errors=True)
+        for name in ("metadata", "verified"):
+            shutil.rmtree(self.gun_dir(gun) / name, ignore_errors=True)
 
     def list_pinned(self) -> list[str]:
         """GUNs with a pinned root, sorted."""

@@ -38,14 +38,14 @@ from trustctl.errors import (
     PendingUnsupportedError,
     SignerPolicyError,
     TagNotSignedError,
-    TamperedMetadataError,
     TrustctlError,
+    UnmatchableTargetError,
 )
 from trustctl.layout import RELEASES, is_bin_role, owner_bins, releases_bins, signer_roles
 from trustctl.reference import ImageRef
 
 if TYPE_CHECKING:  # imported where used: `verify` needs none of them on its way to OK
-    from tuf.api.metadata import Targets
+    from tuf.api.metadata import TargetFile, Targets
 
     from trustctl.pending import PendingRole, PendingStore
     from trustctl.registry import RegistryClient
@@ -123,6 +123,7 @@ class VerifiedTag:
     registry_digest: str | None = None
     warnings: tuple[str, ...] = ()
     requested_digest: str | None = None  # the digest the reference named (it equals digest)
+    target: TargetFile | None = None  # the entry python-tuf verified for the tag
 
     @property
     def digest(self) -> str:
@@ -157,25 +158,37 @@ class VerifiedTag:
         return d
 
 
+SignedBy = dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...], int, bool]]
+
+
 def _report(
-    repo: TrustedRepository,
-    found: FoundTarget,
-    signed_by: dict[str, tuple[tuple[str, ...], tuple[str, ...], int, bool]] | None = None,
+    repo: TrustedRepository, found: FoundTarget, signed_by: SignedBy | None = None
 ) -> TagReport:
-    """Facts about one signed tag; ``signed_by`` caches who signed each role (so
-    listing many tags checks each role's signatures once)."""
+    """Facts about one signed tag; ``signed_by`` caches who signed each role, per
+    role *and* delegator (so listing many tags checks each role's signatures once).
+
+    Raises:
+        UnmatchableTargetError: the entry has no sha256 hash (valid TUF, but it
+            cannot be matched with a manifest digest).
+    """
     target = found.target
     sha256 = target.hashes.get("sha256")
     if not sha256:
-        raise TamperedMetadataError(
-            f"{found.path} in {found.role} has no sha256 hash, so it cannot be matched with a manifest"
+        algorithms = ", ".join(sorted(target.hashes)) or "none"
+        raise UnmatchableTargetError(
+            f"{found.path} is signed in {found.role}, but its entry has no sha256 hash (hashes: "
+            f"{algorithms}), so it cannot be matched with a manifest digest",
+            hint="ask the repository owner to sign it again with trustctl (which records the sha256 digest)",
+            role=found.role,
+            hashes=sorted(target.hashes),
         )
     custom = target.custom if isinstance(target.custom, dict) else {}
     media_type = custom.get("mediaType") if isinstance(custom.get("mediaType"), str) else None
     cache = signed_by if signed_by is not None else {}
-    if found.role not in cache:
-        cache[found.role] = _who_signed(repo, found)
-    names, keyids, threshold, by_owner = cache[found.role]
+    key = (found.role, found.parent)
+    if key not in cache:
+        cache[key] = _who_signed(repo, found)
+    names, keyids, threshold, by_owner = cache[key]
     return TagReport(
         found.path,
         f"sha256:{sha256}",
@@ -192,17 +205,17 @@ def _report(
 def _who_signed(
     repo: TrustedRepository, found: FoundTarget
 ) -> tuple[tuple[str, ...], tuple[str, ...], int, bool]:
-    """(signer names, key ids that signed, threshold, signed by the owner) of a role."""
-    if found.role == "targets":
-        md = repo.targets
-        payload = repo.signed_payload("targets", md)
-        check = repo.root.signed.get_verification_result("targets", payload, md.signatures)
-        return (), tuple(sorted(check.signed)), check.threshold, True
+    """(signer names, key ids that signed, threshold, signed by the owner) of the
+    role carrying ``found``, as verified through ``found.parent``."""
     role_md = repo.role(found.role, found.parent)
     assert role_md is not None
-    delegator = repo.delegator(found.role)
     payload = repo.signed_payload(found.role, role_md)
-    check = delegator.get_verification_result(found.role, payload, role_md.signatures)
+    if found.parent == "root":
+        check = repo.root.signed.get_verification_result(found.role, payload, role_md.signatures)
+        return (), tuple(sorted(check.signed)), check.threshold, True
+    parent_md = repo.role(found.parent)
+    assert parent_md is not None
+    check = parent_md.signed.get_verification_result(found.role, payload, role_md.signatures)
     by_owner = found.parent == "targets" and is_bin_role(found.role)
     owners = {} if by_owner else signer_roles(repo.targets.signed)
     signed = set(check.signed)
@@ -288,7 +301,7 @@ def verify_tag(
     registry_mode: str = REGISTRY_TAG,
     required_signers: Sequence[str] = (),
     pending: PendingStore | None = None,
-    signed_by: dict[str, tuple[tuple[str, ...], tuple[str, ...], int, bool]] | None = None,
+    signed_by: SignedBy | None = None,
 ) -> VerifiedTag:
     """Verify ``ref``'s tag against the trusted metadata (and the registry).
 
@@ -304,12 +317,19 @@ def verify_tag(
     """
     if ref.tag is None:
         raise ValueError("verify_tag needs a tag")
+    from trustctl.trusted import UnpublishedRoleError
+
     repo.refresh()
-    found = repo.lookup(ref.tag)
+    stop = ""
+    try:
+        found = repo.lookup(ref.tag)  # python-tuf decides; the walk only labels
+    except UnpublishedRoleError as e:
+        found = None  # python-tuf refuses to look past it: nothing there counts
+        stop = f" (a TUF client looking for it stops at {e.role}: delegated, not published yet)"
     if found is None:
         note, detail = _pending_note(repo, pending, ref.tag)
         raise TagNotSignedError(
-            f"{ref.gun}:{ref.tag} is not signed{note}",
+            f"{ref.gun}:{ref.tag} is not signed{stop}{note}",
             hint="a tag counts once enough signers have signed it (`trustctl sign`)"
             if note
             else f"sign it with `trustctl sign {ref.gun}:{ref.tag}`; signed tags: `trustctl inspect {ref.gun}`",
@@ -349,6 +369,7 @@ def verify_tag(
         registry_digest,
         tuple(warnings),
         ref.digest,
+        found.target,
     )
 
 
@@ -412,6 +433,7 @@ class RepoReport:
     signers: dict[str, list[str]] = field(default_factory=dict)
     roles: list[RoleReport] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
+    unmatchable: dict[str, str] = field(default_factory=dict)
     pending: PendingRole | None = None
     fresh_until: datetime | None = None
     hash_bins: int = 0
@@ -445,6 +467,7 @@ class RepoReport:
                 for r in self.roles
             ],
             "unverified_roles": self.failures,
+            "unmatchable_tags": self.unmatchable,
             "pending": pending,
             "fresh_until": iso(self.fresh_until) if self.fresh_until else None,
             "hash_bins": self.hash_bins,
@@ -468,9 +491,12 @@ def inspect_repository(
         hit = repo.lookup(tag)
         found = [hit] if hit is not None else []
     report.failures = {role: e.message for role, e in failures.items()}
-    signed_by: dict[str, tuple[tuple[str, ...], tuple[str, ...], int, bool]] = {}
+    signed_by: SignedBy = {}
     for hit in found:
-        report.tags.append(_report(repo, hit, signed_by))
+        try:
+            report.tags.append(_report(repo, hit, signed_by))
+        except UnmatchableTargetError as e:
+            report.unmatchable[hit.path] = e.message
     targets: Targets = repo.targets.signed
     report.signers = signer_roles(targets)
     root = repo.root.signed

@@ -80,7 +80,7 @@ def verifier(d: Person, transport: object, clock: Clock | None = None) -> Verifi
     return Verifier(SERVER_URL, trust_dir=d.trust_dir, transport=transport, clock=clock)  # type: ignore[arg-type]
 
 
-def test_a_warm_call_fetches_only_the_timestamp(
+def test_a_warm_call_fetches_only_the_next_root_and_the_timestamp(
     person: MakePerson, owner: Person, server: FlaskTransport, tmp_path: Path
 ) -> None:
     sign(owner, "v1", 1)
@@ -95,17 +95,19 @@ def test_a_warm_call_fetches_only_the_timestamp(
 
     server.requests.clear()
     again = api.verify(f"{GUN}:v1")
-    assert fetched(server.requests) == ["timestamp"]
+    # the TUF workflow's first steps: is there a root v2 (404), and the timestamp
+    assert fetched(server.requests) == ["2.root", "timestamp"]
     assert again == first and (api.stats.reused, api.stats.refreshed) == (1, 1)
 
     server.requests.clear()
     other = api.verify(f"{GUN}:v2")  # another bin: verified against the same snapshot
-    assert fetched(server.requests) == ["timestamp", f"1.{OWNER_BINS.get_role_for_target('v2')}"]
+    bin_v2 = f"1.{OWNER_BINS.get_role_for_target('v2')}"
+    assert fetched(server.requests) == ["2.root", "timestamp", bin_v2]
     assert other.digest == f"sha256:{2:064x}" and api.stats.reused == 2
 
     server.requests.clear()
     api.verify(f"{GUN}:v2")
-    assert fetched(server.requests) == ["timestamp"]
+    assert fetched(server.requests) == ["2.root", "timestamp"]
 
 
 def test_the_answer_is_the_clis_answer(

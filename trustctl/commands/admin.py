@@ -345,6 +345,8 @@ def inspect_cmd(tctx: TrustContext, image: str, tofu: bool) -> None:
         ]
     for role, message in report.failures.items():
         lines += ["", f"NOT VERIFIED: {role}: {message}"]
+    for tag, message in report.unmatchable.items():
+        lines += ["", f"NO DIGEST: {tag}: {message}"]
     data = report.to_dict()
     if not report.signers or policy is not None:
         data["tag_policy"] = policy.to_dict() if policy is not None else None
