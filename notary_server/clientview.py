@@ -1,69 +1,62 @@
 """The last check before a publish is committed: would a TUF client accept the result?
 
-Replays the candidate state through python-tuf's own client-side trust rules
-(``TrustedMetadataSet``, internal to python-tuf: wrapped here, in one place). Pure.
+Replays the candidate state the way a TUF client reads it, over the exact bytes that
+will be stored and served: python-tuf parses each file itself and computes the
+canonical form its signatures are checked over (nothing parsed or canonicalised by
+this server is reused), then its public metadata API checks the client's rules:
 
-Files the server has already parsed in this request (uploads, stored files, the
-snapshot and timestamp it just generated) are handed over parsed, as ``known``:
-python-tuf then skips only the parsing of those exact bytes and still runs every
-client rule over them (signature thresholds, versions, expiry, the length and hashes
-each file is referenced by). At 100,000 tags this saves re-parsing and
-re-canonicalising a snapshot of 256+ entries and a bin of hundreds of targets.
+* a new root is signed by the trusted root and by itself, one version up;
+* root, timestamp, snapshot and every targets role loaded are unexpired at ``now``;
+* the timestamp and snapshot carry the root's thresholds of signatures, the
+  snapshot matches the length, hashes and version the timestamp names;
+* each targets role matches the snapshot's entry (length, hashes, version) and is
+  signed by a threshold of the keys its delegator names (its delegator loaded first).
+
+Pure. python-tuf's ngclient runs the same rules (``TrustedMetadataSet``, which is not
+public API) and is the judge in the tests (``tests/client_view.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, TypeVar
 
-from securesystemslib.signer import Signature
 from tuf.api import exceptions as tuf_exceptions
-from tuf.api.metadata import Signed
-from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet, _load_from_metadata
-from tuf.ngclient.config import EnvelopeType
+from tuf.api.metadata import Metadata, MetaFile, Root, Signed, Snapshot, Targets, Timestamp
+from tuf.api.serialization import DeserializationError
 
 from notary_server import errors
 from notary_server.validation import delegator_of
 
-__all__ = ["Loaded", "check_client_view"]
+__all__ = ["check_client_view"]
+
+S = TypeVar("S", bound=Signed)
 
 
-class Loaded(NamedTuple):
-    """A file parsed from its bytes: what python-tuf's loader would have produced."""
-
-    signed: Signed
-    signed_bytes: bytes
-    signatures: Mapping[str, Signature]
-
-
-class _Replay(TrustedMetadataSet):
-    """``TrustedMetadataSet`` whose loader reuses files parsed earlier in the request."""
-
-    def __init__(self, root: bytes, known: Mapping[bytes, Loaded]) -> None:
-        self._known = known
-        super().__init__(root, EnvelopeType.METADATA)
-
-    def _load_trusted_root(self, data: bytes) -> None:
-        self._load_data = self._load  # type: ignore[assignment]
-        super()._load_trusted_root(data)
-
-    def _load(
-        self, role: type[Any], data: bytes, delegator: Any = None, role_name: str | None = None
-    ) -> tuple[Any, bytes, Mapping[str, Signature]]:
-        found = self._known.get(data)
-        if found is None:
-            return _load_from_metadata(role, data, delegator, role_name)
-        # the same steps as python-tuf's _load_from_metadata, minus Metadata.from_bytes
-        if found.signed.type != role.type:
-            raise tuf_exceptions.RepositoryError(
-                f"Expected '{role.type}', got '{found.signed.type}'"
-            )
-        if delegator:
-            delegator.verify_delegate(
-                role_name or role.type, found.signed_bytes, dict(found.signatures)
-            )
-        return found.signed, found.signed_bytes, found.signatures
+def _load(
+    kind: type[S],
+    name: str,
+    data: bytes,
+    delegator: Root | Targets,
+    meta: MetaFile | None,
+    now: datetime,
+) -> Metadata[S]:
+    """``data`` as a TUF client loads it: matched to ``meta``, parsed, signed by
+    ``delegator``'s keys for ``name``, the version ``meta`` names, unexpired."""
+    if meta is not None:
+        meta.verify_length_and_hashes(data)
+    md = Metadata[S].from_bytes(data)
+    if md.signed.type != kind.type:
+        raise tuf_exceptions.RepositoryError(f"expected {kind.type}, got {md.signed.type}")
+    delegator.verify_delegate(name, md.signed_bytes, md.signatures)
+    if meta is not None and md.signed.version != meta.version:
+        raise tuf_exceptions.BadVersionNumberError(
+            f"expected {name} v{meta.version}, got v{md.signed.version}"
+        )
+    if md.signed.is_expired(now):
+        raise tuf_exceptions.ExpiredMetadataError(f"{name} is expired")
+    return md
 
 
 def check_client_view(
@@ -74,42 +67,53 @@ def check_client_view(
     targets: Sequence[str],
     get: Any,
     now: datetime,
-    known: Mapping[bytes, Loaded] | None = None,
 ) -> None:
-    """Replay the candidate state through python-tuf's client-side trust rules.
+    """Replay the candidate state as a TUF client would read it (see module docstring).
 
     ``trusted_root`` is the stored root (or the uploaded v1 for a new repository);
     ``targets`` the targets-type roles to load (their delegators are loaded first,
-    found with :func:`delegator_of` over ``get``); ``known`` maps file bytes to their
-    parsed form, for files already parsed from exactly those bytes.
+    found with :func:`delegator_of` over ``get``, whose ``raw`` bytes are the ones that
+    will be served).
 
     Raises:
         InvalidUpdateError: a TUF client would refuse the state.
     """
     try:
-        trusted = _Replay(trusted_root, known or {})
-        trusted.reference_time = now
+        root_md = Metadata[Root].from_bytes(trusted_root)
+        root = root_md.signed
+        root.verify_delegate(Root.type, root_md.signed_bytes, root_md.signatures)
         if new_root is not None:
-            trusted.update_root(new_root)
-        trusted.update_timestamp(timestamp)
-        trusted.update_snapshot(snapshot)
-        loaded: set[str] = set()
+            new = Metadata[Root].from_bytes(new_root)
+            root.verify_delegate(Root.type, new.signed_bytes, new.signatures)
+            if new.signed.version != root.version + 1:
+                raise tuf_exceptions.BadVersionNumberError(
+                    f"expected root v{root.version + 1}, got v{new.signed.version}"
+                )
+            new.signed.verify_delegate(Root.type, new.signed_bytes, new.signatures)
+            root = new.signed
+        if root.is_expired(now):
+            raise tuf_exceptions.ExpiredMetadataError("root is expired")
+        ts = _load(Timestamp, Timestamp.type, timestamp, root, None, now).signed
+        snap = _load(Snapshot, Snapshot.type, snapshot, root, ts.snapshot_meta, now).signed
+        loaded: dict[str, Root | Targets] = {"root": root}
 
-        def load(role: str) -> None:
+        def load(role: str) -> Root | Targets:
             if role in loaded:
-                return
+                return loaded[role]
             parsed = get(role)
-            if role == "targets":
-                trusted.update_targets(parsed.raw)
-            else:
-                parent, _ = delegator_of(role, get)
-                load(parent)
-                trusted.update_delegated_targets(parsed.raw, role, parent)
-            loaded.add(role)
+            if parsed is None:
+                raise tuf_exceptions.RepositoryError(f"{role} does not exist")
+            parent = "root" if role == Targets.type else delegator_of(role, get)[0]
+            delegator = load(parent)
+            meta = snap.meta.get(f"{role}.json")
+            if meta is None:
+                raise tuf_exceptions.RepositoryError(f"the snapshot does not list {role}")
+            loaded[role] = _load(Targets, role, parsed.raw, delegator, meta, now).signed
+            return loaded[role]
 
-        for role in ["targets", *targets]:
+        for role in [Targets.type, *targets]:
             load(role)
-    except (tuf_exceptions.RepositoryError, ValueError, KeyError) as e:
+    except (tuf_exceptions.RepositoryError, DeserializationError, ValueError, KeyError) as e:
         raise errors.InvalidUpdateError(
             f"a TUF client would refuse the resulting repository: {e}"
         ) from e

@@ -12,15 +12,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Generic, ParamSpec, TypeVar
 
-from securesystemslib.signer import Key, Signature, Signer
+from securesystemslib.signer import Key, Signer
 from tuf.api.metadata import Metadata, Root, Snapshot, Timestamp
 
 from notary_server import errors
-from notary_server.clientview import Loaded, check_client_view
+from notary_server.clientview import check_client_view
 from notary_server.config import ServerConfig
 from notary_server.names import check_gun, check_role
 from notary_server.notary.dialect import NOTARY, file_dialect, request_wants_notary, upload_dialect
@@ -155,10 +155,6 @@ class _Bounded(Generic[K, V]):
     def forget(self, key: K) -> None:
         with self._lock:
             self._items.pop(key, None)
-
-
-def _signatures(pairs: Sequence[tuple[str, str]]) -> dict[str, Signature]:
-    return {keyid: Signature(keyid, sig) for keyid, sig in pairs}
 
 
 class _FileCache:
@@ -382,11 +378,10 @@ class TrustService:
             raise
         files = validated.files()
         root = validated.root.signed
-        known: dict[bytes, Loaded] = {}
         if validated.server_snapshot:
             changed = {r: (p.version, p.raw) for r, p in validated.targets.items()}
             snapshot_update, timestamp_update = self._sign_online(
-                gun, state, root, held, fresh, changed, None, now, known
+                gun, state, root, held, fresh, changed, None, now
             )
             assert snapshot_update is not None
             files.append(snapshot_update)
@@ -396,22 +391,13 @@ class TrustService:
             snapshot_raw = validated.snapshot.raw
             _, timestamp_update = self._sign_online(
                 gun, state, root, held, fresh, None,
-                (validated.snapshot.version, snapshot_raw), now, known,
+                (validated.snapshot.version, snapshot_raw), now,
             )
         files.append(timestamp_update)
 
         stored_root = state.current("root")
         new_root = validated.new_root.raw if validated.new_root else None
         get = validated.lookup
-        parsed_here = [
-            *(get(role) for role in ("root", "targets", *validated.targets)),
-            validated.new_root,
-            validated.snapshot,
-        ]
-        for p in parsed_here:
-            if p is not None:
-                known[p.raw] = Loaded(p.signed, p.signed_bytes, p.md.signatures)
-
         check_client_view(
             stored_root if stored_root is not None else validated.root.raw,
             new_root if stored_root is not None else None,
@@ -420,7 +406,6 @@ class TrustService:
             list(validated.targets),
             get,
             now,
-            known,
         )
         return files, list(validated.targets)
 
@@ -484,7 +469,6 @@ class TrustService:
         changed: Mapping[str, tuple[int, bytes]] | None,
         client_snapshot: tuple[int, bytes] | None,
         now: datetime,
-        known: dict[bytes, Loaded],
     ) -> tuple[MetaUpdate | None, MetaUpdate]:
         """The next snapshot (when ``changed`` is given: those roles' entries replaced)
         and the next timestamp (pointing at it, or at ``client_snapshot``: version,
@@ -496,7 +480,7 @@ class TrustService:
         for attempt in (1, 2):
             try:
                 return self._sign_online_once(
-                    gun, state, root, held, changed, client_snapshot, now, known
+                    gun, state, root, held, changed, client_snapshot, now
                 )
             except (errors.BadHierarchyError, signer_errors.KeyNotFoundError) as e:
                 if fresh or attempt == 2:
@@ -515,7 +499,6 @@ class TrustService:
         changed: Mapping[str, tuple[int, bytes]] | None,
         client_snapshot: tuple[int, bytes] | None,
         now: datetime,
-        known: dict[bytes, Loaded],
     ) -> tuple[MetaUpdate | None, MetaUpdate]:
         timestamp_keys = self._online_keys(gun, root, "timestamp", held)
         prev_ts = state.file("timestamp")
@@ -554,15 +537,9 @@ class TrustService:
             timestamp = build_timestamp(previous_ts, snapshot.version, signed.snapshot, ts_expires)
             snapshot_update = MetaUpdate("snapshot", snapshot.version, signed.snapshot)
             self._snapshots.put(snapshot_update.sha256, snapshot)
-            known[signed.snapshot] = Loaded(
-                snapshot, snapshot_payload, _signatures(signed.snapshot_signatures)
-            )
         if payload_of(timestamp) != signed.timestamp_payload:
             logger.error("the signer signed another timestamp than the server built for %s", gun)
             raise errors.SignerUnavailableError()
-        known[signed.timestamp] = Loaded(
-            timestamp, signed.timestamp_payload, _signatures(signed.timestamp_signatures)
-        )
         return snapshot_update, MetaUpdate("timestamp", timestamp.version, signed.timestamp)
 
     def _sign_one_by_one(
@@ -681,13 +658,13 @@ class TrustService:
                 and snap_expires - now < self.expiries.snapshot_renew_before
             ):
                 snapshot_update, timestamp_update = self._sign_online(
-                    gun, state, root, held, False, {}, None, now, {}
+                    gun, state, root, held, False, {}, None, now
                 )
                 assert snapshot_update is not None
                 files.append(snapshot_update)
             else:
                 _, timestamp_update = self._sign_online(
-                    gun, state, root, held, False, None, (snap.version, snap.data), now, {}
+                    gun, state, root, held, False, None, (snap.version, snap.data), now
                 )
             files.append(timestamp_update)
             tx.add(files)
