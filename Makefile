@@ -4,8 +4,13 @@
 VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
+# The TUF conformance suite (read-only, unmodified) and its own virtual environment:
+# it pins its own python-tuf and pytest.
+CONFORMANCE ?= $(CURDIR)/../shared/tuf-conformance
+CONFORMANCE_VENV ?= .venv-conformance
+CONFORMANCE_STAMP := $(CONFORMANCE_VENV)/.installed
 
-.PHONY: run test deps clean
+.PHONY: run test deps clean conformance
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,12 +24,25 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/notary-server dev
 
-## Install system packages the tests use (PostgreSQL, docker-registry, skopeo), then test.
-test: $(STAMP) deps
-	$(VENV)/bin/pytest
+$(CONFORMANCE_STAMP): $(CONFORMANCE)/pyproject.toml
+	$(VENV)/bin/python scripts/conformance.py setup --suite "$(CONFORMANCE)" --venv $(CONFORMANCE_VENV)
+
+## The TUF conformance suite against trustctl, fresh process and kept Verifier.
+conformance: $(STAMP) deps $(CONFORMANCE_STAMP)
+	$(VENV)/bin/python scripts/conformance.py run --suite "$(CONFORMANCE)" --venv $(CONFORMANCE_VENV)
+
+## Install system packages the tests use (PostgreSQL, docker-registry, skopeo, faketime),
+## run the TUF conformance suite, then our own suite (its summary line comes last);
+## fails when either fails.
+test: $(STAMP) deps $(CONFORMANCE_STAMP)
+	@conformance=0; \
+	$(VENV)/bin/python scripts/conformance.py run --suite "$(CONFORMANCE)" --venv $(CONFORMANCE_VENV) || conformance=$$?; \
+	main=0; $(VENV)/bin/pytest || main=$$?; \
+	if [ $$conformance -ne 0 ]; then echo "make test: the TUF conformance suite failed (see above)"; exit $$conformance; fi; \
+	exit $$main
 
 deps:
 	bash scripts/install-system-deps.sh
 
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) $(CONFORMANCE_VENV) var build *.egg-info
