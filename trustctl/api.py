@@ -364,8 +364,7 @@ class Verifier:
             raise map_tuf_error(e, repo.gun, self._server) from e
         if served != state.timestamp:
             return False
-        pinned = self._ctx.trust.pinned(repo.gun)
-        if pinned is None or pinned.data != state.repo.pinned_root:
+        if self._ctx.trust.pinned_bytes(repo.gun) != state.repo.pinned_root:
             return False  # unpinned or re-pinned meanwhile
         if state.repo.stored_marker() != state.marker:
             return False  # another process moved the trust dir on: python-tuf must judge

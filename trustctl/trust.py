@@ -241,6 +241,13 @@ class TrustStore:
             str(info.get("pinned_at", "")),
         )
 
+    def pinned_bytes(self, gun: str) -> bytes | None:
+        """The pinned root's bytes as stored (not parsed or verified), or None."""
+        try:
+            return (self.gun_dir(gun) / "pinned_root.json").read_bytes()
+        except FileNotFoundError:
+            return None
+
     def require_pinned(self, gun: str) -> PinnedRoot:
         """The pinned root of ``gun``.
 

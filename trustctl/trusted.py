@@ -38,7 +38,16 @@ from typing import Any, TypeVar, cast
 from urllib.parse import quote, unquote
 
 from tuf.api import exceptions as tuf_exc
-from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp
+from tuf.api.metadata import (
+    Metadata,
+    MetaFile,
+    Root,
+    Snapshot,
+    TargetFile,
+    Targets,
+    Timestamp,
+    VerificationResult,
+)
 from tuf.api.serialization import DeserializationError
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
@@ -183,8 +192,13 @@ class RecordingFetcher(FetcherInterface):
         self.inner = inner
         self.base_url = base_url
         self.seen: dict[str, bytes] = {}
+        self.unkept: list[str] = []  # names seen since the last take_unkept()
         self.missing: set[str] = set()
         self.preload: dict[str, bytes | int] = {}
+
+    def take_unkept(self) -> list[str]:
+        names, self.unkept = self.unkept, []
+        return names
 
     def name_of(self, url: str) -> str | None:
         return url[len(self.base_url) :] if url.startswith(self.base_url) else None
@@ -202,6 +216,7 @@ class RecordingFetcher(FetcherInterface):
             raise
         if name is not None:
             self.seen[name] = data
+            self.unkept.append(name)
         return iter((data,))
 
 
@@ -275,6 +290,7 @@ class _Shared:
     raw: dict[str, bytes] = field(default_factory=dict)
     payloads: dict[int, bytes] = field(default_factory=dict)
     failures: dict[tuple[str, str], TrustctlError] = field(default_factory=dict)
+    checks: dict[tuple[str, str], VerificationResult] = field(default_factory=dict)
 
 
 class TrustedRepository:
@@ -398,7 +414,8 @@ class TrustedRepository:
 
     def _keep_downloads(self) -> None:
         """Copy what python-tuf downloaded into the label store."""
-        for name, data in self._fetcher.seen.items():
+        for name in self._fetcher.take_unkept():
+            data = self._fetcher.seen[name]
             key = _store_key(name)
             if key == "timestamp":
                 continue  # kept once python-tuf's choice is known (_load_top_level)
@@ -710,12 +727,39 @@ class TrustedRepository:
         limit = meta.length or self._config.targets_max_length
 
         def verify(md: Metadata[Any]) -> None:
-            delegator.verify_delegate(role, self.signed_payload(role, md), md.signatures)
+            check = delegator.get_verification_result(
+                role, self.signed_payload(role, md), md.signatures
+            )
+            if not check:
+                raise tuf_exc.UnsignedMetadataError(
+                    f"{role} was signed by {len(check.signed)}/{check.threshold} keys"
+                )
+            self._state.checks[(role, parent)] = check
 
         return cast(
             Metadata[Targets],
             self._checked(self._file_name(role, meta.version), role, meta, limit, verify),
         )
+
+    def signatures(self, role: str, parent: str) -> VerificationResult:
+        """Which of ``parent``'s keys for ``role`` signed it (the role as verified
+        through ``parent``), and the threshold.
+
+        Raises:
+            TrustctlError: the role does not verify through ``parent``.
+        """
+        md = self.role(role, parent)
+        if md is None:
+            raise KeyError(role)
+        check = self._state.checks.get((role, parent))
+        if check is None:  # verified before this was kept (not expected)
+            parent_md = None if parent == "root" else self.role(parent)
+            delegator = self.root.signed if parent_md is None else parent_md.signed
+            check = delegator.get_verification_result(
+                role, self.signed_payload(role, md), md.signatures
+            )
+            self._state.checks[(role, parent)] = check
+        return check
 
     def _find_parent(self, role: str) -> str | None:
         """Which role delegates to ``role``: a role this view used (targets first),
