@@ -29,6 +29,7 @@ __all__ = [
     "ensure_pinned",
     "gun_arg",
     "image_with_tag",
+    "is_notary",
     "name_reference",
     "one_repository",
     "publish_changes",
@@ -174,6 +175,16 @@ def ensure_pinned(tctx: TrustContext, gun: str, *, tofu: bool) -> PinnedRoot:
         f"threshold {pinned.threshold}) without checking it out of band"
     )
     return pinned
+
+
+def is_notary(tctx: TrustContext, gun: str, *, tofu: bool) -> bool:
+    """Whether ``gun`` is read as a Notary-dialect repository (a pinned TUF root answers
+    at once, without loading the Notary support and its X.509 code)."""
+    if tctx.trust.pinned(gun) is not None:
+        return False
+    from trustctl.notary.verify import NOTARY, dialect_of
+
+    return dialect_of(tctx, gun, tofu=tofu) == NOTARY
 
 
 def publish_changes(

@@ -13,6 +13,7 @@ from trustctl.commands._common import (
     ALGORITHMS,
     ensure_pinned,
     gun_arg,
+    is_notary,
     one_repository,
     publish_changes,
     publish_data,
@@ -285,9 +286,9 @@ def inspect_cmd(tctx: TrustContext, image: str, tofu: bool) -> None:
     ref = parse_reference(image)
     policy = None
     with tctx.trust.lock(ref.gun):
-        from trustctl.notary.verify import NOTARY, dialect_of, inspect_notary
+        if is_notary(tctx, ref.gun, tofu=tofu):
+            from trustctl.notary.verify import inspect_notary
 
-        if dialect_of(tctx, ref.gun, tofu=tofu) == NOTARY:
             report = inspect_notary(tctx, ref.gun, ref.tag)
         else:
             ensure_pinned(tctx, ref.gun, tofu=tofu)

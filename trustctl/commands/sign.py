@@ -18,6 +18,7 @@ from trustctl.cli import TrustctlCommand, pass_ctx
 from trustctl.commands._common import (
     Listed,
     ensure_pinned,
+    is_notary,
     name_reference,
     one_repository,
     publish_changes,
@@ -266,7 +267,7 @@ def _verify_all(
     for gun, indexes in by_gun.items():
         with tctx.trust.lock(gun):
             try:
-                if _is_notary(tctx, gun, tofu=tofu):
+                if is_notary(tctx, gun, tofu=tofu):
                     from trustctl.notary.verify import verify_notary_tag
 
                     for i in indexes:
@@ -311,16 +312,6 @@ def _verify_all(
                 except TrustctlError as e:
                     answers[i] = e
     return [answers[i] for i in range(len(refs))]
-
-
-def _is_notary(tctx: TrustContext, gun: str, *, tofu: bool) -> bool:
-    """Whether ``gun`` is verified as a Notary-dialect repository (a pinned TUF root
-    answers at once, without loading the Notary support and its X.509 code)."""
-    if tctx.trust.pinned(gun) is not None:
-        return False
-    from trustctl.notary.verify import NOTARY, dialect_of
-
-    return dialect_of(tctx, gun, tofu=tofu) == NOTARY
 
 
 def _as_requested(ref: ImageRef, v: VerifiedTag) -> VerifiedTag:
