@@ -63,8 +63,8 @@ from tests.pg import PostgresCluster
 SMALL_TAGS = 10
 SERVER_PROFILES: dict[str, dict[str, str]] = {
     "configured": {},
-    "2x8": {"NOTARY_SERVER_WORKERS": "2", "NOTARY_SERVER_THREADS": "8"},
-    "1x16": {"NOTARY_SERVER_WORKERS": "1", "NOTARY_SERVER_THREADS": "16"},
+    "2x8": {"workers": "2", "threads": "8"},  # tests.procs.start_stack: NOTARY_SERVER_<KEY>
+    "1x16": {"workers": "1", "threads": "16"},
 }
 
 
@@ -641,10 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         s.notary_build_cap_s = args.notary_build_cap
     stacks.SERVER_ENV.update(SERVER_PROFILES[args.server_profile])
     if stacks.SERVER_ENV:
-        w, t = (
-            stacks.SERVER_ENV["NOTARY_SERVER_WORKERS"],
-            stacks.SERVER_ENV["NOTARY_SERVER_THREADS"],
-        )
+        w, t = stacks.SERVER_ENV["workers"], stacks.SERVER_ENV["threads"]
         WSGI_LABEL.update(front=f"front {w} workers x {t} threads",
                           granian=f"granian {w} workers x {t} blocking threads",
                           gunicorn=f"gunicorn gthread {w}x{t}")  # fmt: skip

@@ -211,7 +211,8 @@ class OurStack:
 
 
 SERVER_ENV: dict[str, str] = {}
-"""Extra ``NOTARY_SERVER_*`` settings of our servers (run.py's ``--server-profile``)."""
+"""Extra settings of our servers, ``{"workers": "1"}`` for ``NOTARY_SERVER_WORKERS=1``
+(run.py's ``--server-profile``)."""
 
 
 def start_ours(label: str, work: Path, database_url: str | None) -> OurStack:
