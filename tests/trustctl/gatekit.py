@@ -24,6 +24,7 @@ from trustctl.errors import NetworkError
 from trustctl.gate.decide import Gate, PolicyFile
 from trustctl.gate.policy import Server
 from trustctl.gate.serve import GateServer
+from trustctl.gate.state import StateGuard
 from trustctl.transport import Response, Transport
 
 REGISTRY = "127.0.0.1:5999"
@@ -138,7 +139,7 @@ def start_gate(
     def verifier_for(server: Server) -> Verifier:
         return Verifier(server.url, trust_dir=trust_dir, transport=switch, clock=clock)  # type: ignore[arg-type]
 
-    gate = Gate(PolicyFile(policy_path), verifier_for)
+    gate = Gate(PolicyFile(policy_path), verifier_for, state_check=StateGuard(trust_dir).check)
     srv = GateServer(gate, "127.0.0.1", 0, pki.server_cert, pki.server_key).start()
     base = f"https://127.0.0.1:{srv.port}"
     mutate = Webhook("pin.gate.trustctl.dev", f"{base}/mutate", pki.ca_cert, True, timeout_seconds)

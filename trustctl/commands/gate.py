@@ -49,6 +49,7 @@ def serve_cmd(
     from trustctl.gate.decide import Gate, PolicyFile
     from trustctl.gate.policy import PolicyError, Server
     from trustctl.gate.serve import GateServer
+    from trustctl.gate.state import StateGuard
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, port = _listen(listen)
@@ -61,7 +62,7 @@ def serve_cmd(
     def verifier_for(server: Server) -> Verifier:
         return Verifier(server.url, trust_dir=trust_dir, tls_ca=server.tls_ca, timeout=5.0)
 
-    gate = Gate(policy, verifier_for, workers=workers)
+    gate = Gate(policy, verifier_for, workers=workers, state_check=StateGuard(trust_dir).check)
     try:
         srv = GateServer(gate, host, port, tls_cert, tls_key)
     except OSError as e:

@@ -114,6 +114,9 @@ class Gate:
         policy: the policy (a :class:`PolicyFile`, or a callable returning a Policy).
         verifier_for: builds the :class:`~trustctl.api.Verifier` for a trust server.
         workers: verifications running at once (the rest queue, within the deadline).
+        state_check: called with the GUN before each verification; raises a
+            TrustctlError when the persisted trusted state cannot be relied on
+            (:class:`~trustctl.gate.state.StateGuard`).
     """
 
     def __init__(
@@ -123,6 +126,7 @@ class Gate:
         *,
         workers: int = 32,
         metrics: Metrics | None = None,
+        state_check: Callable[[str], None] | None = None,
     ) -> None:
         self._policy = policy.current if isinstance(policy, PolicyFile) else policy
         self._verifier_for = verifier_for
@@ -131,6 +135,7 @@ class Gate:
         self._flights: dict[tuple[Any, ...], _Flight] = {}
         self._lock = threading.Lock()
         self.metrics = metrics or Metrics()
+        self._state_check = state_check
 
     # --- requests -----------------------------------------------------------------
 
@@ -291,6 +296,8 @@ class Gate:
     ) -> ImageResult:
         gun = rule.gun_for(ref)
         try:
+            if self._state_check is not None:
+                self._state_check(gun)
             verified = self._verifier(server).verify(target, signers=rule.signers)
         except TrustctlError as e:
             return ImageResult(image, False, e.code, str(e), gun, rule)

@@ -1,0 +1,74 @@
+"""The gate's guard on the trusted state it restarts from.
+
+The trusted metadata of every repository lives in the trust dir (python-tuf persists
+each file atomically after verifying it); a restarted gate continues from it, so an
+older timestamp or snapshot replayed after ``kill -9`` is refused as a rollback.
+
+That only holds if the state is there. python-tuf treats an unreadable local
+timestamp or snapshot as absent and starts over from the root, which would let a
+replay through. So before a repository is first used by this process, its trusted
+state must read back: next to a non-empty cache, a missing ``timestamp.json`` or a
+file that does not parse as TUF metadata stops every allow for that repository until
+an operator re-initialises it (``trustctl trust pin GUN root.json`` drops the cache).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from tuf.api.exceptions import RepositoryError
+from tuf.api.metadata import Metadata
+
+from trustctl.errors import TrustError
+from trustctl.trust import TrustStore
+
+__all__ = ["StateCorruptError", "StateGuard"]
+
+#: Files whose presence means a verified timestamp was persisted before them.
+_AFTER_TIMESTAMP = ("snapshot.json", "targets.json")
+
+
+class StateCorruptError(TrustError):
+    code = "STATE_CORRUPT"
+
+
+class StateGuard:
+    """Checks each repository's persisted trusted state once per process."""
+
+    def __init__(self, trust_dir: Path) -> None:
+        self._store = TrustStore(trust_dir)
+        self._good: set[str] = set()
+        self._lock = threading.Lock()
+
+    def check(self, gun: str) -> None:
+        """Raise unless ``gun``'s trusted state on disk is whole (or absent).
+
+        Raises:
+            StateCorruptError: a file is unreadable, or the timestamp is missing next
+                to later roles.
+        """
+        with self._lock:
+            if gun in self._good:
+                return
+        directory = self._store.gun_dir(gun) / "metadata"
+        files = sorted(directory.glob("*.json")) if directory.is_dir() else []
+        names = {f.name for f in files}
+        problem = None
+        if names & set(_AFTER_TIMESTAMP) and "timestamp.json" not in names:
+            problem = "timestamp.json is missing next to the snapshot and targets it vouched for"
+        for f in files:
+            if problem:
+                break
+            try:
+                Metadata.from_bytes(f.read_bytes())
+            except (OSError, RepositoryError, ValueError) as e:
+                problem = f"{f.name} is unreadable ({type(e).__name__})"
+        if problem:
+            raise StateCorruptError(
+                f"the gate's trusted state for {gun} is damaged: {problem}; allows stop until "
+                "an operator re-initialises it (the state may have been tampered with)",
+                hint=f"check the trust dir, then run `trustctl trust pin {gun} root.json`",
+            )
+        with self._lock:
+            self._good.add(gun)
