@@ -17,8 +17,17 @@ import pytest
 from tuf.api.metadata import Metadata, MetaFile, Snapshot, Timestamp
 
 from tests.trustctl.conftest import Image
-from tests.trustctl.support import FlaskTransport, Mitm, Person, Run, ServerClock
-from trustctl.errors import EXIT_TRUST
+from tests.trustctl.support import (
+    SERVER_URL,
+    FlaskTransport,
+    Mitm,
+    Person,
+    Run,
+    ServerClock,
+    make_server,
+)
+from trustctl.api import Verifier
+from trustctl.errors import EXIT_TRUST, StaleMetadataError
 
 MakePerson = Callable[..., Person]
 Push = Callable[..., Image]
@@ -239,3 +248,63 @@ def test_a_signer_cannot_go_around_the_threshold(
             ServerClient("https://notary.test", server).publish(
                 image.gun, {"targets/releases": sneaky.to_bytes()}
             )
+
+
+#: Short-lived online metadata: the snapshot expires before the timestamp.
+SHORT_LIVED = {
+    "timestamp_expiry_hours": 2,
+    "timestamp_renew_before_hours": 1,
+    "snapshot_expiry_days": 0.05,  # 1.2 hours
+    "snapshot_renew_before_days": 0.02,
+}
+
+
+@pytest.mark.parametrize(
+    ("expired", "refused_for"),
+    [("snapshot", "(snapshot expired)"), ("timestamp", "(snapshot, timestamp expired)")],
+    ids=["freeze: snapshot expired, timestamp still valid", "freeze: timestamp expired"],
+)
+def test_a_frozen_pair_is_refused_once_expired_while_fresh_data_verifies(
+    person: MakePerson, push: Push, tmp_path: Path, expired: str, refused_for: str
+) -> None:
+    """A recorded (timestamp, snapshot) pair replayed after one of them expired. One
+    injected clock for the server and every client: no waiting for real expiry."""
+    clock = ServerClock()
+    server = FlaskTransport(make_server(clock, **SHORT_LIVED))
+    image = push()
+    owner = person("owner", server_transport=server)
+    ok(owner.run("init", image.gun))
+    ok(owner.run("sign", image.ref))
+    root = tmp_path / "root.json"
+    ok(owner.run("trust", "export", image.gun, "-o", str(root)))
+    recorder = Mitm(server)
+    first = person("first", server_transport=recorder)
+    ok(first.run("trust", "pin", image.gun, str(root)))
+    ok(first.run("verify", image.ref))
+    ts_raw = recorder.recorded["timestamp.json"][-1]
+    ts = Metadata[Timestamp].from_bytes(ts_raw)
+    snap_name = f"{ts.signed.snapshot_meta.version}.snapshot.json"
+    snap_raw = server.request("GET", f"https://x/v2/{image.gun}/_trust/tuf/{snap_name}").data
+    snap = Metadata[Snapshot].from_bytes(snap_raw)
+    assert snap.signed.expires < ts.signed.expires
+
+    later = {"snapshot": snap.signed.expires, "timestamp": ts.signed.expires}[expired]
+    clock.offset = later + timedelta(minutes=1) - clock()  # server and clients alike
+
+    attacker = Mitm(server)
+    attacker.replay("/timestamp.json", ts_raw)
+    attacker.replay(f"/{snap_name}", snap_raw)
+    victim = person("victim", server_transport=attacker)
+    ok(victim.run("trust", "pin", image.gun, str(root)))
+    # the library verifier: expiry by the injected clock (the CLI's is python-tuf's real time)
+    judge = Verifier(SERVER_URL, trust_dir=victim.trust_dir, transport=attacker, clock=clock)
+    with pytest.raises(StaleMetadataError) as refused:
+        judge.verify(image.ref)
+    assert "freeze attack" in str(refused.value), refused.value
+    assert refused_for in str(refused.value), refused.value  # the expiry that fired, by name
+
+    # Without the attacker, at the same moment: the server renewed, verify passes.
+    honest = person("honest", server_transport=server)
+    ok(honest.run("trust", "pin", image.gun, str(root)))
+    fresh = Verifier(SERVER_URL, trust_dir=honest.trust_dir, transport=server, clock=clock)
+    assert fresh.verify(image.ref).digest == image.digest
