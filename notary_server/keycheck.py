@@ -12,18 +12,17 @@ the canonical one are refused outright, so no second spelling of a key gets in. 
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import Key
 
 from notary_server import errors
+from notary_signer.canonical import compute_keyid
 
-__all__ = ["check_keys", "compute_keyid", "public_der"]
+__all__ = ["check_keys", "public_der"]
 
 _ED25519_HEX = re.compile(r"[0-9a-f]{64}")
 #: keytype -> the class its PEM must parse to (securesystemslib's PEM key types).
@@ -35,14 +34,6 @@ _PEM_TYPES: dict[str, type] = {
 }
 _DER = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 _PEM = (serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def compute_keyid(key: Key) -> str:
-    """The TUF key id of ``key``: sha256 of canonical ``{keytype, scheme, keyval}``."""
-    data = {"keytype": key.keytype, "scheme": key.scheme, "keyval": key.keyval}
-    canonical = encode_canonical(data)
-    assert canonical is not None
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def public_der(key: Key) -> bytes:

@@ -19,7 +19,7 @@ from tuf.api.metadata import Metadata, MetaFile, Snapshot, Timestamp
 
 from notary_server import errors
 from notary_server.storage import MAX_VERSION
-from notary_server.validation import canonical_json
+from notary_signer.canonical import canonical_json
 
 __all__ = ["Expiries", "build_snapshot", "build_timestamp", "payload_of", "sign"]
 

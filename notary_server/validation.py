@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from securesystemslib.formats import encode_canonical
 from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import Metadata, Root, Signed, Snapshot, Targets
 
@@ -39,6 +38,7 @@ from notary_server import errors
 from notary_server.keycheck import check_keys
 from notary_server.names import TOP_LEVEL_ROLES, check_delegated_role, target_path_problem
 from notary_server.storage import MAX_VERSION, MetaUpdate
+from notary_signer.canonical import canonical_json
 
 __all__ = [
     "MAX_VERSION",
@@ -48,7 +48,6 @@ __all__ = [
     "ServerKeyIds",
     "StoredState",
     "ValidatedUpload",
-    "canonical_json",
     "delegator_of",
     "merge_pending",
     "parse",
@@ -149,31 +148,6 @@ class _FloatError(ValueError):
 
 def _no_float(text: str) -> Any:
     raise _FloatError(f"{text[:20]} is a float or constant, which canonical JSON cannot encode")
-
-
-def canonical_json(value: Any) -> bytes:
-    """The canonical JSON (OLPC, what TUF signs) of a JSON value without floats.
-
-    Byte for byte what securesystemslib's ``encode_canonical`` writes, at C speed: the
-    standard encoder with sorted keys and no spaces writes the same bytes whenever
-    its output holds no backslash (the two escape only quotes, backslashes and
-    control characters differently); otherwise securesystemslib's encoder is used.
-
-    Raises:
-        ValueError: ``value`` cannot be canonicalised.
-    """
-    try:
-        fast = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError) as e:
-        raise ValueError(str(e)) from e
-    if "\\" not in fast:
-        return fast.encode("utf-8")
-    try:
-        slow = encode_canonical(value)
-        assert isinstance(slow, str)
-        return slow.encode("utf-8")
-    except Exception as e:  # securesystemslib raises FormatError for floats and the like
-        raise ValueError(str(e)) from e
 
 
 def parse(role: str, raw: bytes, *, canonical: bool = True) -> Parsed:

@@ -36,10 +36,10 @@ from securesystemslib.exceptions import UnverifiedSignatureError, VerificationEr
 from securesystemslib.signer import Key, SecretsHandler, Signature, Signer
 from urllib3.util import Retry, Timeout
 
+from notary_signer.canonical import compute_keyid
 from notary_signer.envelope import metadata_bytes
 from notary_signer.errors import ConfigError, SignerError, SignerUnavailableError, error_for_code
 from notary_signer.keystore import KeyStore
-from notary_signer.policy import compute_keyid
 from notary_signer.service import SigningService, point_at
 
 __all__ = ["LocalKeyService", "OnlineFiles", "RemoteSigner", "SignerClient"]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
+from notary_signer.canonical import notary_keyid
 from notary_signer.errors import SignerError
 
 __all__ = ["NotaryKeyRow", "decrypt_jwe", "import_keys", "read_notary_keys"]
@@ -92,12 +92,6 @@ def decrypt_jwe(token: str, passphrase: str) -> bytes:
         )
     except (InvalidUnwrap, InvalidTag, ValueError):
         raise ImportRefusedError("cannot decrypt the key: wrong passphrase or damaged data") from None
-
-
-def _notary_keyid(keytype: str, public: bytes) -> str:
-    obj = {"keytype": keytype, "keyval": {"private": None, "public": base64.b64encode(public).decode()}}
-    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _private_key(algorithm: str, plain: bytes) -> Any:
@@ -167,7 +161,7 @@ def read_notary_keys(engine: Any, environ: Mapping[str, str]) -> list[NotaryKeyR
             raise ImportRefusedError(f"{where}: the decrypted key does not load") from None
         public = _public_bytes(row.algorithm, key)
         keytype = "ed25519" if row.algorithm == "ed25519" else "ecdsa"
-        if public != _bytes(row.public) or _notary_keyid(keytype, public) != row.key_id:
+        if public != _bytes(row.public) or notary_keyid(keytype, public) != row.key_id:
             raise ImportRefusedError(f"{where}: private key, public key and key id do not agree")
         if row.algorithm == "ecdsa" and not isinstance(key.curve, ec.SECP256R1):
             raise ImportRefusedError(f"{where}: only P-256 ECDSA keys are supported")

@@ -17,17 +17,15 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from securesystemslib.formats import encode_canonical
-from securesystemslib.signer import Key
 from tuf.api.metadata import Snapshot, Timestamp
 
+from notary_signer.canonical import is_canonical
 from notary_signer.errors import BadRequestError, SignerRefusedError, UnsupportedAlgorithmError
 from notary_signer.keyservice import ONLINE_ROLES
 from notary_signer.keystore._material import ALGORITHMS
@@ -43,8 +41,6 @@ __all__ = [
     "check_key",
     "check_payload",
     "check_sign_request",
-    "compute_keyid",
-    "is_canonical",
 ]
 
 logger = logging.getLogger(__name__)
@@ -175,29 +171,6 @@ def _check_lifetime(
         )
 
 
-def is_canonical(obj: Any, payload: bytes) -> bool:
-    """Whether ``payload`` is exactly the canonical JSON (OLPC) of ``obj``, its parse.
-
-    ``obj`` must come from :func:`json.loads` with floats and constants refused (as
-    :func:`check_payload` parses). The C JSON encoder with sorted keys and no spaces
-    writes exactly the canonical form whenever the result holds no backslash: the
-    two differ only in how strings with quotes, backslashes or control characters
-    are escaped, and each of those shows up as a backslash. Those rare payloads are
-    compared against securesystemslib's encoder itself.
-    """
-    try:
-        fast = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    except (TypeError, ValueError, UnicodeEncodeError):
-        fast = None
-    if fast is not None and b"\\" not in fast:
-        return fast == payload
-    try:
-        canonical = encode_canonical(obj)
-        return isinstance(canonical, str) and canonical.encode("utf-8") == payload
-    except Exception:  # noqa: BLE001 - any failure to canonicalise means "not canonical"
-        return False
-
-
 def check_sign_request(
     stored_key: StoredKey, gun: str, role: str, payload: bytes, now: datetime | None = None
 ) -> None:
@@ -216,14 +189,6 @@ def check_sign_request(
     check_key(stored_key, gun, role)
     check_payload(role, payload, now, keyid=stored_key.keyid)
     logger.debug("sign request for key %s (%s/%s) passes policy", stored_key.keyid, gun, role)
-
-
-def compute_keyid(key: Key) -> str:
-    """Return the standard TUF key id of ``key``: sha256 of its canonical public part."""
-    public = {"keytype": key.keytype, "scheme": key.scheme, "keyval": key.keyval}
-    canonical = encode_canonical(public)
-    assert isinstance(canonical, str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def _parse_json_object(payload: bytes, detail: dict[str, str]) -> dict[str, Any]:

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import Signature
 
 from notary_signer import policy
+from notary_signer.canonical import canonical_json
 from notary_signer.envelope import metadata_bytes
 from notary_signer.errors import BadRequestError, SignerRefusedError
 from notary_signer.keyservice import ONLINE_ROLES
@@ -249,8 +249,6 @@ def point_at(template: bytes, snapshot_version: int, snapshot_file: bytes) -> by
     entry["length"] = len(snapshot_file)
     entry["hashes"] = {"sha256": hashlib.sha256(snapshot_file).hexdigest()}
     try:
-        canonical = encode_canonical(obj)
-        assert isinstance(canonical, str)
-        return canonical.encode("utf-8")
-    except Exception:  # noqa: BLE001 - floats and the like: not a payload we sign
+        return canonical_json(obj)  # a float is written here, then refused by check_payload
+    except ValueError:
         raise SignerRefusedError("timestamp template cannot be canonicalised") from None

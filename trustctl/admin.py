@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from securesystemslib.signer import Key
 from tuf.api.metadata import Metadata, Root, Targets
 
+from notary_signer.canonical import compute_keyid
 from trustctl.changes import Change
 from trustctl.client import ServerClient
 from trustctl.edits import EXPIRY_DAYS, RELEASES, check_signer_name, signer_roles
@@ -40,7 +41,7 @@ from trustctl.errors import (
     ServerRejectedError,
     UsageError,
 )
-from trustctl.keys import KeyStore, compute_keyid
+from trustctl.keys import KeyStore
 from trustctl.layout import DEFAULT_HASH_BINS, bit_length_for, owner_bins, owner_bins_delegations
 from trustctl.trust import TrustStore
 from trustctl.trusted import TrustedRepository

@@ -6,7 +6,8 @@
   reading it back uses cryptography's parser (and ``openssl pkcs8`` reads it too).
 * :func:`public_key_from_pem`, :func:`public_key_to_pem`, :func:`load_public_key_file`
   convert between PEM SubjectPublicKeyInfo, TUF key JSON and securesystemslib keys.
-* :func:`compute_keyid` is the TUF key id, recomputed, never trusted from input.
+* Key ids are recomputed (:func:`notary_signer.canonical.compute_keyid`), never trusted
+  from input.
 
 Example:
     >>> from cryptography.hazmat.primitives.asymmetric import ec
@@ -28,14 +29,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from securesystemslib.exceptions import FormatError
-from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import Key, SSlibKey
 
+from notary_signer.canonical import compute_keyid
 from trustctl.errors import UsageError
 
 __all__ = [
     "PrivateKey",
-    "compute_keyid",
     "encrypt_pkcs8",
     "load_public_key_file",
     "public_key_from_pem",
@@ -222,12 +222,3 @@ def _check_public_key(key: SSlibKey) -> None:
         raise ValueError(
             f"keytype {key.keytype!r} with scheme {key.scheme!r} does not match its {expected} key"
         )
-
-
-def compute_keyid(key: Key) -> str:
-    """The TUF key id: sha256 of the canonical ``{keytype, scheme, keyval}``."""
-    canonical = encode_canonical(
-        {"keytype": key.keytype, "scheme": key.scheme, "keyval": key.keyval}
-    )
-    assert isinstance(canonical, str)
-    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -50,7 +50,6 @@ if TYPE_CHECKING:
     from trustctl.kdf import Derivation, Pbes2Params
 from trustctl.keyformat import (
     PrivateKey,
-    compute_keyid,
     encrypt_pkcs8,
     load_public_key_file,
     public_key_from_pem,
@@ -65,7 +64,6 @@ __all__ = [
     "KeyInfo",
     "KeyStore",
     "PassphraseSource",
-    "compute_keyid",
     "encrypt_pkcs8",
     "key_file_params",
     "load_public_key_file",

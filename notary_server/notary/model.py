@@ -39,7 +39,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
-from securesystemslib.formats import encode_canonical
+
+from notary_signer.canonical import canonical_json, notary_keyid
 
 __all__ = [
     "BASE_ROLES",
@@ -82,11 +83,9 @@ class FormatError(ValueError):
 def canonical(obj: Any) -> bytes:
     """Canonical JSON (sorted keys, no whitespace): the bytes Notary signs."""
     try:
-        text = encode_canonical(obj)
-    except Exception as e:  # noqa: BLE001 - securesystemslib raises FormatError for floats etc.
-        raise FormatError(f"cannot be canonicalised: {e}") from None
-    assert isinstance(text, str)
-    return text.encode("utf-8")
+        return canonical_json(obj)
+    except ValueError as e:
+        raise FormatError(str(e)) from None
 
 
 def b64(data: bytes) -> str:
@@ -198,11 +197,6 @@ class NotaryKey:
         return False
 
 
-def _keyid(keytype: str, public: bytes) -> str:
-    obj = {"keytype": keytype, "keyval": {"private": None, "public": b64(public)}}
-    return hashlib.sha256(canonical(obj)).hexdigest()
-
-
 def parse_key(obj: Any) -> NotaryKey:
     """A key object from metadata; its id is computed, never read.
 
@@ -233,7 +227,7 @@ def parse_key(obj: Any) -> NotaryKey:
         raise FormatError(f"key material is not a {keytype} key")
     if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size < 2048:
         raise FormatError("RSA keys must have at least 2048 bits")
-    return NotaryKey(keytype, public, _keyid(keytype, public), public_key, cert)
+    return NotaryKey(keytype, public, notary_keyid(keytype, public), public_key, cert)
 
 
 def key_from_spki(der: bytes) -> NotaryKey:
@@ -244,9 +238,9 @@ def key_from_spki(der: bytes) -> NotaryKey:
         loaded = ed25519.Ed25519PublicKey.from_public_bytes(der)
     if isinstance(loaded, ed25519.Ed25519PublicKey):
         raw = loaded.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return NotaryKey("ed25519", raw, _keyid("ed25519", raw), loaded)
+        return NotaryKey("ed25519", raw, notary_keyid("ed25519", raw), loaded)
     keytype = "rsa" if isinstance(loaded, rsa.RSAPublicKey) else "ecdsa"
-    return NotaryKey(keytype, der, _keyid(keytype, der), loaded)
+    return NotaryKey(keytype, der, notary_keyid(keytype, der), loaded)
 
 
 def der_to_raw(der: bytes, curve_bytes: int = 32) -> bytes:
@@ -286,7 +280,7 @@ def parse_signed(role: str, raw: bytes) -> Signed:
             version or expiry, or a malformed signature.
     """
     try:
-        obj = json.loads(raw, parse_constant=_no_constant)
+        obj = json.loads(raw, parse_constant=_no_constant, parse_float=_no_float)
     except (ValueError, UnicodeDecodeError) as e:
         raise FormatError(f"not JSON: {str(e)[:80]}") from None
     obj = _dict(obj, "metadata")
@@ -308,6 +302,10 @@ def parse_signed(role: str, raw: bytes) -> Signed:
 
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+def _no_float(text: str) -> None:
+    raise ValueError(f"{text[:20]} is a float, which canonical JSON cannot encode")
 
 
 def valid_signers(

@@ -31,7 +31,7 @@ import urllib3
 from securesystemslib.signer import CryptoSigner, Key, Signature
 from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, Targets, Timestamp
 
-from notary_server.keycheck import compute_keyid
+from notary_signer.canonical import compute_keyid
 from notary_signer.client import SignerClient
 from notary_signer.crypto import KeyEncryptor
 from notary_signer.db import make_engine

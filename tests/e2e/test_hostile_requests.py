@@ -22,7 +22,7 @@ from securesystemslib.signer import CryptoSigner, Key, Signature
 from tuf.api.exceptions import RepositoryError
 from tuf.api.metadata import Metadata, Root
 
-from notary_server.keycheck import compute_keyid
+from notary_signer.canonical import compute_keyid
 from notary_signer.client import SignerClient
 from notary_signer.crypto import KeyEncryptor
 from notary_signer.db import make_engine

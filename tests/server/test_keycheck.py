@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives import serialization
 from securesystemslib.signer import CryptoSigner, Key
 
 from notary_server import errors
-from notary_server.keycheck import check_keys, compute_keyid
+from notary_server.keycheck import check_keys
+from notary_signer.canonical import compute_keyid
 
 
 def respelled(key: Key, public: str | None = None, keytype: str | None = None) -> Key:

@@ -69,6 +69,16 @@ def test_malformed_metadata_is_refused(role: str, signed: dict):
         parse_signed(role, signed_file(signed))
 
 
+@pytest.mark.parametrize(
+    "number", ["1.5", "1e3", "-0.0", "2E-7"], ids=["decimal", "exponent", "negative-zero", "upper-exponent"]
+)
+def test_floats_are_refused(number: str):
+    # canonical JSON has no floats, and the fast canonical encoder would write them
+    raw = b'{"signatures":[],"signed":{"_type":"Targets","expires":"2030-01-01T00:00:00Z","version":1,"x":%s}}'
+    with pytest.raises(FormatError, match="float"):
+        parse_signed("targets", raw % number.encode())
+
+
 def test_delegation_paths_are_prefixes():
     assert path_allowed("release-1", ["release-"]) and path_allowed("anything", [""])
     assert not path_allowed("latest", ["release-"]) and not path_allowed("x", [])

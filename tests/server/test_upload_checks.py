@@ -88,7 +88,7 @@ def _same_key_under_two_ids(o: Owner, client: Any) -> dict[str, bytes]:
     o.bump_root()
     d = copy.deepcopy(o.targets_signer.public_key.to_dict())
     d["keytype"] = "ecdsa-sha2-nistp256"
-    from notary_server.keycheck import compute_keyid
+    from notary_signer.canonical import compute_keyid
 
     probe = Key.from_dict("00", copy.deepcopy(d))
     twin = Key.from_dict(compute_keyid(probe), d)

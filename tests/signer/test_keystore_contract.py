@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select, update
 
+from notary_signer.canonical import compute_keyid
 from notary_signer.crypto import KeyEncryptor
 from notary_signer.db import make_engine, migrate
 from notary_signer.errors import KeyNotFoundError, PassphraseError, UnsupportedAlgorithmError
 from notary_signer.keystore import KeyStore
 from notary_signer.keystore.memory import MemoryKeyStore
 from notary_signer.keystore.sql import SQLKeyStore, private_keys
-from notary_signer.policy import compute_keyid
 from tests.secrets import remember
 
 from .conftest import FAST_KDF, GUN, OTHER_GUN, StepClock, private_needles

@@ -20,7 +20,6 @@ from notary_signer.policy import (
     MAX_PAYLOAD_BYTES,
     check_create_request,
     check_sign_request,
-    compute_keyid,
 )
 
 from .conftest import (
@@ -181,9 +180,3 @@ def test_unsupported_algorithm_is_also_a_refusal() -> None:
     # KeyService.create_key documents SignerRefusedError for a bad algorithm
     assert issubclass(UnsupportedAlgorithmError, SignerRefusedError)
     assert UnsupportedAlgorithmError.http_status == 400
-
-
-@pytest.mark.parametrize("generate", [CryptoSigner.generate_ecdsa, CryptoSigner.generate_ed25519])
-def test_compute_keyid_matches_securesystemslib(generate: object) -> None:
-    key = generate().public_key  # type: ignore[operator]
-    assert compute_keyid(key) == key.keyid
