@@ -39,7 +39,6 @@ __all__ = [
     "MissingKeyError",
     "NetworkError",
     "NoPinnedRootError",
-    "NotInitializedError",
     "PassphraseError",
     "PendingConflictError",
     "PendingUnsupportedError",
@@ -121,10 +120,6 @@ class InvalidReferenceError(UsageError):
 
 class ConfigError(UsageError):
     code = "CONFIG"
-
-
-class NotInitializedError(UsageError):
-    code = "NOT_INITIALIZED"
 
 
 class AlreadyInitializedError(UsageError):
