@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from tuf.api import exceptions as tuf_exceptions
-from tuf.api.metadata import Metadata, MetaFile, Root, Signed, Snapshot, Targets, Timestamp
+from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, Targets, Timestamp
 from tuf.api.serialization import DeserializationError
 
 from notary_server import errors
@@ -31,7 +31,8 @@ from notary_server.validation import delegator_of
 
 __all__ = ["check_client_view"]
 
-S = TypeVar("S", bound=Signed)
+#: The roles a client loads (python-tuf's own ``Metadata`` type variable's constraints).
+S = TypeVar("S", Root, Timestamp, Snapshot, Targets)
 
 
 def _load(

@@ -109,7 +109,7 @@ def envelope(error: NotaryError, request_id: str | None) -> dict[str, Any]:
 
 def describe_cause(error: BaseException) -> str:
     """The chain of causes behind ``error``, for the server's log only (never a body)."""
-    parts = []
+    parts: list[str] = []
     seen: set[int] = set()
     cause = error.__cause__ or error.__context__
     while cause is not None and id(cause) not in seen and len(parts) < 4:

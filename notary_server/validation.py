@@ -214,7 +214,7 @@ class _State:
         if role not in self._parsed:
             version = getattr(self._stored, "version", None)
             if version is not None:
-                return version(role)  # type: ignore[no-any-return]
+                return version(role)
         found = self.stored(role)
         return found.version if found is not None else None
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Any
+from typing import Any, Literal, overload
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -151,6 +151,14 @@ def _field(source: Any, name: str, *, required: bool = True) -> str:
     if not isinstance(value, str) or (required and not value):
         raise BadRequestError(f"field {name!r} must be a non-empty string", field=name)
     return value
+
+
+@overload
+def _part(body: dict[str, Any], name: str, *, required: Literal[True]) -> tuple[list[str], bytes]: ...
+
+
+@overload
+def _part(body: dict[str, Any], name: str, *, required: bool) -> tuple[list[str], bytes] | None: ...
 
 
 def _part(body: dict[str, Any], name: str, *, required: bool) -> tuple[list[str], bytes] | None:

@@ -426,7 +426,7 @@ def _apply_add_signer(plan: Plan, d: dict[str, Any]) -> list[str]:
     binned = _binned(plan)
     roles = plan.delegations()
     targets = plan.working("targets")
-    paths = _signer_paths(d.get("paths")) if d.get("paths") else None
+    paths = _signer_paths(d["paths"]) if d.get("paths") else None
     if RELEASES not in roles:
         # listed first; with bins also terminating, so the signers' tags are theirs alone
         # (see trustctl.layout); with bins it only delegates the signers' bins, and the

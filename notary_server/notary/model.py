@@ -409,8 +409,8 @@ class Targets:
     def parse(cls, role: str, raw: bytes) -> Targets:
         f = parse_signed(role, raw)
         targets = _dict(f.signed.get("targets", {}), "targets")
-        for name, meta in targets.items():
-            _file_meta(meta, f"target {name[:60]!r}")
+        for path, meta in targets.items():
+            _file_meta(meta, f"target {path[:60]!r}")
         deleg = _dict(f.signed.get("delegations", {"keys": {}, "roles": []}), "delegations")
         keys = _keys(deleg.get("keys", {}), "delegations.keys")
         delegations = {}

@@ -114,8 +114,8 @@ def validate_update(
         _check_newer("snapshot", snap.file.version, stored)
         out.files["snapshot"] = (snap.file.version, snap.file.raw)
     else:
-        role = root.roles["snapshot"]
-        if len(set(role.keyids) & set(held.get("snapshot", ()))) < role.threshold:
+        entry = root.roles["snapshot"]
+        if len(set(entry.keyids) & set(held.get("snapshot", ()))) < entry.threshold:
             raise errors.BadHierarchyError(
                 "no snapshot was included in update and server does not hold current "
                 "snapshot key for repository",
@@ -123,8 +123,8 @@ def validate_update(
                 rule="snapshot-uploaded-or-held",
             )
         out.server_snapshot = True
-    role = root.roles["timestamp"]
-    if len(set(role.keyids) & set(held.get("timestamp", ()))) < role.threshold:
+    entry = root.roles["timestamp"]
+    if len(set(entry.keyids) & set(held.get("timestamp", ()))) < entry.threshold:
         raise errors.BadRootError(
             "no timestamp keys exist on the server", rule="root-lists-server-timestamp-key"
         )

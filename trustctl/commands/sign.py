@@ -368,7 +368,7 @@ def _report(
         error = BatchError(
             f"{len(failures)} of {len(refs)} tags do not verify: {', '.join(names[:5])}"
             + (", …" if len(names) > 5 else ""),
-            failures=[e for _, e in failures],  # type: ignore[misc]
+            failures=[e for _, e in failures],
             failed=names,
         )
     error.document = {"tags": tags}

@@ -188,7 +188,8 @@ class Gate:
         if isinstance(sites, Verdict):
             return sites
         results = self._check_all([s.image for s in sites[1]], deadline)
-        denied, warned = [], []
+        denied: list[ImageResult] = []
+        warned: list[ImageResult] = []
         for r in results.values():
             if r.ok:
                 continue
@@ -277,7 +278,7 @@ class Gate:
                 server = policy.servers[rule.server]
                 fut = self._pool.submit(self._verify, server, target, rule, ref, tag, image)
                 flight = self._flights[key] = _Flight(fut)
-                fut.add_done_callback(lambda _f, k=key: self._land(k))
+                fut.add_done_callback(lambda _f: self._land(key))
         return _Rebound(flight.future, image, gun)
 
     def _land(self, key: tuple[Any, ...]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -23,7 +23,7 @@ class Metrics:
         self._lock = threading.Lock()
         self.decisions: Counter[tuple[str, str, str]] = Counter()
         self._buckets: Counter[tuple[str, float]] = Counter()
-        self._sum: Counter[str] = Counter()
+        self._sum: dict[str, float] = defaultdict(float)
         self._count: Counter[str] = Counter()
         self._expiry: dict[tuple[str, str], datetime] = {}
 

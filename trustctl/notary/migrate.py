@@ -135,8 +135,8 @@ class MigrationPlan:
             out.append(f"  signer:   {s.name} ({', '.join(k.keyid[:16] + '…' for k in s.keys)})")
         if self.threshold is not None:
             out.append(f"  signers:  a tag counts with {self.threshold} of their keys")
-        for s in self.skipped:
-            out.append(f"  skipped:  {s.what}: {s.reason}")
+        for skip in self.skipped:
+            out.append(f"  skipped:  {skip.what}: {skip.reason}")
         return out
 
 
@@ -212,7 +212,7 @@ def _plan_signers(trusted: TrustedNotary, plan: MigrationPlan) -> None:
             plan.skipped.append(
                 Skipped(
                     f"delegation {name}",
-                    f"restricted to paths {list(role.paths)}; a trustctl signer may sign any tag, so carrying it "
+                    f"restricted to paths {list(role.paths or ())}; a trustctl signer may sign any tag, so carrying it "
                     "would widen its rights (its tags are carried, signed by the owner)",
                 )
             )
@@ -242,7 +242,7 @@ def _plan_signers(trusted: TrustedNotary, plan: MigrationPlan) -> None:
         plan.skipped.append(
             Skipped(
                 f"delegation {RELEASES}",
-                f"restricted to paths {list(releases.paths)}; trustctl's signers sign any tag (its tags are "
+                f"restricted to paths {list(releases.paths or ())}; trustctl's signers sign any tag (its tags are "
                 "carried, signed by the owner)",
             )
         )
@@ -434,15 +434,15 @@ def _owner_key_infos(
             held = tctx.keystore.held(pinned.keyids)
             if held:
                 repo = tctx.open_trusted(dest_gun)
-                targets = tctx.keystore.held(repo.root.signed.roles["targets"].keyids)
-                if targets:
-                    return held[0], targets[0]
+                held_targets = tctx.keystore.held(repo.root.signed.roles["targets"].keyids)
+                if held_targets:
+                    return held[0], held_targets[0]
         root = tctx.keystore.generate("root", gun=dest_gun)
         return root, tctx.keystore.generate("targets", gun=dest_gun)
     root, _ = tctx.keystore.add_private(owner.root.private, role="root", gun=None, name=None)  # type: ignore[arg-type]
     targets, _ = tctx.keystore.add_private(
-        owner.targets.private, role="targets", gun=dest_gun, name=None
-    )  # type: ignore[arg-type]
+        owner.targets.private, role="targets", gun=dest_gun, name=None  # type: ignore[arg-type]
+    )
     return root, targets
 
 

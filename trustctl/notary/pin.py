@@ -84,7 +84,7 @@ def pin_notary(
         )
     root = trusted.root
     certs = sorted(root.roles["root"].keyids)
-    data = {
+    doc: dict[str, Any] = {
         "gun": gun,
         "dialect": "notary",
         "root_version": root.file.version,
@@ -94,7 +94,7 @@ def pin_notary(
         "pinned_at": pin.pinned_at,
     }
     return PinResult(
-        data,
+        doc,
         [
             f"OK: pinned the Notary repository {gun} ({pin.describe()}); root v{root.file.version} verified",
             f"  root certificates: {', '.join(certs)} (threshold {root.roles['root'].threshold})",

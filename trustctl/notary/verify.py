@@ -136,7 +136,9 @@ def tag_report(trusted: TrustedNotary, tag: str, role: str, meta: Meta) -> TagRe
     """Facts about one signed tag."""
     keys = trusted.role_keys(role)
     signed = signed_keyids(trusted.roles[role].file, keys)
-    custom = meta.get("custom") if isinstance(meta.get("custom"), dict) else {}
+    custom = meta.get("custom")
+    if not isinstance(custom, dict):
+        custom = {}
     media_type = custom.get("mediaType") if isinstance(custom.get("mediaType"), str) else None
     return TagReport(
         tag,
@@ -191,7 +193,8 @@ def verify_notary_tag(
                 signers=list(report.signers),
             )
     expires = trusted.expiries()
-    registry_digest, warnings = None, []
+    registry_digest: str | None = None
+    warnings: list[str] = []
     if registry is not None and registry_mode != REGISTRY_SKIP:
         registry_digest, warnings = _check_registry(registry, ref, report.digest, registry_mode)
     return VerifiedTag(
@@ -237,10 +240,10 @@ def inspect_notary(tctx: TrustContext, gun: str, tag: str | None = None) -> Repo
     for name, info in trusted.roles.items():
         if name == "targets":
             continue
-        d = trusted.delegations[name]
+        deleg = trusted.delegations[name]
         report.roles.append(
             RoleReport(
-                name, info.file.version, info.file.expires, tuple(sorted(d.keys)), d.threshold
+                name, info.file.version, info.file.expires, tuple(sorted(deleg.keys)), deleg.threshold
             )
         )
     releases = trusted.delegations.get(RELEASES)
