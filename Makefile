@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/notary-server dev
 
-$(CONFORMANCE_STAMP): $(CONFORMANCE)/pyproject.toml
+$(CONFORMANCE_STAMP): $(STAMP) $(CONFORMANCE)/pyproject.toml
 	$(VENV)/bin/python scripts/conformance.py setup --suite "$(CONFORMANCE)" --venv $(CONFORMANCE_VENV)
 
 ## The TUF conformance suite against trustctl, fresh process and kept Verifier.
