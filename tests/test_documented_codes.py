@@ -1,4 +1,5 @@
-"""Every error code a user can meet is documented: trustctl's in docs/cli.md, the server's in docs/api.md.
+"""Every error code a user can meet is documented: trustctl's in docs/cli.md, the
+server's in docs/api.md, the signer's in docs/signer.md.
 
 The codes are collected from the code itself (every subclass of each package's error
 base, wherever it is defined; the front's own answers; the ``reason`` and ``rule``
@@ -16,16 +17,21 @@ from types import ModuleType
 from typing import TypeVar
 
 import notary_server
+import notary_signer
 import trustctl
 from notary_server.errors import InvalidUpdateError, NotaryError
+from notary_signer.errors import SignerError
 from notary_signer.front import ERRORS as FRONT_ERRORS
 from trustctl.errors import TrustctlError
 
 T = TypeVar("T")
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
-#: Server error classes that never reach a client, and why.
-NOT_SENT = {"CONFIG": "reported by `notary-server` at start-up, never in an answer"}
+#: Error classes that never reach a client, and why (the server's and the signer's).
+NOT_SENT = {
+    "CONFIG": "reported by `notary-server` / `notary-signer` at start-up, never in an answer",
+    "IMPORT_REFUSED": "reported by the `notary-signer import-notary` command, never in an answer",
+}
 
 
 def import_all(package: ModuleType) -> None:
@@ -117,3 +123,20 @@ def test_every_invalid_update_reason_and_rule_is_documented() -> None:
     documented = set(re.findall(r"`([a-z0-9]+(?:-[a-z0-9]+)+)`", api + (DOCS / "notary-dialect.md").read_text()))
     problems += [f"rule {r} is not documented in docs/api.md or docs/notary-dialect.md" for r in sorted(rules - documented)]
     assert rules and not problems, "\n".join(problems)
+
+
+# --- the signer: docs/signer.md ----------------------------------------------------------
+
+
+def test_every_signer_error_code_is_documented_with_its_status() -> None:
+    import_all(notary_signer)
+    doc = table((DOCS / "signer.md").read_text(), "Error codes:")
+    codes = {cls.code: cls.http_status for cls in subclasses(SignerError) if cls.code not in NOT_SENT}
+    source = (Path(notary_signer.__file__).parent / "app.py").read_text()
+    answered = set(re.findall(r'^    \d{3}: "([A-Z_]+)",$', source, re.MULTILINE))
+    answered |= set(re.findall(r'_envelope\("([A-Z_]+)"', source))
+    problems = differences(set(codes) | answered, set(doc), "docs/signer.md (Error codes)")
+    for code, status in sorted(codes.items()):
+        if code in doc and doc[code] != str(status):
+            problems.append(f"{code} answers {status}, docs/signer.md says {doc[code]}")
+    assert answered and not problems, "\n".join(problems)
