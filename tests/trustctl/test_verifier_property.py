@@ -89,7 +89,7 @@ def apply(owner: Person, cache: Mitm, step: tuple[object, ...], tmp: Path) -> No
 
 
 @settings(
-    max_examples=6,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -108,7 +108,7 @@ def test_a_long_lived_verifier_answers_what_a_fresh_process_answers(
     root = tmp / "root.json"
     ok(owner.run("trust", "export", GUN, "-o", str(root)))
     ok(deployer.run("trust", "pin", GUN, str(root)))
-    kept = Verifier(SERVER_URL, trust_dir=deployer.trust_dir, transport=cache)  # type: ignore[arg-type]
+    kept = Verifier(SERVER_URL, trust_dir=deployer.trust_dir, transport=cache)
     deleted = False
     for number, step in enumerate(steps):
         apply(owner, cache, step, tmp)
@@ -119,13 +119,13 @@ def test_a_long_lived_verifier_answers_what_a_fresh_process_answers(
         for tag in TAGS:
             long_lived = answer(kept, tag)
             same_dir = answer(
-                Verifier(SERVER_URL, trust_dir=deployer.trust_dir, transport=cache),  # type: ignore[arg-type]
+                Verifier(SERVER_URL, trust_dir=deployer.trust_dir, transport=cache),
                 tag,
             )
             assert long_lived == same_dir, (steps[: number + 1], tag)
             if not deleted:
                 no_state = answer(
-                    Verifier(SERVER_URL, trust_dir=fresh_dir, transport=cache),  # type: ignore[arg-type]
+                    Verifier(SERVER_URL, trust_dir=fresh_dir, transport=cache),
                     tag,
                 )
                 assert long_lived == no_state, (steps[: number + 1], tag)
