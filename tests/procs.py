@@ -61,6 +61,8 @@ class Process:
         raise RuntimeError(f"{self.name} did not become healthy:\n{self.log.read_text()[-3000:]}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
+        # our idle keep-alive connections would hold a graceful stop for its whole timeout
+        self.pool.clear()
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.proc.send_signal(sig)

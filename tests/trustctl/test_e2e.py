@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,7 +39,6 @@ class Result:
     code: int
     stdout: str
     stderr: str
-    seconds: float
 
     @property
     def json(self) -> dict[str, Any]:
@@ -98,10 +95,9 @@ class User:
         )
 
     def run(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        started = time.perf_counter()
         proc = self.start(*args, env=env)
         out, err = proc.communicate(timeout=120)
-        return Result(proc.returncode, out, err, time.perf_counter() - started)
+        return Result(proc.returncode, out, err)
 
     def ok(self, *args: str, env: dict[str, str] | None = None) -> Result:
         result = self.run(*args, env=env)
@@ -286,15 +282,11 @@ class FreezingProxy:
         return Reply(r.status, out, r.data)
 
 
-def test_stale_and_rolled_back_trust_data_are_refused(
-    registry: RegistryProcess, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+def test_rolled_back_trust_data_is_refused(
+    registry: RegistryProcess, stack: Stack, tmp_path: Path
 ) -> None:
-    # Timestamps live 9 seconds here, so a frozen one goes stale quickly.
-    stack = start_stack(
-        tmp_path_factory.mktemp("short-stack"),
-        timestamp_expiry_hours="0.0025",
-        timestamp_renew_before_hours="0.001",
-    )
+    """Freezes (stale data) are refused on an injected clock, without waiting for real
+    expiry: tests/trustctl/test_attacks.py (server and clients on one clock)."""
     proxy = FreezingProxy(stack.url, stack.pki.ca_cert)
     try:
         owner = User("owner", tmp_path / "owner", stack.url, stack.pki.ca_cert)
@@ -321,26 +313,11 @@ def test_stale_and_rolled_back_trust_data_are_refused(
             rolled.json["error"]["code"] == "ROLLBACK"
             and "rollback attack" in rolled.json["error"]["message"]
         )
-
-        # Freeze: the newest timestamp the deployer saw is served until it expires.
-        proxy.frozen = proxy.timestamps[-1]
-        expires = json.loads(proxy.frozen)["signed"]["expires"]
-        wait = (
-            datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) - datetime.now(UTC)
-        ).total_seconds()
-        time.sleep(max(0.0, wait) + 1.5)
-        stale = deployer.run("--json", "verify", f"{gun}:v1")
-        assert stale.code == 1, str(stale)
-        assert stale.json["error"]["code"] == "STALE"
-        assert (
-            "stale" in stale.json["error"]["message"]
-            and "freeze attack" in stale.json["error"]["message"]
-        )
+        assert "(New timestamp version" in rolled.json["error"]["message"]  # the check that fired
         proxy.frozen = None
-        deployer.ok("verify", f"{gun}:v1")  # the real server renews: fresh again
+        deployer.ok("verify", f"{gun}:v1")  # without the attacker: verify passes
     finally:
         proxy.server.stop()
-        stack.stop()
 
 
 def test_ten_concurrent_signs_of_one_gun(
@@ -407,27 +384,3 @@ def test_failures_are_one_line_with_a_hint(
     one_line(owner.run("sign", f"127.0.0.1:{free_port()}/x/y:v1"), 3, "cannot reach registry")
     no_ca = {"TRUSTCTL_TLS_CA": ""}
     one_line(deployer.run("verify", f"{gun}:v1", env=no_ca), 3, "TLS")
-
-
-def test_timings_median_of_ten(
-    registry: RegistryProcess, users: dict[str, User], capsys: pytest.CaptureFixture[str]
-) -> None:
-    owner, deployer = users["owner"], users["deployer"]
-    repo = unique_repo()
-    gun, _ = push(registry, repo, "t0", b"timing")
-    owner.ok("init", gun)
-    handoff_root(owner, gun, deployer)
-    sign_times, verify_times = [], []
-    for i in range(10):
-        push(registry, repo, f"t{i}", f"timing {i}".encode())
-        sign_times.append(owner.ok("sign", f"{gun}:t{i}").seconds)
-        verify_times.append(deployer.ok("verify", f"{gun}:t{i}").seconds)
-    report = {
-        "sign_median_s": round(statistics.median(sign_times), 3),
-        "verify_median_s": round(statistics.median(verify_times), 3),
-    }
-    with capsys.disabled():
-        print(
-            f"\ntrustctl end-to-end timings (median of 10, new process each): {json.dumps(report)}"
-        )
-    assert report["verify_median_s"] < 10 and report["sign_median_s"] < 10
