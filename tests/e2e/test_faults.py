@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 import pytest
+import urllib3
 from tuf.api.metadata import Metadata, Targets
 
 from tests.client_view import HTTPSFetcher, judge
 from tests.e2e.remote import Remote
 from tests.pg import PostgresCluster
 from tests.procs import start_stack
+from tests.tufrepo import Owner
 
 GUN = "127.0.0.1:5000/faults/app"
 
@@ -94,6 +96,60 @@ def test_database_stopped_gives_503_and_no_partial_write(tmp_path: Path, own_clu
         stack.stop()
 
 
+@dataclass
+class Burst:
+    """Publishers' outcomes, kept by the threads and judged by the test (no asserts in
+    threads): every POST is in flight from its send until its answer is recorded."""
+
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    in_flight: set[str] = field(default_factory=set)
+    outcomes: dict[str, int | str] = field(default_factory=dict)  # tag -> status or error
+    errors: list[BaseException] = field(default_factory=list)  # anything unexpected
+
+    def acknowledged(self) -> list[str]:
+        return [t for t, o in self.outcomes.items() if o == 200]
+
+
+#: What a client sees when the server dies under its request: not acknowledged.
+CONNECTION_LOST = (urllib3.exceptions.ProtocolError, urllib3.exceptions.NewConnectionError,
+                   urllib3.exceptions.MaxRetryError, urllib3.exceptions.SSLError, ConnectionError)  # fmt: skip
+
+
+def _publish_until_refused(remote: Remote, me: Owner, prefix: str, burst: Burst) -> None:
+    """Publish tags one after another (rebasing on 409) until the server is gone."""
+    try:
+        for i in range(200):
+            tag = f"{prefix}-{i}"
+            while True:
+                try:
+                    current = remote.get("targets.json")
+                except CONNECTION_LOST as e:
+                    with burst.cond:
+                        burst.outcomes[tag] = type(e).__name__
+                    return
+                me.targets = Metadata[Targets].from_bytes(current.data).signed
+                me.add_tag(tag)
+                with burst.cond:
+                    burst.in_flight.add(tag)
+                try:
+                    status: int | str = remote.publish({"targets": me.targets_bytes()}).status
+                except CONNECTION_LOST as e:
+                    status = type(e).__name__
+                with burst.cond:
+                    burst.in_flight.discard(tag)
+                    if status != 409:
+                        burst.outcomes[tag] = status
+                    burst.cond.notify_all()
+                if status != 409:
+                    break
+            if status != 200:
+                return
+    except BaseException as e:  # noqa: BLE001 - judged by the test, in the main thread
+        with burst.cond:
+            burst.errors.append(e)
+            burst.cond.notify_all()
+
+
 def test_server_killed_in_a_burst_of_publishes_loses_nothing_acknowledged(
     tmp_path: Path, pg_url: str
 ) -> None:
@@ -105,42 +161,44 @@ def test_server_killed_in_a_burst_of_publishes_loses_nothing_acknowledged(
         owner.add_tag("base")
         assert remote.publish({"root": pinned, "targets": owner.targets_bytes()}).status == 200
 
-        acknowledged: list[str] = []
-        attempted: list[str] = []
-        lock = threading.Lock()
-
-        def publisher(n: int) -> None:
+        burst = Burst()
+        threads = []
+        for n in range(4):
             me = remote.new_owner()
             me.targets_signer = owner.targets_signer
-            for i in range(40):
-                tag = f"p{n}-{i}"
-                with lock:
-                    attempted.append(tag)
-                try:
-                    status = remote.publish_tag(me, tag, attempts=20)
-                except Exception:  # noqa: BLE001 - the server died under us: not acknowledged
-                    status = 0
-                if status == 200:
-                    with lock:
-                        acknowledged.append(tag)
-
-        threads = [threading.Thread(target=publisher, args=(n,)) for n in range(4)]
+            mine = Remote(stack.url, GUN, str(stack.pki.ca_cert))  # a connection each
+            threads.append(
+                threading.Thread(target=_publish_until_refused, args=(mine, me, f"p{n}", burst))
+            )
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 60
-        while len(acknowledged) < 30 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        stack.server.kill()  # SIGKILL in the middle of the burst
+        with burst.cond:
+            # kill once 30 publishes were acknowledged and others wait for their answer;
+            # the lock keeps the in-flight set as it is at the kill
+            started = burst.cond.wait_for(
+                lambda: burst.errors or (len(burst.acknowledged()) >= 30 and burst.in_flight),
+                timeout=120,
+            )
+            assert started and not burst.errors, burst.errors
+            hit = set(burst.in_flight)
+            stack.server.kill()  # SIGKILL in the middle of the burst
         for t in threads:
             t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads)
+        assert burst.errors == [], burst.errors  # nothing but lost connections
         stack.server.start()
 
+        # the kill hit publishes in flight: their clients got no answer
+        assert hit and all(isinstance(burst.outcomes[t], str) for t in hit), {
+            t: burst.outcomes[t] for t in hit
+        }
+        acknowledged = burst.acknowledged()
         tags = _targets(remote)
         lost = [t for t in acknowledged if t not in tags]
         print(
-            f"\nFAULTS sigkill-burst: attempted={len(attempted)} acknowledged={len(acknowledged)} lost={len(lost)}"
+            f"\nFAULTS sigkill-burst: acknowledged={len(acknowledged)} "
+            f"in-flight-at-kill={len(hit)} lost={len(lost)}"
         )
-        assert acknowledged, "no publish was acknowledged before the kill"
         assert lost == []
         # the stored chain is whole: a fresh client accepts it end to end
         assert judge(tmp_path / "after", stack.url, GUN, "base", HTTPSFetcher(str(stack.pki.ca_cert)), pinned)
@@ -157,7 +215,7 @@ def test_two_server_processes_on_one_postgresql_lose_no_tag(tmp_path: Path, pg_u
         owner.add_tag("base")
         assert remotes[0].publish({"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status == 200
 
-        acknowledged: list[str] = []
+        outcomes: dict[str, int | str] = {}
         lock = threading.Lock()
 
         def publisher(n: int) -> None:
@@ -166,9 +224,12 @@ def test_two_server_processes_on_one_postgresql_lose_no_tag(tmp_path: Path, pg_u
             me.targets_signer = owner.targets_signer
             for i in range(8):
                 tag = f"r{n}-{i}"
-                assert remote.publish_tag(me, tag) == 200
+                try:
+                    status: int | str = remote.publish_tag(me, tag)
+                except Exception as e:  # noqa: BLE001 - judged by the test, in the main thread
+                    status = repr(e)
                 with lock:
-                    acknowledged.append(tag)
+                    outcomes[tag] = status
 
         threads = [threading.Thread(target=publisher, args=(n,)) for n in range(6)]
         for t in threads:
@@ -176,6 +237,9 @@ def test_two_server_processes_on_one_postgresql_lose_no_tag(tmp_path: Path, pg_u
         for t in threads:
             t.join(timeout=300)
 
+        assert not any(t.is_alive() for t in threads)
+        assert {t: o for t, o in outcomes.items() if o != 200} == {}
+        acknowledged = list(outcomes)
         tags = _targets(remotes[1])
         assert sorted(t for t in tags if t != "base") == sorted(acknowledged)
         assert len(acknowledged) == 48
