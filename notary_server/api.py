@@ -85,14 +85,11 @@ def tuf_file(filename: str) -> TufFile | None:
     return None
 
 
-def lookup_metadata(
-    svc: TrustService, gun: str, filename: str, *, renew: bool = True
-) -> tuple[StoredFile, str] | None:
+def lookup_metadata(svc: TrustService, gun: str, filename: str) -> tuple[StoredFile, str] | None:
     """The stored file a metadata file name asks for, with its Cache-Control; None
     when the name is not a metadata file name (``*.key`` included).
 
-    Shared by the Flask view and the WSGI fast path (notary_server/fastpath.py);
-    ``renew`` as in :meth:`TrustService.get_current`.
+    Shared by the Flask view and the WSGI fast path (notary_server/fastpath.py).
     """
     f = tuf_file(filename)
     if f is None or f.kind == "key":
@@ -102,7 +99,7 @@ def lookup_metadata(
     if f.kind == "checksum":
         return svc.get_checksum(gun, f.role, f.sha256), IMMUTABLE
     max_age = svc.config.current_max_age_seconds
-    return svc.get_current(gun, f.role, renew=renew), f"public, max-age={max_age}, must-revalidate"
+    return svc.get_current(gun, f.role), f"public, max-age={max_age}, must-revalidate"
 
 
 @bp.get("/v2/<path:gun>/_trust/tuf/<path:filename>")

@@ -219,10 +219,5 @@ def create_app(
     if auth is None:
         from notary_server.fastpath import FastReads
 
-        # answered on the front's event loop only where a read waits on nothing but a
-        # local database (SQLite, or memory in tests)
-        local = getattr(service.store, "dialect", "memory") in ("sqlite", "memory")
-        fast = FastReads(app.wsgi_app, service, metrics, inline=local)
-        app.wsgi_app = fast  # type: ignore[method-assign]
-        app.serve_inline = fast.serve_inline  # type: ignore[attr-defined]
+        app.wsgi_app = FastReads(app.wsgi_app, service, metrics)  # type: ignore[method-assign]
     return app

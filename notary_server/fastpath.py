@@ -22,7 +22,7 @@ from werkzeug.http import HTTP_STATUS_CODES, http_date
 from notary_server.api import lookup_metadata
 from notary_server.errors import NotaryError, envelope, new_request_id
 from notary_server.metrics import Metrics
-from notary_server.service import RenewalDue, TrustService
+from notary_server.service import TrustService
 
 __all__ = ["FastReads"]
 
@@ -31,48 +31,14 @@ _MARK = "/_trust/tuf/"
 
 
 class FastReads:
-    """The fast path, in front of Flask's app.
-
-    Args:
-        inline: Whether :meth:`serve_inline` may answer (only when reads wait on
-            nothing slower than a local database: the embedded SQLite or memory).
-    """
-
-    def __init__(
-        self, app: WSGIApp, service: TrustService, metrics: Metrics, *, inline: bool = False
-    ) -> None:
+    def __init__(self, app: WSGIApp, service: TrustService, metrics: Metrics) -> None:
         self.app = app
         self.service = service
         self.metrics = metrics
-        self.inline = inline
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
-        body = self._answer(environ, start_response, renew=True)
-        return body if body is not None else self.app(environ, start_response)
-
-    def serve_inline(
-        self, environ: dict[str, Any], start_response: Callable[..., Any]
-    ) -> Iterable[bytes] | None:
-        """The answer ``__call__`` gives, when it can be given without waiting on the
-        signer or a remote database; None otherwise.
-
-        :mod:`notary_signer.front` calls this on its event loop before handing a
-        request to a thread (the hand-over costs about as much CPU as the read
-        itself); None sends the request to a thread as usual.
-        """
-        if not self.inline:
-            return None
-        try:
-            return self._answer(environ, start_response, renew=False)
-        except RenewalDue:
-            return None
-
-    def _answer(
-        self, environ: dict[str, Any], start_response: Callable[..., Any], *, renew: bool
-    ) -> Iterable[bytes] | None:
-        """The fast answer, or None for Flask to give."""
         started = time.perf_counter()
         path: str = environ.get("PATH_INFO", "")
         if (
@@ -82,22 +48,21 @@ class FastReads:
             or _MARK not in path
             or ("HTTP_IF_MODIFIED_SINCE" in environ and "HTTP_IF_NONE_MATCH" not in environ)
         ):
-            return None
+            return self.app(environ, start_response)
         try:
             decoded = path.encode("latin-1").decode("utf-8")
         except UnicodeError:
-            return None
+            return self.app(environ, start_response)
         gun, _, filename = decoded[len("/v2/") :].partition(_MARK)
         rid = new_request_id(environ.get("HTTP_X_REQUEST_ID"))
         try:
-            # decoded once, as Flask's
-            found = lookup_metadata(self.service, gun, filename, renew=renew)
+            found = lookup_metadata(self.service, gun, filename)  # decoded once, as Flask's
         except NotaryError as e:
             if e.http_status >= 500 or e.headers:
-                return None  # Flask logs those
+                return self.app(environ, start_response)  # Flask logs those
             return self._error(e, rid, started, start_response)
         if found is None:
-            return None
+            return self.app(environ, start_response)
         stored, cache_control = found
         etag = f'"{stored.sha256}"'
         headers = [

@@ -52,7 +52,7 @@ from notary_server.validation import (
 from notary_signer import errors as signer_errors
 from notary_signer.keyservice import ONLINE_ROLES, KeyService
 
-__all__ = ["Clock", "RenewalDue", "TrustService"]
+__all__ = ["Clock", "TrustService"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,10 +101,6 @@ class _TxState:
 
     def roles(self) -> list[str]:
         return list(self._tx.current_all())
-
-
-class RenewalDue(Exception):
-    """A read that must not wait on the signer found a renewal due (see ``get_current``)."""
 
 
 class _ReadState(_TxState):
@@ -242,26 +238,21 @@ class TrustService:
 
     # --- reads ------------------------------------------------------------------
 
-    def get_current(self, gun: str, role: str, *, renew: bool = True) -> StoredFile:
+    def get_current(self, gun: str, role: str) -> StoredFile:
         """The current version of ``role``; timestamp and snapshot are renewed first
         when they are inside their renewal window.
-
-        Args:
-            renew: False for a caller that must not wait on the signer: it gets
-                :class:`RenewalDue` instead of a renewal.
 
         Raises:
             MetadataNotFoundError: nothing stored.
             SignerUnavailableError: renewal was needed, failed, and the stored
                 timestamp has expired (an expired timestamp is never served).
-            RenewalDue: ``renew`` is False and a renewal is due.
         """
         self.check_gun(gun)
         check_role(role)
         if role == "timestamp":
-            return self._found(self._ensure_fresh(gun, renew), gun, role)
+            return self._found(self._ensure_fresh(gun), gun, role)
         if role == "snapshot":
-            self._ensure_fresh(gun, renew)
+            self._ensure_fresh(gun)
         return self._found(self._current(gun, role), gun, role)
 
     def _current(self, gun: str, role: str) -> StoredFile | None:
@@ -604,15 +595,10 @@ class TrustService:
             return True
         return snap_expires is not None and snap_expires - now < self.expiries.snapshot_renew_before
 
-    def _ensure_fresh(self, gun: str, renew: bool = True) -> StoredFile | None:
-        """The current timestamp, renewed first if it is inside its renewal window
-        (or :class:`RenewalDue` raised, when ``renew`` is False)."""
+    def _ensure_fresh(self, gun: str) -> StoredFile | None:
+        """The current timestamp, renewed first if it is inside its renewal window."""
         now = self.clock()
         ts = self._current(gun, "timestamp")
-        if not renew and ts is not None and (
-            file_dialect(ts.data) == NOTARY or self._needs_renewal(gun, ts, now)
-        ):
-            raise RenewalDue(gun)
         if ts is not None and file_dialect(ts.data) == NOTARY:
             return self.notary.ensure_fresh(gun, ts)
         if ts is None or not self._needs_renewal(gun, ts, now):

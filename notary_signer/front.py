@@ -219,10 +219,6 @@ class _Worker:
         access_log: bool = False,
     ) -> None:
         self.app = app
-        #: The app's optional fast path, run on the event loop: ``serve_inline(environ,
-        #: start_response)`` answers like a WSGI app, or returns None to decline (the
-        #: request then goes to a thread). Only for answers that never wait long.
-        self.inline: WSGIApp | None = getattr(app, "serve_inline", None)
         self.access_log = access_log
         self.limits = limits
         self.ssl_context = ssl_context
@@ -276,10 +272,6 @@ class _Worker:
         task = asyncio.current_task()
         assert task is not None
         self.tasks.add(task)
-        raw = writer.get_extra_info("socket")
-        if raw is not None:  # answers are small: never wait for the client's ACK
-            with contextlib.suppress(OSError):
-                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             if self.ssl_context is not None:
                 await writer.start_tls(
@@ -346,13 +338,9 @@ class _Worker:
                 )
                 return
             environ = self.environ(request, body, client, port, ssl_object)
+            loop = asyncio.get_running_loop()
             try:
-                response = None
-                if self.inline is not None and not request.length and request.method in ("GET", "HEAD"):
-                    response = self.call_inline(environ, request)
-                if response is None:
-                    loop = asyncio.get_running_loop()
-                    response = await loop.run_in_executor(self.pool, self.call_app, environ, request)
+                response = await loop.run_in_executor(self.pool, self.call_app, environ, request)
             finally:
                 body.close()
             writer.write(response)
@@ -430,51 +418,29 @@ class _Worker:
 
     def call_app(self, environ: dict[str, Any], request: _Request) -> bytes:
         """Run the app in a pool thread; the whole response as bytes."""
-        try:
-            response = self.run(self.app, environ, request)
-        except Exception:
-            logger.exception("unhandled error in %s %s", request.method, request.target[:200])
-            return error_response("UNKNOWN", "internal error")
-        if response is None:
-            logger.error("the app returned without starting a response")
-            return error_response("UNKNOWN", "internal error")
-        return response
-
-    def call_inline(self, environ: dict[str, Any], request: _Request) -> bytes | None:
-        """The app's ``serve_inline`` answer, run on the event loop; None when it
-        declines (or fails: the request then goes to a thread like any other)."""
-        assert self.inline is not None
-        try:
-            return self.run(self.inline, environ, request)
-        except Exception:
-            logger.exception("inline answer failed for %s %s", request.method, request.target[:200])
-            return None
-
-    def run(self, app: WSGIApp, environ: dict[str, Any], request: _Request) -> bytes | None:
-        """Call ``app``; its whole response as bytes, or None if it returned None
-        or started no response."""
         started: list[Any] = []
-        chunks: list[bytes] = []
 
-        def start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> Callable[[bytes], None]:
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
             if exc_info is not None and started:
                 raise exc_info[1].with_traceback(exc_info[2])
             started[:] = [status, headers]
             return chunks.append
 
-        result: Iterable[bytes] | None = app(environ, start_response)
-        if result is None:
-            return None
+        chunks: list[bytes] = []
         try:
-            chunks.extend(result)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+            result: Iterable[bytes] = self.app(environ, start_response)
+            try:
+                chunks.extend(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except Exception:
+            logger.exception("unhandled error in %s %s", request.method, request.target[:200])
+            return error_response("UNKNOWN", "internal error")
         if not started:
-            return None
+            logger.error("the app returned without starting a response")
+            return error_response("UNKNOWN", "internal error")
         status, headers = started
         body = b"".join(chunks)
         code = int(status[:3])
@@ -564,7 +530,7 @@ def serve(
     limits.check()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP named: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on
-    # sockets whose protocol says TCP; with it on, small answers waited for ACKs
+    # sockets whose protocol says TCP
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host.strip("[]"), port))

@@ -190,7 +190,7 @@ def test_health_and_metrics(client):
     assert 'notary_server_http_requests_total{operation="tuf.ping",method="GET",status="200"} 1' in text
 
 
-def test_fast_path_answers_exactly_like_flask(app, client, make_owner, service):
+def test_fast_path_answers_exactly_like_flask(app, client, make_owner):
     """notary_server/fastpath.py answers GETs of metadata; Flask must answer the same."""
     from werkzeug.test import Client
 
@@ -198,17 +198,6 @@ def test_fast_path_answers_exactly_like_flask(app, client, make_owner, service):
     owner.add_tag("v1")
     upload(client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()})
     flask_only = Client(app.wsgi_app.app)  # the Flask app behind the fast path
-    answered_inline = 0
-
-    def inline_first(environ, start_response):  # what notary_signer.front does
-        nonlocal answered_inline
-        body = app.serve_inline(environ, start_response)
-        if body is None:
-            return app.wsgi_app.app(environ, start_response)
-        answered_inline += 1
-        return body
-
-    inline_or_flask = Client(inline_first)
     etag = client.get(f"/v2/{GUN}/_trust/tuf/targets.json").headers["ETag"]
     for path, headers in [
         (f"/v2/{GUN}/_trust/tuf/timestamp.json", {}),
@@ -221,24 +210,6 @@ def test_fast_path_answers_exactly_like_flask(app, client, make_owner, service):
     ]:
         headers = {**headers, "X-Request-ID": "same-request-id"}  # error bodies name it
         fast, slow = client.get(path, headers=headers), flask_only.get(path, headers=headers)
-        inline = inline_or_flask.get(path, headers=headers)
-        for answer in (fast, inline):
-            assert (answer.status_code, answer.data) == (slow.status_code, slow.data), path
-            for h in ("ETag", "Cache-Control", "Content-Type", "X-Request-ID"):
-                assert answer.headers.get(h) == slow.headers.get(h), (path, h)
-    # on the embedded stores the front's event loop answers all 7 itself; on
-    # PostgreSQL (a remote database) it declines, and a thread answers
-    embedded = getattr(service.store, "dialect", "memory") in ("sqlite", "memory")
-    assert answered_inline == (7 if embedded else 0)
-
-
-def test_inline_reads_never_renew(app, client, make_owner, clock):
-    """serve_inline (run on the front's event loop) declines a read that would renew."""
-    owner = make_owner()
-    owner.add_tag("v1")
-    upload(client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()})
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": f"/v2/{GUN}/_trust/tuf/timestamp.json"}
-    before = client.get(f"/v2/{GUN}/_trust/tuf/timestamp.json").data
-    clock.advance(hours=17)  # inside the timestamp's renewal window
-    assert app.serve_inline(dict(environ), lambda *a: None) is None
-    assert client.get(f"/v2/{GUN}/_trust/tuf/timestamp.json").data != before  # renewed
+        assert (fast.status_code, fast.data) == (slow.status_code, slow.data), path
+        for h in ("ETag", "Cache-Control", "Content-Type", "X-Request-ID"):
+            assert fast.headers.get(h) == slow.headers.get(h), (path, h)
