@@ -230,6 +230,9 @@ class _Worker:
         self.refused = 0
         self.clock = _Clock()
         self.tasks: set[asyncio.Task[None]] = set()
+        #: Connections with a request in flight (head read, answer not yet written).
+        self.busy: set[asyncio.Task[None]] = set()
+        self.stopping = False
         self._last_refusal_log = 0.0
 
     # -- connections ----------------------------------------------------------------
@@ -285,7 +288,21 @@ class _Worker:
         finally:
             self.release(client)
             self.tasks.discard(task)
+            self.busy.discard(task)
             self.close(writer)
+
+    async def drain(self, timeout: float) -> None:
+        """Stop: close idle connections at once, give requests in flight ``timeout``
+        seconds to be answered, then cancel what is left."""
+        self.stopping = True
+        for task in self.tasks - self.busy:
+            task.cancel()
+        if self.busy:
+            await asyncio.wait(set(self.busy), timeout=timeout)
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=1)
 
     def close(self, writer: asyncio.StreamWriter) -> None:
         """Close after what is buffered is sent; abort if that takes too long."""
@@ -304,7 +321,9 @@ class _Worker:
         # the first head must arrive within header_timeout; on a kept-alive connection
         # the next one may wait up to keepalive_timeout before its head deadline starts
         deadline = limits.header_timeout
-        while True:
+        task = asyncio.current_task()
+        assert task is not None
+        while not self.stopping:
             try:
                 async with asyncio.timeout(deadline):
                     head = await reader.readuntil(b"\r\n\r\n")
@@ -337,6 +356,7 @@ class _Worker:
                     _Refuse("REQUEST_TIMEOUT", f"the body did not arrive within {limits.body_timeout:g} s"),
                 )
                 return
+            self.busy.add(task)  # from here, a stop lets the answer be written
             environ = self.environ(request, body, client, port, ssl_object)
             loop = asyncio.get_running_loop()
             try:
@@ -344,6 +364,7 @@ class _Worker:
             finally:
                 body.close()
             writer.write(response)
+            self.busy.discard(task)
             if self.access_log:
                 logger.info("%s %s %s %s", client, request.method, request.target[:200], response[9:12].decode())
             if writer.transport.get_write_buffer_size() > _WRITE_BUFFER:
@@ -492,10 +513,7 @@ def _run_worker(
         )
         await stop.wait()
         server.close()
-        if worker.tasks:  # let requests in flight finish, briefly
-            await asyncio.wait(set(worker.tasks), timeout=graceful_timeout)
-        for task in list(worker.tasks):
-            task.cancel()
+        await worker.drain(graceful_timeout)
 
     asyncio.run(main())
     worker.pool.shutdown(wait=False, cancel_futures=True)

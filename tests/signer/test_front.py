@@ -138,3 +138,43 @@ def test_connections_per_client_address_are_bounded(port: int) -> None:
     finally:
         for s in held:
             s.close()
+
+
+def test_a_stop_closes_idle_connections_at_once_and_answers_requests_in_flight() -> None:
+    """Stopping never waits on a kept-alive idle connection (a client that holds one
+    would hold the stop for its whole grace period), but lets a running request finish."""
+    release = threading.Event()
+
+    def slow(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        release.wait(10)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"done"]
+
+    loop = asyncio.new_event_loop()
+    worker = _Worker(slow, LIMITS, None, 2, "127.0.0.1", 0)
+    server = loop.run_until_complete(
+        asyncio.start_server(worker.connection, "127.0.0.1", 0, limit=LIMITS.max_header_bytes)
+    )
+    port = int(server.sockets[0].getsockname()[1])
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+        busy = socket.create_connection(("127.0.0.1", port), timeout=10)
+        busy.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        while not worker.busy:  # the request reached the app
+            threading.Event().wait(0.01)
+        stopped = asyncio.run_coroutine_threadsafe(worker.drain(timeout=30), loop)
+        assert idle.recv(100) == b""  # closed while the other request still runs
+        assert not stopped.done()
+        release.set()
+        assert busy.recv(100).startswith(b"HTTP/1.1 200 ")
+        stopped.result(10)
+        idle.close()
+        busy.close()
+    finally:
+        release.set()
+        server.close()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
