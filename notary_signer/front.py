@@ -546,6 +546,7 @@ def serve(
         access_log: Log one line per request.
     """
     limits.check()
+    _allow_open_files(limits.max_connections + 256)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP named: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on
     # sockets whose protocol says TCP
@@ -618,6 +619,26 @@ def serve(
         spawn(slot)
     sock.close()
     logger.info("%s stopped", name)
+
+
+def _allow_open_files(wanted: int) -> None:
+    """Raise this process's (and its workers') open-file limit to ``wanted`` if the
+    hard limit allows: each connection is a file, and many systems start at 1024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft < wanted:
+        logger.warning(
+            "open-file limit %d is below max_connections + 256 = %d: connections beyond "
+            "it are refused by the system; raise the limit (ulimit -n) or lower max_connections",
+            soft, wanted,
+        )
 
 
 def _set_parent_death_signal() -> None:

@@ -178,3 +178,20 @@ def test_a_stop_closes_idle_connections_at_once_and_answers_requests_in_flight()
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+def test_the_open_file_limit_is_raised_for_max_connections() -> None:
+    """Each connection is a file; a soft limit of 1024 (common) would refuse connections
+    long before ``max_connections``. Run in a child: limits are per process."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import resource; from notary_signer.front import _allow_open_files;"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE);"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard));"
+        "_allow_open_files(min(1280, hard)); print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    soft, hard = (int(v) for v in out.stdout.split())
+    assert soft == min(1280, hard)
