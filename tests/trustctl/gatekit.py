@@ -21,6 +21,7 @@ from tests.trustctl.apiserver import Admission, ApiServer, Mutator, Webhook
 from tests.trustctl.support import SERVER_URL, Person, Run
 from trustctl.api import Verifier
 from trustctl.errors import NetworkError
+from trustctl.gate.cache import VerdictCache
 from trustctl.gate.decide import Gate, PolicyFile
 from trustctl.gate.policy import Server
 from trustctl.gate.serve import GateServer
@@ -128,6 +129,7 @@ def start_gate(
     policy: str = POLICY,
     timeout_seconds: int = 10,
     mutators: tuple[Mutator, ...] = (),
+    cache_ttl: float = 1.0,
 ) -> GateUnderTest:
     pki = ensure_dev_pki(tmp_path / "gate-pki")
     policy_path = tmp_path / "policy.yaml"
@@ -139,7 +141,12 @@ def start_gate(
     def verifier_for(server: Server) -> Verifier:
         return Verifier(server.url, trust_dir=trust_dir, transport=switch, clock=clock)  # type: ignore[arg-type]
 
-    gate = Gate(PolicyFile(policy_path), verifier_for, state_check=StateGuard(trust_dir).check)
+    gate = Gate(
+        PolicyFile(policy_path),
+        verifier_for,
+        state_check=StateGuard(trust_dir).check,
+        cache=VerdictCache(ttl=cache_ttl, clock=clock),
+    )
     srv = GateServer(gate, "127.0.0.1", 0, pki.server_cert, pki.server_key).start()
     base = f"https://127.0.0.1:{srv.port}"
     mutate = Webhook("pin.gate.trustctl.dev", f"{base}/mutate", pki.ca_cert, True, timeout_seconds)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -315,6 +316,51 @@ def test_a_stalled_trust_server_is_answered_in_time(
         g.stop()
 
 
+# --- the verdict cache ------------------------------------------------------------------
+
+
+def test_a_verified_image_is_answered_from_the_cache(own_gate: GateUnderTest) -> None:
+    assert own_gate.admit(workload("Pod", pod_spec(SIGNED))).allowed  # mutate verifies, validate hits
+    calls, hits = own_gate.transport.calls, own_gate.server.gate.cache.hits
+    assert hits >= 1
+    assert own_gate.admit(workload("Deployment", pod_spec(SIGNED))).allowed
+    assert own_gate.transport.calls == calls and own_gate.server.gate.cache.hits > hits
+
+
+def test_a_cached_verdict_never_outlives_the_metadata_it_rests_on(
+    tmp_path: Path, deployer: Person, server: FlaskTransport
+) -> None:
+    g = start_gate(tmp_path, deployer.trust_dir, server, cache_ttl=10 * 365 * 86400.0)
+    try:
+        assert g.admit(workload("Pod", pod_spec(SIGNED))).allowed
+        assert g.admit(workload("Pod", pod_spec(SIGNED))).allowed
+        assert g.server.gate.cache.hits >= 2  # answered from the cache, for ten years at most
+        expires = json.loads(server.request(
+            "GET", f"https://notary.test/v2/{GUN}/_trust/tuf/timestamp.json").data)["signed"]["expires"]  # fmt: skip
+        # the verdict rests on the timestamp, the first role to expire
+        moment = datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        g.clock.offset = moment - datetime.now(UTC) + timedelta(seconds=1)
+        denied(g.admit(workload("Pod", pod_spec(SIGNED))), SIGNED, "STALE")
+    finally:
+        g.stop()
+
+
+def test_transport_errors_are_never_cached(own_gate: GateUnderTest) -> None:
+    own_gate.transport.down = True
+    denied(own_gate.admit(workload("Pod", pod_spec(SIGNED))), "SERVER_UNAVAILABLE")
+    own_gate.transport.down = False
+    assert own_gate.admit(workload("Pod", pod_spec(SIGNED))).allowed
+
+
+def test_a_definitive_denial_is_cached_for_seconds_only(own_gate: GateUnderTest, owner: Person) -> None:
+    image = f"{GUN}:late"
+    denied(own_gate.admit(workload("Pod", pod_spec(image))), "NOT_SIGNED")
+    sign(owner, "late", 7)
+    denied(own_gate.admit(workload("Pod", pod_spec(image))), "NOT_SIGNED")  # the cached verdict
+    own_gate.clock.offset = timedelta(seconds=11)  # past the 10 s ceiling for denials
+    assert own_gate.admit(workload("Pod", pod_spec(image))).allowed
+
+
 # --- the wire ---------------------------------------------------------------------------
 
 
@@ -361,6 +407,16 @@ def test_a_malformed_review_is_http_400_never_an_allow(
     assert r.status == 400, r.data
     doc = json.loads(r.data)
     assert doc["errors"][0]["code"] == "BAD_REVIEW" and "allowed" not in r.data.decode()
+
+
+def test_a_client_stalling_its_tls_handshake_holds_up_no_one(gate: GateUnderTest) -> None:
+    stalled = [socket.create_connection(("127.0.0.1", gate.server.port)) for _ in range(3)]
+    try:
+        result = gate.admit(workload("Pod", pod_spec(SIGNED)))
+        assert result.allowed, result  # not "failed calling webhook ... timed out"
+    finally:
+        for s in stalled:
+            s.close()
 
 
 def test_the_uid_is_echoed_and_metrics_count_decisions(own_gate: GateUnderTest) -> None:

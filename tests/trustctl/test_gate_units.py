@@ -234,3 +234,42 @@ def test_the_manifest_has_safe_defaults() -> None:
         assert {"pods", "pods/ephemeralcontainers", "deployments", "cronjobs", "podtemplates"} <= resources
     assert docs[2]["webhooks"][0]["reinvocationPolicy"] == "IfNeeded"
     assert "reinvocationPolicy" not in docs[3]["webhooks"][0]
+
+
+# --- the decision core, with an in-memory verifier -------------------------------------
+
+
+class InstantRefusal:
+    """A verifier (the Verifier's interface) that refuses at once."""
+
+    def verify(self, image: object, *, signers: object = (), registry_mode: object = None) -> object:
+        from trustctl.errors import TagNotSignedError
+
+        raise TagNotSignedError(f"{image} is not signed")
+
+
+def test_a_verification_finished_before_it_is_registered_does_not_deadlock() -> None:
+    """A verification can finish before the request registers its completion callback
+    (the callback then runs at once, in the request's thread): no lock may be held."""
+    import threading
+
+    from trustctl.gate.cache import VerdictCache
+    from trustctl.gate.decide import Gate
+    from trustctl.gate.review import AdmissionRequest
+
+    policy = load_policy("version: 1\nservers: {m: {url: 'https://t.example'}}\nrules: [{pattern: '**', server: m}]\n")
+    gate = Gate(lambda: policy, lambda _s: InstantRefusal(), workers=4, cache=VerdictCache(ttl=0, negative_ttl=0))
+    codes: list[str] = []
+
+    def run() -> None:
+        for i in range(300):
+            pod = {"spec": {"containers": [{"name": "a", "image": f"r.io/app:t{i}"}]}}
+            req = AdmissionRequest(f"u{i}", "Pod", "", "v1", "CREATE", object=pod)
+            codes.append(gate.validate(req, timeout=3).reason)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(120)
+    gate.close()
+    assert not worker.is_alive(), f"deadlocked after {len(codes)} requests"
+    assert set(codes) == {"NOT_SIGNED"}

@@ -36,9 +36,22 @@ def _listen(text: str) -> tuple[str, int]:
 @click.option("--tls-key", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--workers", default=32, show_default=True, type=click.IntRange(1, 1024),
               help="Verifications running at once.")
+@click.option("--cache-seconds", default=1.0, show_default=True, type=click.FloatRange(0, 300),
+              help="How long a verified image is answered from memory (never past the expiry "
+              "of the metadata it rests on; 0: ask the trust server every time).")
+@click.option("--negative-cache-seconds", default=2.0, show_default=True,
+              type=click.FloatRange(0, 10),
+              help="How long a definitive denial (not signed, wrong digest) is remembered.")
 @pass_ctx
 def serve_cmd(
-    ctx: TrustContext, policy_path: Path, listen: str, tls_cert: Path, tls_key: Path, workers: int
+    ctx: TrustContext,
+    policy_path: Path,
+    listen: str,
+    tls_cert: Path,
+    tls_key: Path,
+    workers: int,
+    cache_seconds: float,
+    negative_cache_seconds: float,
 ) -> None:
     """Serve POST /validate and POST /mutate (AdmissionReview v1) over TLS.
 
@@ -46,6 +59,7 @@ def serve_cmd(
     the policy names the trust servers and which images each vouches for.
     """
     from trustctl.api import Verifier
+    from trustctl.gate.cache import VerdictCache
     from trustctl.gate.decide import Gate, PolicyFile
     from trustctl.gate.policy import PolicyError, Server
     from trustctl.gate.serve import GateServer
@@ -62,7 +76,13 @@ def serve_cmd(
     def verifier_for(server: Server) -> Verifier:
         return Verifier(server.url, trust_dir=trust_dir, tls_ca=server.tls_ca, timeout=5.0)
 
-    gate = Gate(policy, verifier_for, workers=workers, state_check=StateGuard(trust_dir).check)
+    gate = Gate(
+        policy,
+        verifier_for,
+        workers=workers,
+        state_check=StateGuard(trust_dir).check,
+        cache=VerdictCache(ttl=cache_seconds, negative_ttl=negative_cache_seconds),
+    )
     try:
         srv = GateServer(gate, host, port, tls_cert, tls_key)
     except OSError as e:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from trustctl.errors import InvalidReferenceError, TrustctlError
+from trustctl.gate.cache import VerdictCache
 from trustctl.gate.images import ImageSite, UnknownKind, find_images, is_terminating
 from trustctl.gate.metrics import Metrics
 from trustctl.gate.policy import Policy, PolicyError, Rule, Server, load_policy
@@ -117,6 +118,8 @@ class Gate:
         state_check: called with the GUN before each verification; raises a
             TrustctlError when the persisted trusted state cannot be relied on
             (:class:`~trustctl.gate.state.StateGuard`).
+        cache: the verdict cache (default: 1 s for verified images, 2 s for
+            definitive denials; see :mod:`trustctl.gate.cache`).
     """
 
     def __init__(
@@ -127,6 +130,7 @@ class Gate:
         workers: int = 32,
         metrics: Metrics | None = None,
         state_check: Callable[[str], None] | None = None,
+        cache: VerdictCache[ImageResult] | None = None,
     ) -> None:
         self._policy = policy.current if isinstance(policy, PolicyFile) else policy
         self._verifier_for = verifier_for
@@ -134,8 +138,10 @@ class Gate:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gate-verify")
         self._flights: dict[tuple[Any, ...], _Flight] = {}
         self._lock = threading.Lock()
+        self._verifiers_lock = threading.Lock()
         self.metrics = metrics or Metrics()
         self._state_check = state_check
+        self.cache: VerdictCache[ImageResult] = cache if cache is not None else VerdictCache()
 
     # --- requests -----------------------------------------------------------------
 
@@ -272,13 +278,20 @@ class Gate:
         tag = ref.tag or "latest"
         target = f"{gun}:{tag}" + (f"@{ref.digest}" if ref.digest else "")
         key = (policy.generation, rule.server, target, rule.signers)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return _rebind(cached, image)
+        started = False
         with self._lock:
             flight = self._flights.get(key)
             if flight is None:
                 server = policy.servers[rule.server]
-                fut = self._pool.submit(self._verify, server, target, rule, ref, tag, image)
+                fut = self._pool.submit(self._verify, server, target, rule, ref, tag, image, key)
                 flight = self._flights[key] = _Flight(fut)
-                fut.add_done_callback(lambda _f: self._land(key))
+                started = True
+        if started:
+            # outside the lock: a verification already finished runs the callback here
+            flight.future.add_done_callback(lambda _f: self._land(key))
         return _Rebound(flight.future, image, gun)
 
     def _land(self, key: tuple[Any, ...]) -> None:
@@ -286,14 +299,22 @@ class Gate:
             self._flights.pop(key, None)
 
     def _verifier(self, server: Server) -> VerifierLike:
-        with self._lock:
+        # its own lock: building a Verifier must not hold up requests registering work
+        with self._verifiers_lock:
             v = self._verifiers.get(server.name)
             if v is None:
                 v = self._verifiers[server.name] = self._verifier_for(server)
             return v
 
     def _verify(
-        self, server: Server, target: str, rule: Rule, ref: ImageRef, tag: str, image: str
+        self,
+        server: Server,
+        target: str,
+        rule: Rule,
+        ref: ImageRef,
+        tag: str,
+        image: str,
+        key: tuple[Any, ...],
     ) -> ImageResult:
         gun = rule.gun_for(ref)
         try:
@@ -301,13 +322,17 @@ class Gate:
                 self._state_check(gun)
             verified = self._verifier(server).verify(target, signers=rule.signers)
         except TrustctlError as e:
-            return ImageResult(image, False, e.code, str(e), gun, rule)
+            result = ImageResult(image, False, e.code, str(e), gun, rule)
+            self.cache.put_negative(key, result, e.code)
+            return result
         except Exception as e:
             logger.exception("verification of %s failed unexpectedly", target)
             return ImageResult(image, False, "INTERNAL", f"verification failed: {type(e).__name__}", gun, rule)
         pinned = f"{ref.registry}/{ref.repository}:{tag}@{verified.digest}"
         self.metrics.expiries(gun, verified.expires)
-        return ImageResult(image, True, "VERIFIED", "signed", gun, rule, pinned)
+        result = ImageResult(image, True, "VERIFIED", "signed", gun, rule, pinned)
+        self.cache.put_positive(key, result, verified.fresh_until)
+        return result
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -322,8 +347,12 @@ class _Rebound:
         self.gun = gun
 
     def result(self, timeout: float | None = None) -> ImageResult:
-        r = self._future.result(timeout=timeout)
-        if r.image == self._image:
-            return r
-        return ImageResult(self._image, r.ok, r.code, r.message, r.gun, r.rule, r.pinned)
+        return _rebind(self._future.result(timeout=timeout), self._image)
+
+
+def _rebind(r: ImageResult, image: str) -> ImageResult:
+    """A shared verdict, told for this request's own image text."""
+    if r.image == image:
+        return r
+    return ImageResult(image, r.ok, r.code, r.message, r.gun, r.rule, r.pinned)
 

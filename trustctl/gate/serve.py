@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import ThreadedWSGIServer
 
 from trustctl.gate.decide import Gate
 from trustctl.gate.review import MAX_BODY, BadReview, parse_review, review_response
@@ -89,6 +89,24 @@ def make_app(gate: Gate) -> Flask:
     return app
 
 
+#: Seconds a connection may take for its TLS handshake and each read.
+SOCKET_TIMEOUT = 30.0
+
+
+class _TLSServer(ThreadedWSGIServer):
+    """TLS with the handshake in the connection's own thread: a client that connects
+    and stalls holds one thread, never the accept loop (so never the other requests)."""
+
+    def __init__(self, host: str, port: int, app: Flask, ctx: ssl.SSLContext) -> None:
+        super().__init__(host, port, app)
+        self.tls = ctx
+
+    def get_request(self) -> tuple[ssl.SSLSocket, object]:
+        sock, addr = self.socket.accept()
+        sock.settimeout(SOCKET_TIMEOUT)
+        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+
 class GateServer:
     """The app over TLS on ``host:port``, in threads (one per connection)."""
 
@@ -97,9 +115,7 @@ class GateServer:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(str(cert), str(key))
         self.gate = gate
-        self.server: BaseWSGIServer = make_server(
-            host, port, make_app(gate), threaded=True, ssl_context=ctx
-        )
+        self.server = _TLSServer(host, port, make_app(gate), ctx)
         self.port = self.server.server_port
         self._thread: threading.Thread | None = None
 
