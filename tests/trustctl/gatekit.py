@@ -139,7 +139,7 @@ def start_gate(
     switch = transport if isinstance(transport, Switch) else Switch(transport)
 
     def verifier_for(server: Server) -> Verifier:
-        return Verifier(server.url, trust_dir=trust_dir, transport=switch, clock=clock)  # type: ignore[arg-type]
+        return Verifier(server.url, trust_dir=trust_dir, transport=switch, clock=clock)
 
     gate = Gate(
         PolicyFile(policy_path),
@@ -162,7 +162,7 @@ KINDS = ["Pod", "PodTemplate", "ReplicationController", "Deployment", "ReplicaSe
 LOCATIONS = ["containers", "initContainers", "ephemeralContainers", "volumes"]
 
 
-def pod_spec(image: str = SIGNED, **extra: Any) -> dict[str, Any]:
+def pod_spec(image: str = SIGNED, **extra: list[dict[str, Any]]) -> dict[str, Any]:
     spec: dict[str, Any] = {"containers": [{"name": "main", "image": image}]}
     spec.update(extra)
     return spec
@@ -176,7 +176,8 @@ def with_image_at(location: str, image: str) -> dict[str, Any]:
         return pod_spec(volumes=[{"name": "data", "image": {"reference": image, "pullPolicy": "IfNotPresent"}}])
     if location == "ephemeralContainers":
         return pod_spec(ephemeralContainers=[{"name": "debug", "image": image}])
-    return pod_spec(**{location: [{"name": "init", "image": image}]})
+    extra: dict[str, list[dict[str, Any]]] = {location: [{"name": "init", "image": image}]}
+    return pod_spec(SIGNED, **extra)
 
 
 def workload(kind: str, spec: dict[str, Any], *, replicas: int = 1, name: str = "web") -> dict[str, Any]:

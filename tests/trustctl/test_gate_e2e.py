@@ -364,7 +364,7 @@ def test_a_definitive_denial_is_cached_for_seconds_only(own_gate: GateUnderTest,
 # --- the wire ---------------------------------------------------------------------------
 
 
-REVIEW = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+REVIEW: dict[str, Any] = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
           "request": {"uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
                       "operation": "CREATE", "object": workload("Pod", pod_spec(SIGNED))}}  # fmt: skip
 

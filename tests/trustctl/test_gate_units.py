@@ -111,9 +111,15 @@ rules:
 
 def test_the_most_specific_rule_wins() -> None:
     policy = load_policy(POLICY)
-    assert policy.rule_for(parse_reference("r.io/x/y:1")).server == "a"
-    assert policy.rule_for(parse_reference("r.io/team/app:dev")).server == "b"
+
+    def server_for(image: str) -> str | None:
+        rule = policy.rule_for(parse_reference(image))
+        return rule.server if rule else None
+
+    assert server_for("r.io/x/y:1") == "a"
+    assert server_for("r.io/team/app:dev") == "b"
     rule = policy.rule_for(parse_reference("r.io/team/app:prod-1"))
+    assert rule is not None
     assert rule.signers == ("release",) and rule.gun_for(parse_reference("r.io/team/app:prod-1")) == "mirror.example/team/app"
     assert policy.rule_for(parse_reference("q.io/team/app:1")) is None
 
