@@ -341,4 +341,5 @@ main.lazy_modules = {
     "pending": "pending",
     "migrate": "migrate",
     "gate": "gate",
+    "bundle": "bundle",
 }

@@ -21,11 +21,12 @@ from tests.trustctl.apiserver import Admission, ApiServer, Mutator, Webhook
 from tests.trustctl.support import SERVER_URL, Person, Run
 from trustctl.api import Verifier
 from trustctl.errors import NetworkError
+from trustctl.gate.bundle import BundleStore
 from trustctl.gate.cache import VerdictCache
 from trustctl.gate.decide import Gate, PolicyFile
 from trustctl.gate.policy import Server
 from trustctl.gate.serve import GateServer
-from trustctl.gate.state import StateGuard
+from trustctl.gate.state import StateGuard, offline_check
 from trustctl.transport import Response, Transport
 
 REGISTRY = "127.0.0.1:5999"
@@ -130,6 +131,7 @@ def start_gate(
     timeout_seconds: int = 10,
     mutators: tuple[Mutator, ...] = (),
     cache_ttl: float = 1.0,
+    bundle: BundleStore | None = None,
 ) -> GateUnderTest:
     pki = ensure_dev_pki(tmp_path / "gate-pki")
     policy_path = tmp_path / "policy.yaml"
@@ -144,7 +146,7 @@ def start_gate(
     gate = Gate(
         PolicyFile(policy_path),
         verifier_for,
-        state_check=StateGuard(trust_dir).check,
+        state_check=offline_check(StateGuard(trust_dir), bundle, clock),
         cache=VerdictCache(ttl=cache_ttl, clock=clock),
     )
     srv = GateServer(gate, "127.0.0.1", 0, pki.server_cert, pki.server_key).start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -42,6 +43,9 @@ def _listen(text: str) -> tuple[str, int]:
 @click.option("--negative-cache-seconds", default=2.0, show_default=True,
               type=click.FloatRange(0, 10),
               help="How long a definitive denial (not signed, wrong digest) is remembered.")
+@click.option("--offline-bundle-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Offline mode: decide from the bundle imported here (`gate import-bundle`); "
+              "no connection to any trust server.")
 @pass_ctx
 def serve_cmd(
     ctx: TrustContext,
@@ -52,6 +56,7 @@ def serve_cmd(
     workers: int,
     cache_seconds: float,
     negative_cache_seconds: float,
+    offline_bundle_dir: Path | None,
 ) -> None:
     """Serve POST /validate and POST /mutate (AdmissionReview v1) over TLS.
 
@@ -59,11 +64,12 @@ def serve_cmd(
     the policy names the trust servers and which images each vouches for.
     """
     from trustctl.api import Verifier
+    from trustctl.gate.bundle import BundleStore, BundleTransport
     from trustctl.gate.cache import VerdictCache
     from trustctl.gate.decide import Gate, PolicyFile
     from trustctl.gate.policy import PolicyError, Server
     from trustctl.gate.serve import GateServer
-    from trustctl.gate.state import StateGuard
+    from trustctl.gate.state import StateGuard, offline_check
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, port = _listen(listen)
@@ -73,14 +79,18 @@ def serve_cmd(
         raise ConfigError(str(e), hint="fix the policy file; see docs/gate-policy.md") from None
     trust_dir = ctx.settings.trust_dir
 
+    bundle = BundleStore(offline_bundle_dir, []) if offline_bundle_dir else None
+    offline = BundleTransport(bundle) if bundle else None
+
     def verifier_for(server: Server) -> Verifier:
-        return Verifier(server.url, trust_dir=trust_dir, tls_ca=server.tls_ca, timeout=5.0)
+        return Verifier(server.url, trust_dir=trust_dir, tls_ca=server.tls_ca, timeout=5.0,
+                        transport=offline)  # fmt: skip
 
     gate = Gate(
         policy,
         verifier_for,
         workers=workers,
-        state_check=StateGuard(trust_dir).check,
+        state_check=offline_check(StateGuard(trust_dir), bundle, lambda: datetime.now(UTC)),
         cache=VerdictCache(ttl=cache_seconds, negative_ttl=negative_cache_seconds),
     )
     try:
@@ -114,6 +124,37 @@ def manifest_cmd(ctx: TrustContext, namespace: str, image: str, ca_bundle: Path,
         namespace=namespace, image=image, ca_bundle=base64.b64encode(pem).decode(), replicas=replicas
     )
     click.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
+
+
+@gate_group.command("import-bundle", cls=TrustctlCommand)
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--bundle-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The gate's bundle directory (its --offline-bundle-dir).")
+@click.option("--bundle-key", "keys", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A pinned bundle public key (Ed25519 PEM; repeat for several).")
+@pass_ctx
+def import_bundle_cmd(ctx: TrustContext, bundle: Path, bundle_dir: Path, keys: tuple[Path, ...]) -> None:
+    """Check a bundle whole and make it the one in force (atomically)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    from trustctl.gate.bundle import BundleStore
+
+    pins = []
+    for path in keys:
+        try:
+            key = load_pem_public_key(path.read_bytes())
+        except ValueError as e:
+            raise UsageError(f"cannot load the bundle key {path}: {e}") from None
+        if not isinstance(key, Ed25519PublicKey):
+            raise UsageError(f"{path} is not an Ed25519 public key")
+        pins.append(key)
+    manifest = BundleStore(bundle_dir, pins).import_bundle(bundle.read_bytes())
+    ctx.printer.message(
+        f"imported bundle sequence {manifest.sequence} ({len(manifest.files)} files), "
+        f"fresh until {manifest.not_after:%Y-%m-%dT%H:%M:%SZ}"
+    )
 
 
 def register(group: click.Group) -> None:

@@ -15,7 +15,10 @@ an operator re-initialises it (``trustctl trust pin GUN root.json`` drops the ca
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuf.api.exceptions import RepositoryError
 from tuf.api.metadata import Metadata
@@ -23,7 +26,10 @@ from tuf.api.metadata import Metadata
 from trustctl.errors import TrustError
 from trustctl.trust import TrustStore
 
-__all__ = ["StateCorruptError", "StateGuard"]
+if TYPE_CHECKING:
+    from trustctl.gate.bundle import BundleStore
+
+__all__ = ["StateCorruptError", "StateGuard", "offline_check"]
 
 #: Files whose presence means a verified timestamp was persisted before them.
 _AFTER_TIMESTAMP = ("snapshot.json", "targets.json")
@@ -72,3 +78,17 @@ class StateGuard:
             )
         with self._lock:
             self._good.add(gun)
+
+
+def offline_check(
+    guard: StateGuard, bundle: BundleStore | None, clock: Callable[[], datetime]
+) -> Callable[[str], None]:
+    """The gate's check before each verification: the state guard, and in offline
+    mode the bundle in force must be fresh by ``clock``."""
+
+    def check(gun: str) -> None:
+        guard.check(gun)
+        if bundle is not None:
+            bundle.check_fresh(clock())
+
+    return check

@@ -1,0 +1,188 @@
+"""Offline bundles: made from the real trust server (in process), imported whole or not
+at all, and the gate deciding from them with no request to the trust server."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tests.secrets import remember
+from tests.trustctl.gatekit import (
+    GUN,
+    SIGNED,
+    SIGNED_DIGEST,
+    UNSIGNED,
+    GateUnderTest,
+    ok,
+    pod_spec,
+    sign,
+    start_gate,
+    workload,
+)  # fmt: skip
+from tests.trustctl.support import SERVER_URL, FlaskTransport, Person
+from trustctl.client import ServerClient
+from trustctl.gate.bundle import (
+    BundleRefusedError,
+    BundleStore,
+    BundleTransport,
+    Manifest,
+    collect,
+    create_bundle,
+)  # fmt: skip
+
+MakePerson = Callable[..., Person]
+KEY = Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def owner(person: MakePerson, tmp_path: Path) -> Person:
+    owner = person("owner")
+    ok(owner.run("init", GUN))
+    sign(owner, "v1", 1)
+    ok(owner.run("trust", "export", GUN, "-o", str(tmp_path / "root.json")))
+    return owner
+
+
+@pytest.fixture
+def files(owner: Person, server: FlaskTransport) -> dict[str, bytes]:
+    client = ServerClient(SERVER_URL, server)
+    return collect(lambda name: client.get_file(GUN, name))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> BundleStore:
+    return BundleStore(tmp_path / "bundles", [KEY.public_key()])
+
+
+@pytest.fixture
+def offline_gate(
+    tmp_path: Path, person: MakePerson, files: dict[str, bytes], store: BundleStore, server: FlaskTransport
+) -> Iterator[tuple[GateUnderTest, Manifest]]:
+    manifest = store.import_bundle(create_bundle({GUN: files}, key=KEY, sequence=1))
+    d = person("deployer", server_transport=server)
+    ok(d.run("trust", "pin", GUN, str(tmp_path / "root.json")))
+    g = start_gate(tmp_path, d.trust_dir, BundleTransport(store), bundle=store)
+    server.requests.clear()
+    yield g, manifest
+    g.stop()
+
+
+def test_the_gate_decides_from_the_bundle_with_no_request_to_the_trust_server(
+    offline_gate: tuple[GateUnderTest, Manifest], server: FlaskTransport
+) -> None:
+    g, _ = offline_gate
+    result = g.admit(workload("Deployment", pod_spec(SIGNED)))
+    assert result.allowed, result
+    assert result.object["spec"]["template"]["spec"]["containers"][0]["image"] == f"{SIGNED}@{SIGNED_DIGEST}"
+    denied = g.admit(workload("Pod", pod_spec(UNSIGNED)))
+    assert not denied.allowed and "NOT_SIGNED" in denied.message
+    assert server.requests == []  # not one request reached the trust server
+    assert g.transport.calls > 0  # every metadata file came from the bundle
+
+
+def test_allowed_before_not_after_and_denied_after_it(offline_gate: tuple[GateUnderTest, Manifest]) -> None:
+    g, manifest = offline_gate
+    now = datetime.now(UTC)
+    g.clock.offset = manifest.not_after - now - timedelta(seconds=1)
+    assert g.admit(workload("Pod", pod_spec(SIGNED))).allowed
+    g.clock.offset = manifest.not_after - now + timedelta(seconds=1)
+    result = g.admit(workload("Pod", pod_spec(SIGNED)))
+    assert not result.allowed
+    assert "BUNDLE_STALE" in result.message and f"sequence {manifest.sequence}" in result.message
+
+
+def test_not_after_is_the_earliest_expiry_inside_or_the_budget(files: dict[str, bytes]) -> None:
+    expiries = [datetime.strptime(json.loads(b)["signed"]["expires"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+                for b in files.values()]  # fmt: skip
+    now = datetime.now(UTC).replace(microsecond=0)
+    long = Manifest.parse(_member(create_bundle({GUN: files}, key=KEY, sequence=1, budget=timedelta(days=90), now=now), "manifest.json"))
+    assert long.not_after == min(expiries)  # the bundle never extends an expiry
+    short = Manifest.parse(_member(create_bundle({GUN: files}, key=KEY, sequence=1, budget=timedelta(hours=1), now=now), "manifest.json"))
+    assert short.not_after == now + timedelta(hours=1)
+
+
+def _member(bundle: bytes, name: str) -> bytes:
+    with tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz") as tar:
+        f = tar.extractfile(name)
+        assert f is not None
+        return f.read()
+
+
+def _rewrite(bundle: bytes, change: Callable[[str, bytes], bytes | None]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz") as src, tarfile.open(fileobj=out, mode="w:gz") as dst:
+        for info in src:
+            f = src.extractfile(info)
+            assert f is not None
+            data = change(info.name, f.read())
+            if data is None:
+                continue
+            info.size = len(data)
+            dst.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def _tamper(name: str, data: bytes) -> bytes:
+    return data.replace(b'"version"', b'"version" ', 1) if name.endswith("timestamp.json") else data
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        pytest.param(lambda f: create_bundle({GUN: f}, key=KEY, sequence=1), "not above 2", id="older-sequence"),
+        pytest.param(lambda f: create_bundle({GUN: f}, key=KEY, sequence=2), "not above 2", id="same-sequence"),
+        pytest.param(lambda f: _rewrite(create_bundle({GUN: f}, key=KEY, sequence=3), _tamper), "tampered", id="tampered-byte"),
+        pytest.param(lambda f: _rewrite(create_bundle({GUN: f}, key=KEY, sequence=3),
+                                        lambda n, d: None if n == "manifest.sig" else d), "no signed manifest", id="unsigned-manifest"),
+        pytest.param(lambda f: create_bundle({GUN: f}, key=Ed25519PrivateKey.generate(), sequence=3),
+                     "not signed by a pinned bundle key", id="unknown-key"),
+        pytest.param(lambda f: _rewrite(create_bundle({GUN: f}, key=KEY, sequence=3),
+                                        lambda n, d: None if n.endswith("timestamp.json") else d), "differ", id="file-missing"),
+        pytest.param(lambda f: b"not a tar", "not a readable tar.gz", id="not-a-bundle"),
+    ],
+)  # fmt: skip
+def test_a_refused_import_changes_nothing(
+    store: BundleStore, files: dict[str, bytes], make: Callable[[dict[str, bytes]], bytes], words: str
+) -> None:
+    store.import_bundle(create_bundle({GUN: files}, key=KEY, sequence=2))
+    before = store.current()
+    listing = sorted(p.relative_to(store.directory) for p in store.directory.rglob("*"))
+    with pytest.raises(BundleRefusedError, match=words):
+        store.import_bundle(make(files))
+    assert store.current() == before
+    assert sorted(p.relative_to(store.directory) for p in store.directory.rglob("*")) == listing
+
+
+def test_a_newer_bundle_takes_over(store: BundleStore, files: dict[str, bytes]) -> None:
+    store.import_bundle(create_bundle({GUN: files}, key=KEY, sequence=1))
+    assert store.import_bundle(create_bundle({GUN: files}, key=KEY, sequence=5)).sequence == 5
+    current = store.current()
+    assert current is not None and current.sequence == 5
+
+
+def test_bundle_create_and_import_bundle_commands(owner: Person, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    pem = KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.BestAvailableEncryption(b"bundle passphrase"))  # fmt: skip
+    (tmp_path / "bundle-key.pem").write_bytes(pem)
+    (tmp_path / "bundle-pub.pem").write_bytes(KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    out = tmp_path / "gate-bundle.tgz"
+    env = {"TRUSTCTL_BUNDLE_PASSPHRASE": remember("bundle passphrase")}
+    ok(owner.run("bundle", "create", "--gun", GUN, "--key", str(tmp_path / "bundle-key.pem"),
+                 "--sequence", "4", "--budget", "2d", "-o", str(out), env=env))  # fmt: skip
+    imported = ok(owner.run("gate", "import-bundle", str(out), "--bundle-dir", str(tmp_path / "b"),
+                            "--bundle-key", str(tmp_path / "bundle-pub.pem")))  # fmt: skip
+    assert "imported bundle sequence 4" in imported.stdout + imported.stderr
+    again = owner.run("gate", "import-bundle", str(out), "--bundle-dir", str(tmp_path / "b"),
+                      "--bundle-key", str(tmp_path / "bundle-pub.pem"))  # fmt: skip
+    assert again.exit_code == 1
+    assert "not above 4" in again.stderr and "Traceback" not in again.stderr
