@@ -21,7 +21,7 @@ from tests.trustctl.apiserver import Admission, ApiServer, Mutator, Webhook
 from tests.trustctl.support import SERVER_URL, Person, Run
 from trustctl.api import Verifier
 from trustctl.errors import NetworkError
-from trustctl.gate.bundle import BundleStore
+from trustctl.gate.bundle import BundleStore, bundle_state, near_stale_warning
 from trustctl.gate.cache import VerdictCache
 from trustctl.gate.decide import Gate, PolicyFile
 from trustctl.gate.policy import Server
@@ -149,6 +149,9 @@ def start_gate(
         state_check=offline_check(StateGuard(trust_dir), bundle, clock),
         cache=VerdictCache(ttl=cache_ttl, clock=clock),
     )
+    if bundle is not None:
+        gate.freshness_warning = near_stale_warning(bundle, clock)
+        gate.metrics.bundle = bundle_state(bundle)
     srv = GateServer(gate, "127.0.0.1", 0, pki.server_cert, pki.server_key).start()
     base = f"https://127.0.0.1:{srv.port}"
     mutate = Webhook("pin.gate.trustctl.dev", f"{base}/mutate", pki.ca_cert, True, timeout_seconds)

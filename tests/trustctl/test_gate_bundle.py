@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import urllib3
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.secrets import remember
@@ -84,14 +85,21 @@ def test_the_gate_decides_from_the_bundle_with_no_request_to_the_trust_server(
     denied = g.admit(workload("Pod", pod_spec(UNSIGNED)))
     assert not denied.allowed and "NOT_SIGNED" in denied.message
     assert server.requests == []  # not one request reached the trust server
+    pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=str(g.pki.ca_cert))
+    metrics = pool.request("GET", f"https://127.0.0.1:{g.server.port}/metrics").data.decode()
+    assert "trustctl_gate_bundle_sequence 1" in metrics and "trustctl_gate_bundle_seconds_to_stale" in metrics
     assert g.transport.calls > 0  # every metadata file came from the bundle
 
 
 def test_allowed_before_not_after_and_denied_after_it(offline_gate: tuple[GateUnderTest, Manifest]) -> None:
     g, manifest = offline_gate
     now = datetime.now(UTC)
+    fresh = g.admit(workload("Pod", pod_spec(SIGNED)))
+    assert fresh.allowed and fresh.warnings == []
     g.clock.offset = manifest.not_after - now - timedelta(seconds=1)
-    assert g.admit(workload("Pod", pod_spec(SIGNED))).allowed
+    late = g.admit(workload("Pod", pod_spec(SIGNED)))
+    assert late.allowed, late
+    assert len(late.warnings) == 1 and f"bundle {manifest.sequence} goes stale" in late.warnings[0]
     g.clock.offset = manifest.not_after - now + timedelta(seconds=1)
     result = g.admit(workload("Pod", pod_spec(SIGNED)))
     assert not result.allowed

@@ -64,7 +64,7 @@ def serve_cmd(
     the policy names the trust servers and which images each vouches for.
     """
     from trustctl.api import Verifier
-    from trustctl.gate.bundle import BundleStore, BundleTransport
+    from trustctl.gate.bundle import BundleStore, BundleTransport, bundle_state, near_stale_warning
     from trustctl.gate.cache import VerdictCache
     from trustctl.gate.decide import Gate, PolicyFile
     from trustctl.gate.policy import PolicyError, Server
@@ -93,6 +93,9 @@ def serve_cmd(
         state_check=offline_check(StateGuard(trust_dir), bundle, lambda: datetime.now(UTC)),
         cache=VerdictCache(ttl=cache_seconds, negative_ttl=negative_cache_seconds),
     )
+    if bundle is not None:
+        gate.freshness_warning = near_stale_warning(bundle, lambda: datetime.now(UTC))
+        gate.metrics.bundle = bundle_state(bundle)
     try:
         srv = GateServer(gate, host, port, tls_cert, tls_key)
     except OSError as e:

@@ -46,7 +46,9 @@ __all__ = [
     "BundleStore",
     "BundleTransport",
     "Manifest",
+    "bundle_state",
     "create_bundle",
+    "near_stale_warning",
 ]
 
 SCHEMA = "trustctl-gate-bundle/1"
@@ -245,6 +247,35 @@ class BundleStore:
                 f"{_iso(manifest.not_after)}: import a newer bundle"
             )
         return manifest
+
+
+WARN_FRACTION = 0.2  # warn in the last 20 % of a bundle's life
+
+
+def near_stale_warning(store: BundleStore, clock: Callable[[], datetime]) -> Callable[[], str | None]:
+    """A warning while the bundle in force is in the last 20 % of its life."""
+
+    def warning() -> str | None:
+        manifest = store.current()
+        if manifest is None:
+            return None
+        now = clock()
+        life = manifest.not_after - manifest.issued_at
+        if manifest.not_after - now <= life * WARN_FRACTION and now <= manifest.not_after:
+            return f"offline trust bundle {manifest.sequence} goes stale at {_iso(manifest.not_after)}: import a newer one"
+        return None
+
+    return warning
+
+
+def bundle_state(store: BundleStore) -> Callable[[], tuple[int, datetime] | None]:
+    """For the metrics: the sequence and ``not_after`` of the bundle in force."""
+
+    def state() -> tuple[int, datetime] | None:
+        m = store.current()
+        return (m.sequence, m.not_after) if m is not None else None
+
+    return state
 
 
 def _read_members(data: bytes) -> dict[str, bytes]:

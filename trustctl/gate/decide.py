@@ -141,6 +141,8 @@ class Gate:
         self._verifiers_lock = threading.Lock()
         self.metrics = metrics or Metrics()
         self._state_check = state_check
+        #: Offline mode: a warning to add to allowed answers (the bundle nears its end).
+        self.freshness_warning: Callable[[], str | None] | None = None
         self.cache: VerdictCache[ImageResult] = cache if cache is not None else VerdictCache()
 
     # --- requests -----------------------------------------------------------------
@@ -149,6 +151,10 @@ class Gate:
         """The validating webhook: deny unless every new image verifies (or warns)."""
         start = time.monotonic()
         verdict = self._validate(req, self._deadline(start, timeout))
+        if verdict.allowed and self.freshness_warning is not None:
+            note = self.freshness_warning()
+            if note:
+                verdict.warnings.append(note)
         self.metrics.decided("validate", verdict, time.monotonic() - start)
         return verdict
 

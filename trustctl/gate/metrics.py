@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,8 @@ class Metrics:
         self._sum: dict[str, float] = defaultdict(float)
         self._count: Counter[str] = Counter()
         self._expiry: dict[tuple[str, str], datetime] = {}
+        #: Offline mode: () -> (sequence, not_after) of the bundle in force, or None.
+        self.bundle: Callable[[], tuple[int, datetime] | None] | None = None
 
     def decided(self, webhook: str, verdict: Verdict, seconds: float) -> None:
         outcome = "allow" if verdict.allowed else "deny"
@@ -75,4 +77,15 @@ class Metrics:
             for (gun, role), moment in sorted(self._expiry.items()):
                 left = (moment - now).total_seconds()
                 lines.append(f'trustctl_gate_trust_seconds_to_expiry{{gun="{gun}",role="{role}"}} {left:.0f}')
+        current = self.bundle() if self.bundle is not None else None
+        if current is not None:
+            sequence, not_after = current
+            lines += [
+                "# HELP trustctl_gate_bundle_sequence Sequence of the offline bundle in force.",
+                "# TYPE trustctl_gate_bundle_sequence gauge",
+                f"trustctl_gate_bundle_sequence {sequence}",
+                "# HELP trustctl_gate_bundle_seconds_to_stale Seconds until the offline bundle goes stale.",
+                "# TYPE trustctl_gate_bundle_seconds_to_stale gauge",
+                f"trustctl_gate_bundle_seconds_to_stale {(not_after - now).total_seconds():.0f}",
+            ]
         return "\n".join(lines) + "\n"
