@@ -326,7 +326,7 @@ def test_ten_concurrent_signs_of_one_gun(
     owner = users["owner"]
     repo = unique_repo()
     gun, _ = push(registry, repo, "base", b"base")
-    # Flat layout: every tag goes into one targets file, so the ten jobs really conflict
+    # Flat layout: every tag goes into one targets file, so the ten jobs can conflict
     # (with hash bins they mostly write different bins and need no rebase).
     owner.ok("init", gun, "--hash-bins", "0")
     tags = [f"c{i}" for i in range(10)]
@@ -344,10 +344,10 @@ def test_ten_concurrent_signs_of_one_gun(
     results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
     for out, err, code in results:
         assert code == 0, f"{out}\n{err}"
-    attempts = [json.loads(out)["attempts"] for out, _, _ in results]
     signed = {t["tag"] for t in owner.ok("--json", "inspect", gun).json["tags"]}
     assert set(tags) <= signed
-    assert max(attempts) > 1  # they really raced, and rebased
+    # (whether they happened to collide is up to the scheduler: the rebase after a
+    # conflict is shown deterministically by test_flows.py, which injects the conflict)
 
     # Ten more at once from one trust dir: they take turns on its lock.
     more = [f"d{i}" for i in range(10)]
