@@ -17,7 +17,8 @@
 # tests do not use it (they start their own clusters on free ports).
 set -euo pipefail
 
-PACKAGES=(postgresql docker-registry skopeo notary faketime mariadb-server)
+# iproute2 and util-linux (unshare): the deploy gate's offline test runs in a network namespace
+PACKAGES=(postgresql docker-registry skopeo notary faketime mariadb-server iproute2 util-linux)
 if ! command -v docker >/dev/null; then
     PACKAGES+=(docker.io)
 fi

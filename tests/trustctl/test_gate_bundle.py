@@ -194,3 +194,91 @@ def test_bundle_create_and_import_bundle_commands(owner: Person, tmp_path: Path)
                       "--bundle-key", str(tmp_path / "bundle-pub.pem"))  # fmt: skip
     assert again.exit_code == 1
     assert "not above 4" in again.stderr and "Traceback" not in again.stderr
+
+
+DRIVER = r'''
+import json, os, signal, socket, subprocess, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from tests.trustctl.apiserver import ApiServer, Webhook
+
+root, tmp, trust_port, gate_port, image_ok, image_bad = sys.argv[1:7]
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+attempts = []
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", int(trust_port)))
+listener.listen(64)
+
+def accept():
+    while True:
+        conn, _ = listener.accept()
+        attempts.append(1)
+        conn.close()
+
+threading.Thread(target=accept, daemon=True).start()
+gate = subprocess.Popen(
+    [sys.executable, "-m", "trustctl", "--trust-dir", f"{tmp}/gate-trust", "gate", "serve",
+     "--policy", f"{tmp}/policy.yaml", "--listen", f"127.0.0.1:{gate_port}",
+     "--tls-cert", f"{tmp}/gate-pki/server.pem", "--tls-key", f"{tmp}/gate-pki/server-key.pem",
+     "--offline-bundle-dir", f"{tmp}/bundles"],
+    cwd=root, stdout=open(f"{tmp}/gate.log", "wb"), stderr=subprocess.STDOUT)
+base = f"https://127.0.0.1:{gate_port}"
+ca = f"{tmp}/gate-pki/dev-ca.pem"
+api = ApiServer([Webhook("pin", f"{base}/mutate", ca, True)], [Webhook("verify", f"{base}/validate", ca, False)])
+import urllib3
+pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=ca, retries=False)
+for _ in range(150):
+    try:
+        pool.request("GET", f"{base}/healthz", timeout=1)
+        break
+    except urllib3.exceptions.HTTPError:
+        time.sleep(0.2)
+pod = lambda image: {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                     "spec": {"containers": [{"name": "a", "image": image}]}}
+ok = api.admit(pod(image_ok))
+bad = api.admit(pod(image_bad))
+routes = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
+gate.send_signal(signal.SIGKILL)
+gate.wait()
+print(json.dumps({"allowed": ok.allowed, "image": ok.object["spec"]["containers"][0]["image"],
+                  "ok_message": ok.message, "bad_allowed": bad.allowed, "bad_message": bad.message,
+                  "attempts": len(attempts), "routes": routes}))
+'''
+
+
+@pytest.mark.e2e
+def test_offline_in_a_network_namespace_with_no_route(
+    tmp_path: Path, person: MakePerson, files: dict[str, bytes], store: BundleStore, server: FlaskTransport
+) -> None:
+    """The gate process runs in a network namespace with loopback only; the policy's
+    trust server address has a listener there that counts connections: none come."""
+    import shutil
+    import subprocess
+    import sys
+
+    from notary_signer.devcerts import ensure_dev_pki
+    from tests.procs import ROOT
+
+    assert shutil.which("unshare") and shutil.which("ip"), "install util-linux and iproute2"
+    store.import_bundle(create_bundle({GUN: files}, key=KEY, sequence=1))
+    d = person("deployer", server_transport=server)
+    ok(d.run("trust", "pin", GUN, str(tmp_path / "root.json")))
+    shutil.move(str(d.trust_dir), str(tmp_path / "gate-trust"))
+    ensure_dev_pki(tmp_path / "gate-pki")
+    (tmp_path / "policy.yaml").write_text(
+        f"version: 1\nservers:\n  main: {{url: 'https://127.0.0.1:9443'}}\n"
+        f"rules:\n  - pattern: '{GUN}'\n    server: main\n"
+    )
+    (tmp_path / "driver.py").write_text(DRIVER)
+    run = subprocess.run(
+        ["unshare", "-n", sys.executable, str(tmp_path / "driver.py"), str(ROOT), str(tmp_path),
+         "9443", "8443", SIGNED, UNSIGNED],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["allowed"], (out, (tmp_path / "gate.log").read_text()[-2000:])
+    assert out["image"] == f"{SIGNED}@{SIGNED_DIGEST}"
+    assert not out["bad_allowed"] and "NOT_SIGNED" in out["bad_message"]
+    assert out["attempts"] == 0
+    assert "default" not in out["routes"]  # loopback only: no route anywhere else
