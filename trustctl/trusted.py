@@ -364,8 +364,10 @@ class TrustedRepository:
         kept_timestamp = self._store.get("timestamp")  # python-tuf's previous one, as seen
         try:
             self._guard(self._updater.refresh)
-        finally:
-            self._keep_downloads()
+        except BaseException:
+            self._drop_downloads()
+            raise
+        self._keep_downloads()
         self._load_top_level(kept_timestamp)
         self._refreshed = True
         self._store.set_marker(self.state_marker)
@@ -381,8 +383,10 @@ class TrustedRepository:
         self.refresh()
         if path in self._decisions:
             return self._decisions[path]
+        accepted = False
         try:
             target = self._updater.get_targetinfo(path)
+            accepted = True
         except tuf_exc.RepositoryError as e:
             unpublished = self._unpublished_on_walk(path)
             if unpublished is not None:
@@ -397,7 +401,10 @@ class TrustedRepository:
         except (tuf_exc.DownloadError, DeserializationError) as e:
             raise map_tuf_error(e, self.gun, self._server) from e
         finally:
-            self._keep_downloads()
+            if accepted:
+                self._keep_downloads()
+            else:
+                self._drop_downloads()
         self._decisions[path] = target
         return target
 
@@ -411,6 +418,13 @@ class TrustedRepository:
                 lambda: self._updater.download_target(target, str(path), target_base_url=base_url)
             )
         return path
+
+    def _drop_downloads(self) -> None:
+        """Forget what python-tuf downloaded and refused: the label store keeps only
+        bytes of a refresh or lookup python-tuf accepted, so a refused attack leaves
+        nothing of itself in the trust directory."""
+        for name in self._fetcher.take_unkept():
+            self._fetcher.seen.pop(name, None)
 
     def _keep_downloads(self) -> None:
         """Copy what python-tuf downloaded into the label store."""
