@@ -282,3 +282,54 @@ def test_offline_in_a_network_namespace_with_no_route(
     assert not out["bad_allowed"] and "NOT_SIGNED" in out["bad_message"]
     assert out["attempts"] == 0
     assert "default" not in out["routes"]  # loopback only: no route anywhere else
+
+
+def test_kill_9_during_an_import_leaves_the_previous_bundle_in_force(
+    tmp_path: Path, store: BundleStore, files: dict[str, bytes]
+) -> None:
+    """``gate import-bundle`` is killed while it writes the new bundle (its staging
+    directory exists): the bundle in force is still the previous one, whole; a later
+    import succeeds."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.procs import ROOT
+
+    many = {GUN: files, **{f"{GUN}-copy{i}": files for i in range(80)}}  # a slow enough write
+    store.import_bundle(create_bundle(many, key=KEY, sequence=1))
+    pub = tmp_path / "bundle-pub.pem"
+    pub.write_bytes(KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    killed_mid_import = 0
+    sequence = 1
+    for attempt in range(2, 30):
+        path = tmp_path / f"bundle-{attempt}.tgz"
+        path.write_bytes(create_bundle(many, key=KEY, sequence=attempt))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trustctl", "gate", "import-bundle", str(path),
+             "--bundle-dir", str(store.directory), "--bundle-key", str(pub)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        while proc.poll() is None and not any(store.directory.glob(".incoming-*/metadata/*/*/*")):
+            pass
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        current = store.current()
+        assert current is not None
+        if current.sequence == sequence:  # the kill came before the swap
+            killed_mid_import += 1
+        else:
+            assert current.sequence == attempt  # the import had finished: whole and in force
+            sequence = attempt
+        for name, meta in current.files.items():  # the bundle in force is whole
+            assert len((store.current_dir / "metadata" / name).read_bytes()) == meta["length"]
+        if killed_mid_import >= 2:
+            break
+    assert killed_mid_import >= 2, "no kill landed during an import"
+    final = store.import_bundle(create_bundle({GUN: files}, key=KEY, sequence=100))
+    assert final.sequence == 100 and store.current() == final
