@@ -11,27 +11,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Generic, ParamSpec, TypeVar
 
-from securesystemslib.signer import Key, Signer
+from securesystemslib.signer import Key
 from tuf.api.metadata import Metadata, Root, Snapshot, Timestamp
 
 from notary_server import errors
+from notary_server.caches import Bounded, FileCache
 from notary_server.clientview import check_client_view
 from notary_server.config import ServerConfig
 from notary_server.names import check_gun, check_role
 from notary_server.notary.dialect import NOTARY, file_dialect, request_wants_notary, upload_dialect
 from notary_server.notary.service import NotaryRepos
-from notary_server.publisher import (
-    Expiries,
-    build_snapshot,
-    build_timestamp,
-    payload_of,
-    sign,
-)
+from notary_server.publisher import Expiries, OnlineSigning, Publisher, signer_call
 from notary_server.storage import (
     ChangeRecord,
     MetadataStore,
@@ -49,7 +42,6 @@ from notary_server.validation import (
     validate_pending,
     validate_upload,
 )
-from notary_signer import errors as signer_errors
 from notary_signer.keyservice import ONLINE_ROLES, KeyService
 
 __all__ = ["Clock", "TrustService"]
@@ -62,10 +54,6 @@ Clock = Callable[[], datetime]
 RENEWAL_RETRY = timedelta(seconds=5)
 #: Change record ids are 64-bit signed integers in every store.
 MAX_CHANGE_ID = 2**63 - 1
-P = ParamSpec("P")
-R = TypeVar("R")
-K = TypeVar("K")
-V = TypeVar("V")
 
 
 #: Times a publish is checked again when the repository changed while it was checked.
@@ -133,61 +121,6 @@ class _ReadState(_TxState):
         return self._roles is None or sorted(tx.current_all()) == self._roles
 
 
-class _Bounded(Generic[K, V]):
-    """A thread-safe map that keeps the ``size`` entries stored most recently."""
-
-    def __init__(self, size: int) -> None:
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        with self._lock:
-            return self._items.get(key)
-
-    def put(self, key: K, value: V) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-    def forget(self, key: K) -> None:
-        with self._lock:
-            self._items.pop(key, None)
-
-
-class _FileCache:
-    """Stored files by (gun, role, sha256), bounded in bytes. Correct across replicas:
-    a file's bytes never change, and "which file is current" is always asked of the
-    database (a cheap query of version and checksum)."""
-
-    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
-        self._items: OrderedDict[tuple[str, str, str], StoredFile] = OrderedDict()
-        self._bytes = 0
-        self._max = max_bytes
-        self._lock = threading.Lock()
-
-    def get(self, gun: str, role: str, sha256: str) -> StoredFile | None:
-        with self._lock:
-            found = self._items.get((gun, role, sha256))
-            if found is not None:
-                self._items.move_to_end((gun, role, sha256))
-            return found
-
-    def put(self, f: StoredFile) -> None:
-        if len(f.data) > self._max // 8:
-            return
-        with self._lock:
-            key = (f.gun, f.role, f.sha256)
-            if key not in self._items:
-                self._items[key] = f
-                self._bytes += len(f.data)
-            while self._bytes > self._max:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= len(old.data)
-
-
 class TrustService:
     def __init__(
         self,
@@ -198,33 +131,34 @@ class TrustService:
         clock: Clock = utcnow,
     ) -> None:
         self.store = store
-        self.keys = keys
         self.config = config or ServerConfig()
         self._expiries_of_config: ServerConfig | None = None
         self._expiries = self.config.expiries
         self.clock = clock
+        #: Online signing of the next snapshot and timestamp, through ``keys``.
+        self.publisher = Publisher(keys, lambda: self.expiries)
         # expiry of (timestamp, its snapshot) by the timestamp's checksum: stored files
         # are immutable, so this is correct across replicas and saves parsing the
         # snapshot on every read of timestamp.json
-        self._freshness: _Bounded[str, tuple[datetime, datetime | None]] = _Bounded(4096)
-        self._files = _FileCache()
-        # ids of the online keys the signer holds, by GUN: a hint that saves asking the
-        # signer on every publish, never a source of trust (the signer checks every key
-        # against GUN and role, the server verifies every signature, and a stale entry
-        # is refreshed: a root upload always asks afresh, and so does a root listing
-        # keys the entry lacks or a key the signer no longer has)
-        self._held: _Bounded[str, dict[str, frozenset[str]]] = _Bounded(65536)
-        # parsed snapshots by the sha256 of their stored bytes, so that building the
-        # next snapshot does not re-parse the previous one
-        self._snapshots: _Bounded[str, Snapshot] = _Bounded(256)
+        self._freshness: Bounded[str, tuple[datetime, datetime | None]] = Bounded(4096)
+        self._files = FileCache()
         # when renewing a GUN's timestamp last failed (signer or database down): reads
         # serve the still valid timestamp without trying again for RENEWAL_RETRY
-        self._renewal_failed: _Bounded[str, datetime] = _Bounded(4096)
+        self._renewal_failed: Bounded[str, datetime] = Bounded(4096)
         # large uploads parsed at once in this process: parsing takes about 11x an
         # upload's size in memory, so this bounds what uploads can take
         self._large_uploads = threading.BoundedSemaphore(self.config.max_parallel_large_uploads)
         #: Repositories in Notary v1's dialect (notary_server/notary/).
         self.notary = NotaryRepos(self)
+
+    @property
+    def keys(self) -> KeyService:
+        """The signing service (the publisher's)."""
+        return self.publisher.keys
+
+    @keys.setter
+    def keys(self, keys: KeyService) -> None:
+        self.publisher.keys = keys
 
     @property
     def expiries(self) -> Expiries:
@@ -364,13 +298,13 @@ class TrustService:
         snapshot and timestamp signed and the result replayed through python-tuf's
         client rules. Returns them and the targets-type roles uploaded."""
         fresh = "root" in parsed  # a new root is checked against what the signer says now
-        held = self._held_ids(gun, fresh=fresh)
+        held = self.publisher.held_ids(gun, fresh=fresh)
         try:
             validated = self._validate(parsed, state, held, now)
         except errors.BadHierarchyError as e:
             if fresh or e.detail.get("missing") != "snapshot":
                 raise
-            held, fresh = self._held_ids(gun, fresh=True), True  # a stale hint?
+            held, fresh = self.publisher.held_ids(gun, fresh=True), True  # a stale hint?
             validated = self._validate(parsed, state, held, now)
         except errors.MalformedJSONError:
             stored_root = state.current("root")
@@ -385,8 +319,8 @@ class TrustService:
         root = validated.root.signed
         if validated.server_snapshot:
             changed = {r: (p.version, p.raw) for r, p in validated.targets.items()}
-            snapshot_update, timestamp_update = self._sign_online(
-                gun, state, root, held, fresh, changed, None, now
+            snapshot_update, timestamp_update = self.publisher.sign_online(
+                OnlineSigning(gun, state, root, held, now, changed=changed, fresh=fresh)
             )
             assert snapshot_update is not None
             files.append(snapshot_update)
@@ -394,9 +328,11 @@ class TrustService:
         else:
             assert validated.snapshot is not None
             snapshot_raw = validated.snapshot.raw
-            _, timestamp_update = self._sign_online(
-                gun, state, root, held, fresh, None,
-                (validated.snapshot.version, snapshot_raw), now,
+            _, timestamp_update = self.publisher.sign_online(
+                OnlineSigning(
+                    gun, state, root, held, now,
+                    client_snapshot=(validated.snapshot.version, snapshot_raw), fresh=fresh,
+                )
             )
         files.append(timestamp_update)
 
@@ -428,154 +364,6 @@ class TrustService:
             now=now,
             limits=self.config.limits,
         )
-
-    def _parsed_snapshot(self, f: StoredFile) -> Snapshot:
-        found = self._snapshots.get(f.sha256)
-        if found is None:
-            found = Metadata[Snapshot].from_bytes(f.data).signed
-            self._snapshots.put(f.sha256, found)
-        return found
-
-    def _held_ids(self, gun: str, *, fresh: bool) -> dict[str, frozenset[str]]:
-        """Ids of the online keys the signer holds for ``gun`` (hint: see ``_held``)."""
-        if not fresh:
-            cached = self._held.get(gun)
-            if cached is not None:
-                return cached
-        held = {
-            role: frozenset(k.keyid for k in self._signer_call(self.keys.list_keys, gun, role))
-            for role in ("timestamp", "snapshot")
-        }
-        self._held.put(gun, held)
-        return held
-
-    def _online_keys(
-        self, gun: str, root: Root, role: str, held: Mapping[str, frozenset[str]]
-    ) -> list[Key]:
-        """The keys ``root`` lists for ``role`` that the signer holds (as root lists them).
-
-        Raises:
-            BadHierarchyError: fewer than the role's threshold.
-        """
-        keyids = [k for k in root.roles[role].keyids if k in held[role]]
-        if len(keyids) < root.roles[role].threshold:
-            raise errors.BadHierarchyError(
-                f"the server does not hold enough {role} keys for {gun}", missing=role
-            )
-        return [root.keys[k] for k in keyids]
-
-    def _sign_online(
-        self,
-        gun: str,
-        state: _TxState | _ReadState,
-        root: Root,
-        held: Mapping[str, frozenset[str]],
-        fresh: bool,
-        changed: Mapping[str, tuple[int, bytes]] | None,
-        client_snapshot: tuple[int, bytes] | None,
-        now: datetime,
-    ) -> tuple[MetaUpdate | None, MetaUpdate]:
-        """The next snapshot (when ``changed`` is given: those roles' entries replaced)
-        and the next timestamp (pointing at it, or at ``client_snapshot``: version,
-        bytes), signed by the signer in one round trip.
-
-        A stale key hint is refreshed once: when the root lists keys it lacks, or the
-        signer no longer has a key.
-        """
-        for attempt in (1, 2):
-            try:
-                return self._sign_online_once(
-                    gun, state, root, held, changed, client_snapshot, now
-                )
-            except (errors.BadHierarchyError, signer_errors.KeyNotFoundError) as e:
-                if fresh or attempt == 2:
-                    if isinstance(e, signer_errors.KeyNotFoundError):
-                        raise errors.SignerUnavailableError() from e
-                    raise
-                held, fresh = self._held_ids(gun, fresh=True), True
-        raise AssertionError("unreachable")
-
-    def _sign_online_once(
-        self,
-        gun: str,
-        state: _TxState | _ReadState,
-        root: Root,
-        held: Mapping[str, frozenset[str]],
-        changed: Mapping[str, tuple[int, bytes]] | None,
-        client_snapshot: tuple[int, bytes] | None,
-        now: datetime,
-    ) -> tuple[MetaUpdate | None, MetaUpdate]:
-        timestamp_keys = self._online_keys(gun, root, "timestamp", held)
-        prev_ts = state.file("timestamp")
-        previous_ts = Metadata[Timestamp].from_bytes(prev_ts.data).signed if prev_ts else None
-        ts_expires = now + self.expiries.timestamp
-        snapshot: Snapshot | None = None
-        if changed is not None:
-            snapshot_keys = self._online_keys(gun, root, "snapshot", held)
-            prev = state.file("snapshot")
-            previous = self._parsed_snapshot(prev) if prev else None
-            snapshot = build_snapshot(previous, changed, now + self.expiries.snapshot)
-            snapshot_payload: bytes | None = payload_of(snapshot)
-            timestamp = build_timestamp(previous_ts, snapshot.version, b"", ts_expires)
-        else:
-            assert client_snapshot is not None
-            snapshot_keys, snapshot_payload = [], None
-            timestamp = build_timestamp(previous_ts, *client_snapshot, ts_expires)
-        template = payload_of(timestamp)
-
-        batch = getattr(self.keys, "sign_batch", None)
-        if batch is None:  # a KeyService without batches: one signature per request
-            return self._sign_one_by_one(
-                gun, root, held, snapshot, previous_ts, ts_expires, client_snapshot
-            )
-        try:
-            signed = batch(gun, timestamp_keys, template, snapshot_keys, snapshot_payload)
-        except signer_errors.KeyNotFoundError:
-            raise
-        except signer_errors.SignerRefusedError as e:
-            raise errors.InvalidUpdateError(f"the signer refused: {e}") from e
-        except signer_errors.SignerError as e:
-            raise errors.SignerUnavailableError() from e
-        snapshot_update = None
-        if snapshot is not None:
-            assert signed.snapshot is not None and snapshot_payload is not None
-            timestamp = build_timestamp(previous_ts, snapshot.version, signed.snapshot, ts_expires)
-            snapshot_update = MetaUpdate("snapshot", snapshot.version, signed.snapshot)
-            self._snapshots.put(snapshot_update.sha256, snapshot)
-        if payload_of(timestamp) != signed.timestamp_payload:
-            logger.error("the signer signed another timestamp than the server built for %s", gun)
-            raise errors.SignerUnavailableError()
-        return snapshot_update, MetaUpdate("timestamp", timestamp.version, signed.timestamp)
-
-    def _sign_one_by_one(
-        self,
-        gun: str,
-        root: Root,
-        held: Mapping[str, frozenset[str]],
-        snapshot: Snapshot | None,
-        previous_ts: Timestamp | None,
-        ts_expires: datetime,
-        client_snapshot: tuple[int, bytes] | None,
-    ) -> tuple[MetaUpdate | None, MetaUpdate]:
-        snapshot_update = None
-        if snapshot is not None:
-            raw = sign(snapshot, self._signers(gun, root, "snapshot", held))
-            snapshot_update = MetaUpdate("snapshot", snapshot.version, raw)
-            version, snapshot_raw = snapshot.version, raw
-        else:
-            assert client_snapshot is not None
-            version, snapshot_raw = client_snapshot
-        timestamp = build_timestamp(previous_ts, version, snapshot_raw, ts_expires)
-        raw_ts = sign(timestamp, self._signers(gun, root, "timestamp", held))
-        return snapshot_update, MetaUpdate("timestamp", timestamp.version, raw_ts)
-
-    def _signers(
-        self, gun: str, root: Root, role: str, held: Mapping[str, frozenset[str]]
-    ) -> list[Signer]:
-        return [
-            self._signer_call(self.keys.get_signer, gun, role, key)
-            for key in self._online_keys(gun, root, role, held)
-        ]
 
     # --- freshness ----------------------------------------------------------------
 
@@ -645,33 +433,10 @@ class TrustService:
             if ts is None or root_file is None or not self._needs_renewal(gun, ts, now):
                 return False
             root = Metadata[Root].from_bytes(root_file.data).signed
-            held = self._held_ids(gun, fresh=False)
             snap = tx.current("snapshot")
             assert snap is not None
             _, snap_expires = self._expiries_of(gun, ts)
-            snapshot_keyids = set(root.roles["snapshot"].keyids)
-            if len(snapshot_keyids & held["snapshot"]) < root.roles["snapshot"].threshold:
-                held = self._held_ids(gun, fresh=True)  # a stale hint, or a client-held key
-            server_snapshot = len(snapshot_keyids & held["snapshot"]) >= (
-                root.roles["snapshot"].threshold
-            )
-            state = _TxState(tx)
-            files: list[MetaUpdate] = []
-            if (
-                server_snapshot
-                and snap_expires is not None
-                and snap_expires - now < self.expiries.snapshot_renew_before
-            ):
-                snapshot_update, timestamp_update = self._sign_online(
-                    gun, state, root, held, False, {}, None, now
-                )
-                assert snapshot_update is not None
-                files.append(snapshot_update)
-            else:
-                _, timestamp_update = self._sign_online(
-                    gun, state, root, held, False, None, (snap.version, snap.data), now
-                )
-            files.append(timestamp_update)
+            files = self.publisher.renewal(gun, _TxState(tx), root, snap, snap_expires, now)
             tx.add(files)
         logger.info("renewed %s: %s", gun, ", ".join(f"{f.role} v{f.version}" for f in files))
         return True
@@ -711,7 +476,7 @@ class TrustService:
         newest pending one, else a new one."""
         self.check_gun(gun)
         self._check_online_role(role)
-        held = self._signer_call(self.keys.list_keys, gun, role)
+        held = signer_call(self.keys.list_keys, gun, role)
         root_file = self.store.get_current(gun, "root")
         if root_file is not None and file_dialect(root_file.data) == NOTARY:
             active_key = self.notary.active_key(gun, role, root_file.data)
@@ -724,16 +489,16 @@ class TrustService:
                 return active[-1]
         if held:
             return held[-1]
-        self._held.forget(gun)
+        self.publisher.forget(gun)
         self.notary.forget(gun)
-        return self._signer_call(self.keys.create_key, gun, role, self.config.key_algorithm)
+        return signer_call(self.keys.create_key, gun, role, self.config.key_algorithm)
 
     def rotate_server_key(self, gun: str, role: str) -> Key:
         """A new signer-held key for ``role``; used once a root listing it is published."""
         self.check_gun(gun)
         self._check_online_role(role)
-        key = self._signer_call(self.keys.create_key, gun, role, self.config.key_algorithm)
-        self._held.forget(gun)
+        key = signer_call(self.keys.create_key, gun, role, self.config.key_algorithm)
+        self.publisher.forget(gun)
         self.notary.forget(gun)
         logger.info("created pending %s key %s for %s", role, key.keyid, gun)
         return key
@@ -768,8 +533,8 @@ class TrustService:
         still pinned to the old root would accept that owner's metadata.
         """
         self.check_gun(gun)
-        retired = self._signer_call(self.keys.retire_keys, gun)
-        self._held.forget(gun)
+        retired = signer_call(self.keys.retire_keys, gun)
+        self.publisher.forget(gun)
         deleted = self.store.delete(gun)
         self.notary.forget(gun)
         logger.info(
@@ -786,17 +551,7 @@ class TrustService:
         except errors.NotaryError as e:
             problems["database"] = f"{e.message} ({errors.describe_cause(e)})"
         try:
-            self._signer_call(self.keys.check_health)
+            signer_call(self.keys.check_health)
         except errors.NotaryError as e:
             problems["signer"] = f"{e.message} ({errors.describe_cause(e)})"
         return problems
-
-    @staticmethod
-    def _signer_call(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        """Call the signing service, mapping its errors onto the server's tree."""
-        try:
-            return fn(*args, **kwargs)
-        except signer_errors.SignerRefusedError as e:
-            raise errors.InvalidUpdateError(f"the signer refused: {e}") from e
-        except signer_errors.SignerError as e:
-            raise errors.SignerUnavailableError() from e

@@ -40,7 +40,7 @@ from notary_signer.canonical import compute_keyid
 from notary_signer.envelope import metadata_bytes
 from notary_signer.errors import ConfigError, SignerError, SignerUnavailableError, error_for_code
 from notary_signer.keystore import KeyStore
-from notary_signer.service import SigningService, point_at
+from notary_signer.service import SigningService
 
 __all__ = ["LocalKeyService", "OnlineFiles", "RemoteSigner", "SignerClient"]
 
@@ -105,36 +105,6 @@ def _assemble(
         raise SignerUnavailableError(f"signer answered a malformed signature: {e}") from e
     return OnlineFiles(
         snapshot, timestamp, timestamp_payload, tuple(snapshot_sigs), tuple(timestamp_sigs)
-    )
-
-
-def _sign_one_by_one(
-    backend: _SignBackend,
-    gun: str,
-    timestamp_keys: Sequence[Key],
-    timestamp_template: bytes,
-    snapshot_keys: Sequence[Key],
-    snapshot_payload: bytes | None,
-) -> OnlineFiles:
-    """What ``sign_batch`` does, over single sign requests (for a signer without it)."""
-    snapshot_sigs = []
-    timestamp_payload = timestamp_template
-    if snapshot_payload is not None:
-        snapshot_sigs = [
-            (k.keyid, backend.sign_payload(k.keyid, gun, "snapshot", snapshot_payload))
-            for k in snapshot_keys
-        ]
-        snapshot_file = metadata_bytes(
-            _verified(snapshot_keys, snapshot_sigs, snapshot_payload), snapshot_payload
-        )
-        snapshot_version = json.loads(snapshot_payload)["version"]
-        timestamp_payload = point_at(timestamp_template, snapshot_version, snapshot_file)
-    timestamp_sigs = [
-        (k.keyid, backend.sign_payload(k.keyid, gun, "timestamp", timestamp_payload))
-        for k in timestamp_keys
-    ]
-    return _assemble(
-        timestamp_keys, snapshot_keys, snapshot_payload, snapshot_sigs, timestamp_payload, timestamp_sigs
     )
 
 
@@ -246,7 +216,6 @@ class SignerClient:
             retries=retries,
             maxsize=8,
         )
-        self._no_batch = False
 
     def create_key(self, gun: str, role: str, algorithm: str | None = None) -> Key:
         """See :meth:`KeyService.create_key`."""
@@ -319,16 +288,11 @@ class SignerClient:
         snapshot_keys: Sequence[Key] = (),
         snapshot_payload: bytes | None = None,
     ) -> OnlineFiles:
-        """See :meth:`KeyService.sign_batch`: one ``POST /v1/sign/batch`` round trip
-        (single sign requests against a signer that predates it).
+        """See :meth:`KeyService.sign_batch`: one ``POST /v1/sign/batch`` round trip.
 
         Raises:
             SignerRefusedError, KeyNotFoundError, SignerUnavailableError.
         """
-        if self._no_batch:
-            return _sign_one_by_one(
-                self, gun, timestamp_keys, timestamp_template, snapshot_keys, snapshot_payload
-            )
         body: dict[str, Any] = {
             "gun": gun,
             "timestamp": {
@@ -341,12 +305,7 @@ class SignerClient:
                 "keyids": [k.keyid for k in snapshot_keys],
                 "payload": base64.b64encode(snapshot_payload).decode(),
             }
-        try:
-            answer = self._request("POST", "/v1/sign/batch", body)
-        except _RouteMissingError:
-            logger.warning("signer %s has no batch signing: signing one by one", self.base_url)
-            self._no_batch = True
-            return self.sign_batch(gun, timestamp_keys, timestamp_template, snapshot_keys, snapshot_payload)
+        answer = self._request("POST", "/v1/sign/batch", body)
         try:
             ts = answer["timestamp"]
             timestamp_payload = base64.b64decode(ts["payload"], validate=True)
@@ -401,10 +360,6 @@ class SignerClient:
                 raise SignerUnavailableError(
                     f"signer at {self.base_url} is unreachable: {reason}"
                 ) from e
-        if resp.status in (404, 405) and path == "/v1/sign/batch":
-            entry = _error_entry(_json_or_none(resp.data))
-            if entry is not None and entry.get("code") in ("NOT_FOUND", "METHOD_NOT_ALLOWED"):
-                raise _RouteMissingError()
         return _decode(resp, method, path)
 
 
@@ -470,17 +425,6 @@ class LocalKeyService:
             self.service.check_health()
         except SignerError as e:
             raise SignerUnavailableError(f"key store unhealthy: {e.message}") from e
-
-
-class _RouteMissingError(Exception):
-    """The signer does not know the route (an older signer)."""
-
-
-def _json_or_none(data: bytes) -> Any:
-    try:
-        return json.loads(data) if data else None
-    except ValueError:
-        return None
 
 
 def _decode(resp: urllib3.BaseHTTPResponse, method: str, path: str) -> Any:

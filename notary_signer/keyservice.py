@@ -15,9 +15,13 @@ Keys are securesystemslib ``Key`` objects whose ``keyid`` is the standard TUF ke
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from securesystemslib.signer import Key, Signer
+
+if TYPE_CHECKING:
+    from notary_signer.client import OnlineFiles
 
 __all__ = ["ONLINE_ROLES", "KeyService"]
 
@@ -53,6 +57,27 @@ class KeyService(Protocol):
 
         Its ``sign(payload)`` sends the canonical payload, and checks the returned
         signature against ``key`` before returning it.
+        """
+
+    def sign_batch(
+        self,
+        gun: str,
+        timestamp_keys: Sequence[Key],
+        timestamp_template: bytes,
+        snapshot_keys: Sequence[Key] = (),
+        snapshot_payload: bytes | None = None,
+    ) -> OnlineFiles:
+        """Sign a snapshot (when ``snapshot_payload`` is given) and the timestamp that
+        points at it, in one request: the signer fills the snapshot file's length and
+        sha256 into ``timestamp_template`` and signs the result.
+
+        Every signature returned is checked against the key it was asked of.
+
+        Raises:
+            SignerRefusedError: a payload that is not a canonical snapshot or timestamp
+                of ``gun``, or a key of another GUN or role.
+            KeyNotFoundError: the signer does not hold a key.
+            SignerUnavailableError: the signer cannot be reached or answered badly.
         """
 
     def check_health(self) -> None:

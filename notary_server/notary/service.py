@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from securesystemslib.signer import Key
 
 from notary_server import errors
+from notary_server.caches import Bounded
 from notary_server.notary import generate
 from notary_server.notary.model import (
     FormatError,
@@ -33,6 +34,7 @@ from notary_server.notary.model import (
     parse_expires,
 )
 from notary_server.notary.validation import validate_update
+from notary_server.publisher import signer_call
 from notary_server.storage import MetaUpdate, StoredFile
 
 if TYPE_CHECKING:
@@ -92,14 +94,12 @@ def _version(data: bytes) -> int:
 
 class NotaryRepos:
     def __init__(self, trust: TrustService) -> None:
-        from notary_server.service import _Bounded
-
         self._trust = trust
-        self._ids: _Bounded[str, NotaryKey] = _Bounded(65536)  # signer key id -> Notary form
+        self._ids: Bounded[str, NotaryKey] = Bounded(65536)  # signer key id -> Notary form
         # the signer's keys by GUN: a hint that saves two signer round trips per
-        # publish, never a source of trust (as TrustService._held): refreshed when a
+        # publish, never a source of trust (as the Publisher's): refreshed when a
         # root is uploaded, when the hint lacks a key root lists, and after key changes
-        self._held: _Bounded[str, dict[str, dict[str, Key]]] = _Bounded(65536)
+        self._held: Bounded[str, dict[str, dict[str, Key]]] = Bounded(65536)
 
     @property
     def _clock(self) -> Callable[[], datetime]:
@@ -117,7 +117,7 @@ class NotaryRepos:
         (from the hint when ``fresh`` is false and the hint has the GUN)."""
         if not fresh and (cached := self._held.get(gun)) is not None:
             return cached
-        call = self._trust._signer_call
+        call = signer_call
         held = {
             role: {self._notary(k).keyid: k for k in call(self._trust.keys.list_keys, gun, role)}
             for role in ("timestamp", "snapshot")
@@ -233,8 +233,8 @@ class NotaryRepos:
         sigs = []
         for keyid in keyids:
             key = held[role][keyid]
-            signer = self._trust._signer_call(self._trust.keys.get_signer, gun, role, key)
-            sig = self._trust._signer_call(signer.sign, payload)
+            signer = signer_call(self._trust.keys.get_signer, gun, role, key)
+            sig = signer_call(signer.sign, payload)
             raw = bytes.fromhex(sig.signature)
             if key.keytype == "ed25519":
                 sigs.append(NotarySignature(keyid, "eddsa", raw))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from securesystemslib.signer import Key, Signer
 
+from notary_signer.client import OnlineFiles
 from notary_signer.errors import SignerUnavailableError
 from tests.client_view import FlaskFetcher, judge
 from tests.conftest import GUN
@@ -26,6 +27,9 @@ class SignerDown:
         raise SignerUnavailableError("connection refused")
 
     def get_signer(self, gun: str, role: str, key: Key) -> Signer:
+        raise SignerUnavailableError("connection refused")
+
+    def sign_batch(self, gun: str, *args: object, **kwargs: object) -> OnlineFiles:
         raise SignerUnavailableError("connection refused")
 
     def retire_keys(self, gun: str) -> list[str]:
