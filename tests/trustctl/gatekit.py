@@ -26,7 +26,7 @@ from trustctl.gate.cache import VerdictCache
 from trustctl.gate.decide import Gate, PolicyFile
 from trustctl.gate.policy import Server
 from trustctl.gate.serve import GateServer
-from trustctl.gate.state import StateGuard, offline_check
+from trustctl.gate.state import RootPins, StateGuard, offline_check
 from trustctl.transport import Response, Transport
 
 REGISTRY = "127.0.0.1:5999"
@@ -148,6 +148,7 @@ def start_gate(
         verifier_for,
         state_check=offline_check(StateGuard(trust_dir), bundle, clock),
         cache=VerdictCache(ttl=cache_ttl, clock=clock),
+        pin=RootPins(trust_dir).ensure,
     )
     if bundle is not None:
         gate.freshness_warning = near_stale_warning(bundle, clock)

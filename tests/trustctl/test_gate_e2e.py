@@ -316,6 +316,48 @@ def test_a_stalled_trust_server_is_answered_in_time(
         g.stop()
 
 
+# --- pinned roots from the policy ----------------------------------------------------------
+
+
+def _policy_with_root(root: Path) -> str:
+    return POLICY.replace(
+        '  - pattern: "127.0.0.1:5999/gate/**"\n    server: main\n',
+        f'  - pattern: "127.0.0.1:5999/gate/**"\n    server: main\n    root: {root}\n',
+    )
+
+
+def test_a_rules_root_is_pinned_on_first_use(
+    tmp_path: Path, owner: Person, server: FlaskTransport
+) -> None:
+    trust_dir = tmp_path / "fresh-gate-trust"  # nothing pinned by hand
+    g = start_gate(tmp_path, trust_dir, server, policy=_policy_with_root(tmp_path / "root.json"))
+    try:
+        result = g.admit(workload("Pod", pod_spec(SIGNED)))
+        assert result.allowed, result
+        assert (trust_dir / "tuf" / GUN / "pinned_root.json").read_bytes() == (tmp_path / "root.json").read_bytes()
+    finally:
+        g.stop()
+
+
+def test_another_root_pinned_than_the_policys_is_refused(
+    tmp_path: Path, person: MakePerson, deployer: Person, server: FlaskTransport
+) -> None:
+    mallory = person("mallory")
+    ok(mallory.run("init", f"{GUN}-elsewhere"))
+    ok(mallory.run("trust", "export", f"{GUN}-elsewhere", "-o", str(tmp_path / "other-root.json")))
+    g = start_gate(tmp_path, deployer.trust_dir, server, policy=_policy_with_root(tmp_path / "other-root.json"))
+    try:
+        denied(g.admit(workload("Pod", pod_spec(SIGNED))), SIGNED, "ROOT_MISMATCH", "may be an attack")
+    finally:
+        g.stop()
+
+
+def test_a_dry_run_is_answered_like_any_request(gate: GateUnderTest) -> None:
+    """sideEffects NoneOnDryRun: the API server calls the gate for dry runs too."""
+    denied(gate.admit(workload("Pod", pod_spec(UNSIGNED)), dry_run=True), UNSIGNED, "NOT_SIGNED")
+    assert gate.admit(workload("Pod", pod_spec(SIGNED)), dry_run=True).allowed
+
+
 # --- the verdict cache ------------------------------------------------------------------
 
 

@@ -137,6 +137,8 @@ def test_the_most_specific_rule_wins() -> None:
         pytest.param(POLICY + "  - pattern: x\n    server: a\n    gun: '{host}/x'\n", 16, "gun", id="gun"),
         pytest.param(POLICY + "  - server: a\n", 14, "pattern is required", id="no-pattern"),
         pytest.param(POLICY + "  - pattern: x\n    server: a\n    signers: alice\n", 16, "must be a list", id="signers"),
+        pytest.param(POLICY + "  - pattern: x\n    server: a\n    root: /nonexistent/root.json\n", 16, "cannot be read", id="root-missing"),
+        pytest.param(POLICY + f"  - pattern: x\n    server: a\n    root: {__file__}\n", 16, f"rule: root '{__file__}'", id="root-not-a-root"),
     ],
 )
 def test_an_invalid_policy_names_the_line(text: str, line: int, words: str) -> None:

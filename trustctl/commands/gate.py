@@ -69,7 +69,7 @@ def serve_cmd(
     from trustctl.gate.decide import Gate, PolicyFile
     from trustctl.gate.policy import PolicyError, Server
     from trustctl.gate.serve import GateServer
-    from trustctl.gate.state import StateGuard, offline_check
+    from trustctl.gate.state import RootPins, StateGuard, offline_check
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, port = _listen(listen)
@@ -92,6 +92,7 @@ def serve_cmd(
         workers=workers,
         state_check=offline_check(StateGuard(trust_dir), bundle, lambda: datetime.now(UTC)),
         cache=VerdictCache(ttl=cache_seconds, negative_ttl=negative_cache_seconds),
+        pin=RootPins(trust_dir).ensure,
     )
     if bundle is not None:
         gate.freshness_warning = near_stale_warning(bundle, lambda: datetime.now(UTC))

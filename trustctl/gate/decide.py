@@ -59,7 +59,9 @@ class PolicyFile:
     def _load(self) -> Policy:
         st = self.path.stat()
         text = self.path.read_text(encoding="utf-8")
-        policy = load_policy(text, source=str(self.path), generation=self.generation + 1)
+        policy = load_policy(
+            text, source=str(self.path), generation=self.generation + 1, base=self.path.parent
+        )
         self.generation += 1
         self._stamp = (st.st_mtime_ns, st.st_size)
         return policy
@@ -120,6 +122,8 @@ class Gate:
             (:class:`~trustctl.gate.state.StateGuard`).
         cache: the verdict cache (default: 1 s for verified images, 2 s for
             definitive denials; see :mod:`trustctl.gate.cache`).
+        pin: ``pin(gun, root, source)`` makes sure a rule's ``root`` is the one pinned
+            for ``gun`` (:class:`~trustctl.gate.state.RootPins`).
     """
 
     def __init__(
@@ -131,6 +135,7 @@ class Gate:
         metrics: Metrics | None = None,
         state_check: Callable[[str], None] | None = None,
         cache: VerdictCache[ImageResult] | None = None,
+        pin: Callable[[str, bytes, str], None] | None = None,
     ) -> None:
         self._policy = policy.current if isinstance(policy, PolicyFile) else policy
         self._verifier_for = verifier_for
@@ -141,6 +146,7 @@ class Gate:
         self._verifiers_lock = threading.Lock()
         self.metrics = metrics or Metrics()
         self._state_check = state_check
+        self._pin = pin
         #: Offline mode: a warning to add to allowed answers (the bundle nears its end).
         self.freshness_warning: Callable[[], str | None] | None = None
         self.cache: VerdictCache[ImageResult] = cache if cache is not None else VerdictCache()
@@ -324,6 +330,8 @@ class Gate:
     ) -> ImageResult:
         gun = rule.gun_for(ref)
         try:
+            if rule.root is not None and self._pin is not None:
+                self._pin(gun, rule.root, rule.root_source)
             if self._state_check is not None:
                 self._state_check(gun)
             verified = self._verifier(server).verify(target, signers=rule.signers)

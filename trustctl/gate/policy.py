@@ -11,6 +11,7 @@ A YAML file, validated on load with line-numbered errors::
         server: main
         gun: "{registry}/{repository}"   # the trust repository (GUN) for an image
         signers: [alice]                 # delegated roles that must have signed
+        root: roots/team.json            # the root the repositories are pinned to
         mode: enforce                    # enforce | warn | verify-only
 
 Patterns match *parsed* references, never substrings: a pattern is split like an
@@ -28,11 +29,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import yaml
 
-from trustctl.errors import InvalidReferenceError
+from trustctl.errors import InvalidReferenceError, TrustctlError
 from trustctl.reference import DEFAULT_REGISTRY, ImageRef, parse_reference
+from trustctl.trust import parse_root
 
 __all__ = ["MODES", "Pattern", "Policy", "PolicyError", "Rule", "Server", "load_policy"]
 
@@ -134,6 +137,8 @@ class Rule:
     signers: tuple[str, ...] = ()
     mode: str = "enforce"
     line: int = 0
+    root: bytes | None = None  # the root.json this rule's repositories are pinned to
+    root_source: str = ""
 
     def gun_for(self, ref: ImageRef) -> str:
         return self.gun.format(registry=ref.registry, repository=ref.repository)
@@ -192,8 +197,13 @@ class _Checker:
         return list(node.value)
 
 
-def load_policy(text: str, *, source: str = "<policy>", generation: int = 0) -> Policy:
+def load_policy(
+    text: str, *, source: str = "<policy>", generation: int = 0, base: Path | None = None
+) -> Policy:
     """Parse and validate a policy document.
+
+    Args:
+        base: the directory relative ``root`` paths are read from.
 
     Raises:
         PolicyError: invalid YAML or an invalid field, naming ``source`` and the line.
@@ -226,7 +236,7 @@ def load_policy(text: str, *, source: str = "<policy>", generation: int = 0) -> 
             servers[k] = Server(k, url, tls_ca)
     rules: list[Rule] = []
     for node in c.seq(top["rules"], "rules") if "rules" in top else []:
-        f = c.mapping(node, "rule", {"pattern", "server", "gun", "signers", "mode"})
+        f = c.mapping(node, "rule", {"pattern", "server", "gun", "signers", "mode", "root"})
         for required in ("pattern", "server"):
             if required not in f:
                 raise c.fail(node, f"rule: {required} is required")
@@ -248,7 +258,20 @@ def load_policy(text: str, *, source: str = "<policy>", generation: int = 0) -> 
         mode = c.scalar(f["mode"], "rule: mode") if "mode" in f else "enforce"
         if mode not in MODES:
             raise c.fail(f["mode"], f"rule: mode must be one of {', '.join(MODES)}")
-        rules.append(Rule(pattern, server, gun, signers, mode, node.start_mark.line + 1))
+        root, root_source = None, ""
+        if "root" in f:
+            root_source = c.scalar(f["root"], "rule: root")
+            path = Path(root_source)
+            if base is not None and not path.is_absolute():
+                path = base / path
+            try:
+                root = path.read_bytes()
+                parse_root(root, what=f"the root of rule {pattern.text!r}")
+            except OSError as e:
+                raise c.fail(f["root"], f"rule: root {root_source!r} cannot be read: {e.strerror}") from None
+            except TrustctlError as e:
+                raise c.fail(f["root"], f"rule: root {root_source!r}: {e}") from None
+        rules.append(Rule(pattern, server, gun, signers, mode, node.start_mark.line + 1, root, root_source))
     return Policy(servers, tuple(rules), unmatched, generation, source)
 
 

@@ -29,7 +29,7 @@ from trustctl.trust import TrustStore
 if TYPE_CHECKING:
     from trustctl.gate.bundle import BundleStore
 
-__all__ = ["StateCorruptError", "StateGuard", "offline_check"]
+__all__ = ["RootMismatchError", "RootPins", "StateCorruptError", "StateGuard", "offline_check"]
 
 #: Files whose presence means a verified timestamp was persisted before them.
 _AFTER_TIMESTAMP = ("snapshot.json", "targets.json")
@@ -37,6 +37,39 @@ _AFTER_TIMESTAMP = ("snapshot.json", "targets.json")
 
 class StateCorruptError(TrustError):
     code = "STATE_CORRUPT"
+
+
+class RootMismatchError(TrustError):
+    code = "ROOT_MISMATCH"
+
+
+class RootPins:
+    """A policy rule's ``root``: pinned in the trust dir on first use; a different
+    root already pinned there is refused, never silently replaced (re-pinning drops
+    the trusted state, and with it rollback protection)."""
+
+    def __init__(self, trust_dir: Path) -> None:
+        self._store = TrustStore(trust_dir)
+        self._lock = threading.Lock()
+        self._done: set[tuple[str, bytes]] = set()
+
+    def ensure(self, gun: str, root: bytes, source: str) -> None:
+        """Raises:
+            RootMismatchError: another root is pinned for ``gun``.
+        """
+        with self._lock:
+            if (gun, root) in self._done:
+                return
+            pinned = self._store.pinned(gun)
+            if pinned is None:
+                self._store.pin(gun, root, source=f"gate policy ({source})")
+            elif pinned.data != root:
+                raise RootMismatchError(
+                    f"the trust dir pins another root for {gun} (v{pinned.version}) than the "
+                    f"policy's {source}: it may be an attack, or the policy is out of date",
+                    hint=f"check both; `trustctl trust pin {gun} {source}` re-pins (and drops the trusted state)",
+                )
+            self._done.add((gun, root))
 
 
 class StateGuard:
