@@ -254,6 +254,31 @@ def test_fail_closed(gate: GateUnderTest, image: str, code: str, repository: str
         assert f"(repository {repository})" in result.message
 
 
+def test_fail_closed_threshold_unmet(
+    tmp_path: Path, person: MakePerson, owner: Person, deployer: Person, server: FlaskTransport
+) -> None:
+    """Two of alice and bob must sign; only alice has: the gate denies, naming it."""
+    alice, bob = person("alice"), person("bob")
+    for p in (alice, bob):
+        ok(p.run("trust", "pin", GUN, str(tmp_path / "root.json")))
+        ok(p.run("key", "generate", p.name, "--dir", str(tmp_path)))
+    team = ["--paths", "team-*"]
+    ok(owner.run("signer", "add", "alice", "--key", str(tmp_path / "alice.pub"), GUN, *team))
+    ok(owner.run("signer", "add", "bob", "--key", str(tmp_path / "bob.pub"), GUN, "--threshold", "2", *team))
+    digest = ["--digest", f"sha256:{8:064x}", "--size", "10", "--media-type", "application/vnd.oci.image.manifest.v1+json"]
+    ok(alice.run("sign", f"{GUN}:team-1", *digest))  # pending: 1 of 2
+    g = start_gate(tmp_path, deployer.trust_dir, server)
+    try:
+        # one of two signatures is not published: python-tuf finds no signed target
+        denied(g.admit(workload("Pod", pod_spec(f"{GUN}:team-1"))), f"{GUN}:team-1",
+               f"repository {GUN}", "NOT_SIGNED", "not published yet")  # fmt: skip
+        ok(bob.run("sign", f"{GUN}:team-1", *digest))  # 2 of 2
+        g.clock.offset = timedelta(seconds=11)  # past any cached denial
+        assert g.admit(workload("Pod", pod_spec(f"{GUN}:team-1"))).allowed
+    finally:
+        g.stop()
+
+
 def test_fail_closed_trust_server_down(own_gate: GateUnderTest) -> None:
     own_gate.transport.down = True
     denied(own_gate.admit(workload("Pod", pod_spec(SIGNED))), SIGNED, f"repository {GUN}", "SERVER_UNAVAILABLE")
