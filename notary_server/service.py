@@ -25,11 +25,11 @@ from notary_server.names import check_gun, check_role
 from notary_server.notary.dialect import NOTARY, file_dialect, request_wants_notary, upload_dialect
 from notary_server.notary.service import NotaryRepos
 from notary_server.publisher import Expiries, OnlineSigning, Publisher, signer_call
+from notary_server.repostate import ReadState, TxState
 from notary_server.storage import (
     ChangeRecord,
     MetadataStore,
     MetaUpdate,
-    RepoTransaction,
     StoredFile,
 )
 from notary_server.validation import (
@@ -64,61 +64,6 @@ LARGE_UPLOAD_BYTES = 1024 * 1024
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class _TxState:
-    """Adapts a storage transaction to validation's StoredState (lazy reads, each role
-    read once: nothing else writes the GUN while the transaction holds its lock)."""
-
-    def __init__(self, tx: RepoTransaction) -> None:
-        self._tx = tx
-        self._files: dict[str, StoredFile | None] = {}
-
-    def file(self, role: str) -> StoredFile | None:
-        if role not in self._files:
-            self._files[role] = self._tx.current(role)
-        return self._files[role]
-
-    def current(self, role: str) -> bytes | None:
-        f = self.file(role)
-        return f.data if f is not None else None
-
-    def version(self, role: str) -> int | None:
-        f = self.file(role)
-        return f.version if f is not None else None
-
-    def roles(self) -> list[str]:
-        return list(self._tx.current_all())
-
-
-class _ReadState(_TxState):
-    """The stored files of one GUN read without its write lock, each read recorded,
-    so that the write transaction can check that none changed since (compare-and-store)."""
-
-    def __init__(self, store: MetadataStore, gun: str) -> None:
-        self._store = store
-        self._gun = gun
-        self._files: dict[str, StoredFile | None] = {}
-        self._roles: list[str] | None = None
-
-    def file(self, role: str) -> StoredFile | None:
-        if role not in self._files:
-            self._files[role] = self._store.get_current(self._gun, role)
-        return self._files[role]
-
-    def roles(self) -> list[str]:
-        if self._roles is None:  # rare (client-managed snapshots): a short transaction
-            with self._store.transaction(self._gun) as tx:
-                self._roles = sorted(tx.current_all())
-        return self._roles
-
-    def unchanged(self, tx: RepoTransaction) -> bool:
-        """Whether every file read (and the list of roles, if read) is still current."""
-        for role, seen in self._files.items():
-            now = tx.current(role)
-            if (now.sha256 if now else None) != (seen.sha256 if seen else None):
-                return False
-        return self._roles is None or sorted(tx.current_all()) == self._roles
 
 
 class TrustService:
@@ -275,7 +220,7 @@ class TrustService:
         read meanwhile changed (see :meth:`publish`). Returns the files stored."""
         parsed = parse_upload(uploads, self.config.limits)
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
-            state = _ReadState(self.store, gun)
+            state = ReadState(self.store, gun)
             files, targets = self._prepare(gun, parsed, state, self.clock())
             with self.store.transaction(gun) as tx:
                 if state.unchanged(tx):
@@ -292,7 +237,7 @@ class TrustService:
         return files
 
     def _prepare(
-        self, gun: str, parsed: ParsedUpload, state: _ReadState, now: datetime
+        self, gun: str, parsed: ParsedUpload, state: ReadState, now: datetime
     ) -> tuple[list[MetaUpdate], list[str]]:
         """The files to store for ``parsed`` over ``state``: validated, with the next
         snapshot and timestamp signed and the result replayed through python-tuf's
@@ -353,7 +298,7 @@ class TrustService:
     def _validate(
         self,
         uploads: ParsedUpload,
-        state: _TxState | _ReadState,
+        state: TxState | ReadState,
         held: Mapping[str, frozenset[str]],
         now: datetime,
     ) -> ValidatedUpload:
@@ -436,7 +381,7 @@ class TrustService:
             snap = tx.current("snapshot")
             assert snap is not None
             _, snap_expires = self._expiries_of(gun, ts)
-            files = self.publisher.renewal(gun, _TxState(tx), root, snap, snap_expires, now)
+            files = self.publisher.renewal(gun, TxState(tx), root, snap, snap_expires, now)
             tx.add(files)
         logger.info("renewed %s: %s", gun, ", ".join(f"{f.role} v{f.version}" for f in files))
         return True
@@ -455,7 +400,7 @@ class TrustService:
         """Keep ``raw`` (signed by fewer keys than the threshold) until it is published."""
         self.check_gun(gun)
         with self.store.transaction(gun) as tx:
-            state = _TxState(tx)
+            state = TxState(tx)
             parsed = validate_pending(role, raw, state, now=self.clock(), limits=self.config.limits)
             existing = self.store.get_pending(gun, role)
             if existing is not None:
