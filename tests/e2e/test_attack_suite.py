@@ -91,9 +91,15 @@ class Ctx:
         self.honest = verdict(self.deployer.run("--json", "verify", self.ref))
 
     def client_state(self) -> dict[str, bytes]:
-        """What the deployer trusts: every metadata file in its cache."""
+        """What the deployer trusts: python-tuf's trusted metadata (``metadata/``; the
+        other folder, ``verified/``, keeps downloaded bytes that are checked again
+        before any use, whoever sent them)."""
         cache = self.deployer.trust_dir / "tuf"
-        return {str(f.relative_to(cache)): f.read_bytes() for f in sorted(cache.rglob("*.json"))}
+        files = [
+            f for f in sorted(cache.rglob("*.json")) if "metadata" in f.relative_to(cache).parts
+        ]
+        assert files, f"no trusted metadata under {cache}"
+        return {str(f.relative_to(cache)): f.read_bytes() for f in files}
 
     def tuf(self, name: str) -> bytes:
         resp = self.remote.get(name)
