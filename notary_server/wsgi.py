@@ -88,7 +88,7 @@ def serve(config: ServerConfig, config_path: str | None) -> None:
     limit_malloc_arenas()
     tls = not config.insecure_plain_http
     if config.wsgi_server == "front":
-        from notary_signer.front import serve as serve_front
+        from notary_signer.frontproc import serve as serve_front
         from notary_signer.serving import make_ssl_context
 
         cert, key = config.tls_cert_file, config.tls_key_file

@@ -54,7 +54,7 @@ def main(ctx: click.Context, verbose: int) -> None:
 @click.pass_context
 def serve(ctx: click.Context, config_path: str | None) -> None:
     """Serve the signing API over HTTPS, client certificates required."""
-    from notary_signer.front import serve as serve_front
+    from notary_signer.frontproc import serve as serve_front
     from notary_signer.serving import make_ssl_context
 
     with _errors(ctx):

@@ -187,7 +187,7 @@ def test_the_open_file_limit_is_raised_for_max_connections() -> None:
     import sys
 
     probe = (
-        "import resource; from notary_signer.front import _allow_open_files;"
+        "import resource; from notary_signer.frontproc import _allow_open_files;"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE);"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard));"
         "_allow_open_files(min(1280, hard)); print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)"

@@ -1,0 +1,195 @@
+"""The process model of the HTTP front (:mod:`notary_signer.front`): the parent binds
+the socket, forks ``workers`` children (each builds its own app after the fork and
+serves it with one asyncio loop, :class:`notary_signer.front._Worker`) and restarts
+any that die; SIGTERM or SIGINT stops the children gracefully (requests in flight are
+finished) and then the parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from notary_signer.front import FrontLimits, WSGIApp, _Worker
+
+__all__ = ["serve"]
+
+logger = logging.getLogger(__name__)
+
+
+def _run_worker(
+    sock: socket.socket,
+    load: Callable[[], WSGIApp],
+    limits: FrontLimits,
+    ssl_factory: Callable[[], ssl.SSLContext] | None,
+    threads: int,
+    host: str,
+    port: int,
+    graceful_timeout: float,
+    access_log: bool,
+) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    app = load()
+    worker = _Worker(
+        app, limits, ssl_factory() if ssl_factory else None, threads, host, port, access_log
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        server = await asyncio.start_server(
+            worker.connection, sock=sock, limit=limits.max_header_bytes, backlog=1024
+        )
+        await stop.wait()
+        server.close()
+        await worker.drain(graceful_timeout)
+
+    asyncio.run(main())
+    worker.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def serve(
+    load: Callable[[], WSGIApp],
+    *,
+    host: str,
+    port: int,
+    ssl_factory: Callable[[], ssl.SSLContext] | None,
+    limits: FrontLimits,
+    workers: int = 2,
+    threads: int = 8,
+    name: str,
+    graceful_timeout: float = 10.0,
+    access_log: bool = False,
+) -> None:
+    """Serve ``load()`` (called once in each worker after the fork) until SIGTERM/SIGINT.
+
+    Args:
+        load: Builds the WSGI app in each worker process.
+        ssl_factory: Builds the server's TLS context in each worker; None serves plain
+            HTTP (only behind a TLS-terminating proxy).
+        limits: Deadlines and connection bounds.
+        workers: Worker processes.
+        threads: Threads per worker that run the app.
+        name: Shown in log messages.
+        graceful_timeout: Seconds workers get to finish requests in flight on SIGTERM.
+        access_log: Log one line per request.
+    """
+    limits.check()
+    _allow_open_files(limits.max_connections + 256)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP named: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on
+    # sockets whose protocol says TCP
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host.strip("[]"), port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    logger.info(
+        "%s listening on %s:%d (%d workers x %d threads)", name, host, port, workers, threads
+    )
+    children: dict[int, int] = {}  # pid -> slot
+    stopping = False
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 0
+            try:
+                _set_parent_death_signal()
+                _run_worker(
+                    sock, load, limits, ssl_factory, threads, host, port, graceful_timeout, access_log
+                )
+            except BaseException:
+                logger.exception("%s worker %d failed", name, os.getpid())
+                code = 1
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        children[pid] = slot
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for slot in range(workers):
+        spawn(slot)
+    restarts: list[float] = []
+    deadline: float | None = None
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            if stopping:
+                deadline = deadline or time.monotonic() + graceful_timeout + 5
+                if time.monotonic() > deadline:
+                    for left in list(children):
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(left, signal.SIGKILL)
+            time.sleep(0.1)
+            continue
+        slot = children.pop(pid)
+        if stopping:
+            continue
+        logger.warning("%s worker %d exited (status %d); restarting it", name, pid, status)
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < 60] + [now]
+        if len(restarts) > 10 * workers:
+            logger.error("%s workers keep failing; stopping", name)
+            stop(signal.SIGTERM, None)
+            continue
+        time.sleep(0.5)
+        spawn(slot)
+    sock.close()
+    logger.info("%s stopped", name)
+
+
+def _allow_open_files(wanted: int) -> None:
+    """Raise this process's (and its workers') open-file limit to ``wanted`` if the
+    hard limit allows: each connection is a file, and many systems start at 1024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft < wanted:
+        logger.warning(
+            "open-file limit %d is below max_connections + 256 = %d: connections beyond "
+            "it are refused by the system; raise the limit (ulimit -n) or lower max_connections",
+            soft, wanted,
+        )
+
+
+def _set_parent_death_signal() -> None:
+    """End this worker when the parent does (Linux), so that no worker outlives it."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ppid = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != ppid:
+        os.kill(os.getpid(), signal.SIGTERM)
