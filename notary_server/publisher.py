@@ -70,7 +70,9 @@ def _next_version(role: str, previous: Snapshot | Timestamp | None) -> int:
 
 
 def _metafile(version: int, raw: bytes) -> MetaFile:
-    return MetaFile(version=version, length=len(raw), hashes={"sha256": hashlib.sha256(raw).hexdigest()})
+    return MetaFile(
+        version=version, length=len(raw), hashes={"sha256": hashlib.sha256(raw).hexdigest()}
+    )
 
 
 def build_snapshot(
@@ -260,7 +262,9 @@ class Publisher:
         template = payload_of(timestamp)
 
         try:
-            signed = self.keys.sign_batch(gun, timestamp_keys, template, snapshot_keys, snapshot_payload)
+            signed = self.keys.sign_batch(
+                gun, timestamp_keys, template, snapshot_keys, snapshot_payload
+            )
         except signer_errors.KeyNotFoundError:
             raise
         except signer_errors.SignerRefusedError as e:

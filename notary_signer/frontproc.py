@@ -109,7 +109,15 @@ def serve(
             try:
                 _set_parent_death_signal()
                 _run_worker(
-                    sock, load, limits, ssl_factory, threads, host, port, graceful_timeout, access_log
+                    sock,
+                    load,
+                    limits,
+                    ssl_factory,
+                    threads,
+                    host,
+                    port,
+                    graceful_timeout,
+                    access_log,
                 )
             except BaseException:
                 logger.exception("%s worker %d failed", name, os.getpid())
@@ -178,7 +186,8 @@ def _allow_open_files(wanted: int) -> None:
         logger.warning(
             "open-file limit %d is below max_connections + 256 = %d: connections beyond "
             "it are refused by the system; raise the limit (ulimit -n) or lower max_connections",
-            soft, wanted,
+            soft,
+            wanted,
         )
 
 

@@ -21,7 +21,15 @@ from notary_server.names import TOP_LEVEL_ROLES, check_delegated_role, target_pa
 from notary_server.storage import MAX_VERSION
 from notary_signer.canonical import canonical_json
 
-__all__ = ["DEFAULT_LIMITS", "Limits", "Parsed", "ParsedUpload", "check_structure", "parse", "parse_upload"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "Limits",
+    "Parsed",
+    "ParsedUpload",
+    "check_structure",
+    "parse",
+    "parse_upload",
+]
 
 
 @dataclass(frozen=True)
@@ -102,21 +110,28 @@ def parse(role: str, raw: bytes, *, canonical: bool = True) -> Parsed:
     except _FloatError as e:
         raise errors.MalformedJSONError(f"{role}: cannot be canonicalised: {e}", role=role) from e
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise errors.MalformedJSONError(f"{role}: not valid TUF metadata: {_cause(e)}", role=role) from e
+        raise errors.MalformedJSONError(
+            f"{role}: not valid TUF metadata: {_cause(e)}", role=role
+        ) from e
     try:
         md: Metadata[Any] = Metadata.from_dict(obj)
     except Exception as e:  # python-tuf raises several types for bad input
-        raise errors.MalformedJSONError(f"{role}: not valid TUF metadata: {_cause(e)}", role=role) from e
+        raise errors.MalformedJSONError(
+            f"{role}: not valid TUF metadata: {_cause(e)}", role=role
+        ) from e
     if not isinstance(md.signed, expected):
         raise errors.MalformedJSONError(
-            f"{role}: expected metadata of type {expected.type!r}, got {md.signed.type!r}", role=role
+            f"{role}: expected metadata of type {expected.type!r}, got {md.signed.type!r}",
+            role=role,
         )
     parsed = Parsed(role, raw, md)
     if canonical:
         try:
             parsed.signed_bytes  # noqa: B018 - computed now so that a failure is MalformedJSON
         except (ValueError, RecursionError) as e:
-            raise errors.MalformedJSONError(f"{role}: cannot be canonicalised: {e}", role=role) from e
+            raise errors.MalformedJSONError(
+                f"{role}: cannot be canonicalised: {e}", role=role
+            ) from e
     return parsed
 
 

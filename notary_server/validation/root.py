@@ -18,9 +18,7 @@ def holds_threshold(root: Root, role: str, held: frozenset[str]) -> bool:
     return len(set(r.keyids) & held) >= r.threshold
 
 
-def check_root(
-    new: Parsed, prev: Parsed | None, server_keys: ServerKeyIds, now: datetime
-) -> None:
+def check_root(new: Parsed, prev: Parsed | None, server_keys: ServerKeyIds, now: datetime) -> None:
     root: Root = new.signed
     stored_version = prev.version if prev else 0
     if root.version <= stored_version:
