@@ -10,7 +10,7 @@ CONFORMANCE ?= $(CURDIR)/../shared/tuf-conformance
 CONFORMANCE_VENV ?= .venv-conformance
 CONFORMANCE_STAMP := $(CONFORMANCE_VENV)/.installed
 
-.PHONY: run test deps clean conformance
+.PHONY: run test deps clean conformance lint
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,14 +32,22 @@ conformance: $(STAMP) deps $(CONFORMANCE_STAMP)
 	$(VENV)/bin/python scripts/conformance.py run --suite "$(CONFORMANCE)" --venv $(CONFORMANCE_VENV)
 
 ## Install system packages the tests use (PostgreSQL, docker-registry, skopeo, faketime),
-## run the TUF conformance suite, then our own suite (its summary line comes last);
-## fails when either fails.
+## lint, run the TUF conformance suite, then our own suite (its summary line comes last);
+## fails when any of them fails.
 test: $(STAMP) deps $(CONFORMANCE_STAMP)
-	@conformance=0; \
+	@lint=0; $(MAKE) --no-print-directory lint || lint=$$?; \
+	conformance=0; \
 	$(VENV)/bin/python scripts/conformance.py run --suite "$(CONFORMANCE)" --venv $(CONFORMANCE_VENV) || conformance=$$?; \
-	main=0; $(VENV)/bin/pytest || main=$$?; \
+	main=0; $(VENV)/bin/pytest --durations=15 || main=$$?; \
+	if [ $$lint -ne 0 ]; then echo "make test: ruff or mypy found problems (see above)"; exit $$lint; fi; \
 	if [ $$conformance -ne 0 ]; then echo "make test: the TUF conformance suite failed (see above)"; exit $$conformance; fi; \
 	exit $$main
+
+## ruff (lint and format) and mypy, as configured in pyproject.toml.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy notary_server notary_signer trustctl
 
 deps:
 	bash scripts/install-system-deps.sh

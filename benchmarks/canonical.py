@@ -37,7 +37,10 @@ def targets_doc(n: int, *, escaped: bool = False) -> dict[str, Any]:
         path = f"app/v{i // 100}.{i % 100}"
         targets.targets[path] = TargetFile(
             len(data),
-            {"sha256": hashlib.sha256(data).hexdigest(), "sha512": hashlib.sha512(data).hexdigest()},
+            {
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "sha512": hashlib.sha512(data).hexdigest(),
+            },
             path,
             {"mediaType": "application/vnd.oci.image.manifest.v1+json", "tag": f"v{i}"},
         )
@@ -67,7 +70,9 @@ def main() -> int:
         ("canonical_json, one escape (fallback)", best(lambda: canonical_json(escaped), args.runs)),
         ("securesystemslib encode_canonical", best(lambda: encode_canonical(clean), args.runs)),
     ]
-    print(f"targets document: {args.targets} targets, {size / 1e6:.1f} MB canonical; best of {args.runs}")
+    print(
+        f"targets document: {args.targets} targets, {size / 1e6:.1f} MB canonical; best of {args.runs}"
+    )
     print(f"| {'encoder':<40} | {'ms':>8} | {'MB/s':>7} |")
     print(f"|{'-' * 42}|{'-' * 10}|{'-' * 9}|")
     for name, seconds in rows:

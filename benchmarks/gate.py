@@ -58,8 +58,12 @@ class CountingProxy:
         with self.lock:
             self.counts[req.path] += 1
         headers = {k: v for k, v in req.headers.items() if k not in ("host", "content-length")}
-        r = self.pool.request(req.method, self.upstream + req.path, headers=headers, body=req.body or None)
-        out = {k: v for k, v in r.headers.items() if k.lower() in ("content-type", "www-authenticate")}
+        r = self.pool.request(
+            req.method, self.upstream + req.path, headers=headers, body=req.body or None
+        )
+        out = {
+            k: v for k, v in r.headers.items() if k.lower() in ("content-type", "www-authenticate")
+        }
         return Reply(r.status, out, r.data)
 
 
@@ -81,7 +85,16 @@ def signed_repository(owner: Cli, gate: Cli, tmp: Path, tags: int = 3) -> str:
     gun = f"{REGISTRY}/bench/{uuid.uuid4().hex[:10]}"
     owner("init", gun)
     for i in range(tags):
-        owner("sign", f"{gun}:c{i}", "--digest", f"sha256:{i + 1:064x}", "--size", "10", "--media-type", MEDIA)
+        owner(
+            "sign",
+            f"{gun}:c{i}",
+            "--digest",
+            f"sha256:{i + 1:064x}",
+            "--size",
+            "10",
+            "--media-type",
+            MEDIA,
+        )
     owner("trust", "export", gun, "-o", str(tmp / "root.json"))
     gate("trust", "pin", gun, str(tmp / "root.json"))
     return gun
@@ -124,7 +137,9 @@ def main() -> None:
         cwd=ROOT, stdout=(tmp / "gate.log").open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"https://127.0.0.1:{port}/validate?timeout=10s"
-    pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=str(pki.ca_cert), maxsize=600, retries=False)
+    pool = urllib3.PoolManager(
+        cert_reqs="CERT_REQUIRED", ca_certs=str(pki.ca_cert), maxsize=600, retries=False
+    )
     for _ in range(100):
         try:
             pool.request("GET", f"https://127.0.0.1:{port}/healthz", timeout=1)
@@ -136,7 +151,9 @@ def main() -> None:
         body = json.dumps(deployment(images)).encode()
         t = time.perf_counter()
         try:
-            r = pool.request("POST", url, body=body, headers={"Content-Type": "application/json"}, timeout=15)
+            r = pool.request(
+                "POST", url, body=body, headers={"Content-Type": "application/json"}, timeout=15
+            )
             ok = r.status == 200 and json.loads(r.data)["response"]["allowed"]
         except Exception:  # noqa: BLE001 (counted as an error)
             ok = False
@@ -183,9 +200,19 @@ def main() -> None:
         per = 100
         batches = args.refs // per
         with ThreadPoolExecutor(16) as ex:
-            list(ex.map(lambda b: post([f"{warm_gun}:ref-{b}-{i}" for i in range(per)]), range(batches)))
-        rss = next(line for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines() if line.startswith("VmRSS"))
-        rows.append((f"memory: after {batches * per} distinct references", rss.split(":", 1)[1].strip()))
+            list(
+                ex.map(
+                    lambda b: post([f"{warm_gun}:ref-{b}-{i}" for i in range(per)]), range(batches)
+                )
+            )
+        rss = next(
+            line
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS")
+        )
+        rows.append(
+            (f"memory: after {batches * per} distinct references", rss.split(":", 1)[1].strip())
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)

@@ -114,7 +114,9 @@ class Attack:
         kinds += [(lambda src: self._tls(server_tls, server_port, src, head), False)] * STALLED
         kinds += [(lambda src: self._one_byte(signer_port, src), False)] * STALLED
         kinds += [(lambda src: self._tls(server_tls, server_port, src, head + b"-"), True)] * SLOW
-        kinds += [(lambda src: self._tls(signer_tls, signer_port, src, signer_head + b"{"), True)] * SLOW
+        kinds += [
+            (lambda src: self._tls(signer_tls, signer_port, src, signer_head + b"{"), True)
+        ] * SLOW
         for i, (make, slow) in enumerate(kinds):
             source = HOSTILE_ADDRS[i % len(HOSTILE_ADDRS)]
             opener = lambda make=make, source=source: make(source)
@@ -215,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         remote = Remote(stack.url, GUN, str(stack.pki.ca_cert))
         owner = remote.new_owner()
         owner.add_tag("v0")
-        assert remote.publish({"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status == 200
+        assert (
+            remote.publish({"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status
+            == 200
+        )
         url = remote.tuf_url("timestamp.json")
         wrk(url, 16, 2)  # warm-up
         quiet = measure(remote, owner, url, args.seconds)
@@ -237,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         f"re-opened when the services close them ({attack.opened} connections opened, "
         f"{attack.refused} refused at connect)\n"
     )
-    print("| phase | reads/s | p50 ms | p99 ms | wrk errors | publishes ok | failed | slowest publish ms | hostile open at the end (stalled/slow, of 128/32) |")
+    print(
+        "| phase | reads/s | p50 ms | p99 ms | wrk errors | publishes ok | failed | slowest publish ms | hostile open at the end (stalled/slow, of 128/32) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, (r, p), h in rows:
         latency = f"{r.p50_ms:.1f} | {r.p99_ms:.1f}" if r.requests else "- | - (none answered)"

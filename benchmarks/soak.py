@@ -196,7 +196,11 @@ class Report:
         return [p for p in self.publishes if p.ok]
 
     def fives_outside(self) -> list[Read]:
-        return [r for r in self.reads if r.status >= 500 and self.in_window(r.started, r.started) is None]
+        return [
+            r
+            for r in self.reads
+            if r.status >= 500 and self.in_window(r.started, r.started) is None
+        ]
 
     def failed_inside(self) -> tuple[int, int]:
         inside = [p for p in self.publishes if self.in_window(p.started, p.ended) is not None]
@@ -209,23 +213,42 @@ class Report:
             by_kind[f.kind].append(f)
         for kind in sorted(by_kind):
             faults = by_kind[kind]
-            pubs = [p for p in self.publishes if any(_overlaps(f, p.started, p.ended) for f in faults)]
-            reads = [r for r in self.reads if any(_overlaps(f, r.started, r.started) for f in faults)]
+            pubs = [
+                p for p in self.publishes if any(_overlaps(f, p.started, p.ended) for f in faults)
+            ]
+            reads = [
+                r for r in self.reads if any(_overlaps(f, r.started, r.started) for f in faults)
+            ]
             recover = [self._recovery(f) for f in faults]
             known = [r for r in recover if r is not None]
-            rows.append([
-                kind, str(len(faults)), str(len(pubs)), str(sum(1 for p in pubs if not p.ok)),
-                str(len(reads)), str(sum(1 for r in reads if r.status >= 500)),
-                f"{max(known):.1f}" if known else "-",
-            ])
+            rows.append(
+                [
+                    kind,
+                    str(len(faults)),
+                    str(len(pubs)),
+                    str(sum(1 for p in pubs if not p.ok)),
+                    str(len(reads)),
+                    str(sum(1 for r in reads if r.status >= 500)),
+                    f"{max(known):.1f}" if known else "-",
+                ]
+            )
         outside_p = [p for p in self.publishes if self.in_window(p.started, p.ended) is None]
         outside_r = [r for r in self.reads if self.in_window(r.started, r.started) is None]
-        rows.append([
-            "(no fault)", "-", str(len(outside_p)), str(sum(1 for p in outside_p if not p.ok)),
-            str(len(outside_r)), str(sum(1 for r in outside_r if r.status >= 500)), "-",
-        ])
+        rows.append(
+            [
+                "(no fault)",
+                "-",
+                str(len(outside_p)),
+                str(sum(1 for p in outside_p if not p.ok)),
+                str(len(outside_r)),
+                str(sum(1 for r in outside_r if r.status >= 500)),
+                "-",
+            ]
+        )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        return [
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+        ]
 
     def _recovery(self, f: Fault) -> float | None:
         done = [p.ended for p in self.acknowledged if p.ended >= f.ended]
@@ -234,13 +257,17 @@ class Report:
     def summary(self) -> list[str]:
         failed, inside = self.failed_inside()
         return [
-            (f"duration {self.duration:.0f} s, {len(self.faults)} faults, "
-            f"{len(self.publishes)} publishes ({len(self.acknowledged)} acknowledged), {len(self.reads)} reads"),
+            (
+                f"duration {self.duration:.0f} s, {len(self.faults)} faults, "
+                f"{len(self.publishes)} publishes ({len(self.acknowledged)} acknowledged), {len(self.reads)} reads"
+            ),
             f"acknowledged publishes lost: {len(self.lost)}",
             f"tracebacks: {len(self.tracebacks)}",
             f"5xx outside fault windows: {len(self.fives_outside())}",
-            (f"publishes failed inside fault windows: {failed} of {inside}"
-            f" ({100 * failed / inside if inside else 0:.1f}%)"),
+            (
+                f"publishes failed inside fault windows: {failed} of {inside}"
+                f" ({100 * failed / inside if inside else 0:.1f}%)"
+            ),
             f"response bodies with internals: {len(self.leaky_bodies)}",
             f"failures without exactly one Error: line: {len(self.unclear_failures)}",
         ]
@@ -261,9 +288,17 @@ def _digest(tag: str) -> tuple[str, int]:
 
 class Soak:
     def __init__(
-        self, work: Path, *, duration: float, seed: int, publishers: int = 4, readers: int = 2,
-        kinds: tuple[str, ...] = FAULT_KINDS, gap: tuple[float, float] = (6.0, 10.0),
-        log: Callable[[str], None] = print, target: Ours | Notary | None = None,
+        self,
+        work: Path,
+        *,
+        duration: float,
+        seed: int,
+        publishers: int = 4,
+        readers: int = 2,
+        kinds: tuple[str, ...] = FAULT_KINDS,
+        gap: tuple[float, float] = (6.0, 10.0),
+        log: Callable[[str], None] = print,
+        target: Ours | Notary | None = None,
     ) -> None:
         self.target = target or Ours()
         self.work = work
@@ -294,8 +329,12 @@ class Soak:
             self.internal_ports = [*target.ports, target.signer_port, cluster.port]
             self._setup_repos()
             self.t0 = time.monotonic()
-            threads = [threading.Thread(target=self._publisher, args=(i,)) for i in range(self.publishers)]
-            threads += [threading.Thread(target=self._reader, args=(i,)) for i in range(self.readers)]
+            threads = [
+                threading.Thread(target=self._publisher, args=(i,)) for i in range(self.publishers)
+            ]
+            threads += [
+                threading.Thread(target=self._reader, args=(i,)) for i in range(self.readers)
+            ]
             for t in threads:
                 t.start()
             self._faults()
@@ -350,7 +389,9 @@ class Soak:
                     self.report.unclear_failures.append(done.stderr)
             failures = sum(1 for p in self.report.publishes if not p.ok)
             if not pub.ok and failures <= 20:
-                self.log(f"  publish {gun}:{tag} failed at {started:.1f}s: {done.stderr.strip()[-300:]}")
+                self.log(
+                    f"  publish {gun}:{tag} failed at {started:.1f}s: {done.stderr.strip()[-300:]}"
+                )
 
     def _reader(self, i: int) -> None:
         pool = urllib3.PoolManager(ca_certs=str(self.target.ca), maxsize=2)
@@ -456,14 +497,18 @@ class Soak:
         for p in self.report.acknowledged:
             by_gun[p.gun].append(p)
         for n, (gun, pubs) in enumerate(sorted(by_gun.items())):
-            found = self.target.signed(self.guns[gun], gun, self.work / f"judge-{n}", [p.tag for p in pubs])
+            found = self.target.signed(
+                self.guns[gun], gun, self.work / f"judge-{n}", [p.tag for p in pubs]
+            )
             self.report.lost += [(gun, p.tag) for p in pubs if found.get(p.tag) != p.digest]
 
 
 # --- what runs under the soak ------------------------------------------------------------
 
 
-def _run(argv: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def _run(
+    argv: list[str], env: dict[str, str], timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
     )
@@ -476,7 +521,9 @@ class Ours:
     name = "ours"
 
     def start(self, work: Path, cluster: PostgresCluster) -> None:
-        self.stack: Stack = start_stack(work / "stack", cluster.create_database("soak"), workers="1")
+        self.stack: Stack = start_stack(
+            work / "stack", cluster.create_database("soak"), workers="1"
+        )
         self.replica, _ = self.stack.add_server()
         self.signer = self.stack.signer
         self.ca = self.stack.pki.ca_cert
@@ -501,10 +548,19 @@ class Ours:
     def init(self, trust_dir: Path, gun: str, *, flat: bool) -> subprocess.CompletedProcess[str]:
         return self.trustctl(trust_dir, "init", gun, *(("--hash-bins", "0") if flat else ()))
 
-    def publish(self, trust_dir: Path, gun: str, tag: str, digest: str, size: int) -> subprocess.CompletedProcess[str]:
+    def publish(
+        self, trust_dir: Path, gun: str, tag: str, digest: str, size: int
+    ) -> subprocess.CompletedProcess[str]:
         return self.trustctl(
-            trust_dir, "sign", f"{gun}:{tag}", "--digest", digest, "--size", str(size),
-            "--media-type", MEDIA_TYPE,
+            trust_dir,
+            "sign",
+            f"{gun}:{tag}",
+            "--digest",
+            digest,
+            "--size",
+            str(size),
+            "--media-type",
+            MEDIA_TYPE,
         )
 
     def signed(self, trust_dir: Path, gun: str, scratch: Path, tags: list[str]) -> dict[str, str]:
@@ -559,16 +615,32 @@ class Notary:
         from benchmarks.stacks import NOTARY_BIN, NOTARY_CLIENT_ENV
 
         config = trust_dir / "client.json"
-        config.write_text(json.dumps({"trust_dir": str(trust_dir), "remote_server": {"url": self.url, "root_ca": str(self.ca)}}))
+        config.write_text(
+            json.dumps(
+                {
+                    "trust_dir": str(trust_dir),
+                    "remote_server": {"url": self.url, "root_ca": str(self.ca)},
+                }
+            )
+        )
         return _run([NOTARY_BIN, "-c", str(config), *args], {**base_env(), **NOTARY_CLIENT_ENV})
 
     def init(self, trust_dir: Path, gun: str, *, flat: bool) -> subprocess.CompletedProcess[str]:
         trust_dir.mkdir(parents=True, exist_ok=True)
         return self.notary(trust_dir, "init", gun, "-p")
 
-    def publish(self, trust_dir: Path, gun: str, tag: str, digest: str, size: int) -> subprocess.CompletedProcess[str]:
+    def publish(
+        self, trust_dir: Path, gun: str, tag: str, digest: str, size: int
+    ) -> subprocess.CompletedProcess[str]:
         return self.notary(
-            trust_dir, "addhash", gun, tag, str(size), "--sha256", digest.removeprefix("sha256:"), "-p"
+            trust_dir,
+            "addhash",
+            gun,
+            tag,
+            str(size),
+            "--sha256",
+            digest.removeprefix("sha256:"),
+            "-p",
         )
 
     def signed(self, trust_dir: Path, gun: str, scratch: Path, tags: list[str]) -> dict[str, str]:
@@ -606,11 +678,16 @@ def main() -> None:
     parser.add_argument("--publishers", type=int, default=4)
     parser.add_argument("--readers", type=int, default=2)
     parser.add_argument(
-        "--notary", action="store_true", help="run notary-server/-signer 0.7.0 and the notary CLI instead"
+        "--notary",
+        action="store_true",
+        help="run notary-server/-signer 0.7.0 and the notary CLI instead",
     )
     args = parser.parse_args()
     report = run_soak(
-        args.duration, args.seed, publishers=args.publishers, readers=args.readers,
+        args.duration,
+        args.seed,
+        publishers=args.publishers,
+        readers=args.readers,
         target=Notary() if args.notary else Ours(),
     )
     print()

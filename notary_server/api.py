@@ -119,7 +119,9 @@ def get_metadata(gun: str, filename: str) -> Response | tuple[Response, int]:
 def rotate_key(gun: str, filename: str) -> tuple[Response, int]:
     f = tuf_file(filename)
     if f is None or f.kind != "key":
-        raise errors.MethodNotAllowedError("POST is allowed on .../timestamp.key and .../snapshot.key")
+        raise errors.MethodNotAllowedError(
+            "POST is allowed on .../timestamp.key and .../snapshot.key"
+        )
     svc = service()
     key = svc.rotate_server_key(gun, f.role)
     return _key_response(svc, gun, key, 201)
@@ -238,13 +240,16 @@ def _read_upload() -> dict[str, bytes]:
                     raise errors.NoFilenameError()
                 role = unquote(event.filename).removesuffix(".json")
                 if role in uploads:
-                    raise errors.MalformedUploadError(f"role {role[:80]!r} appears twice in the upload")
+                    raise errors.MalformedUploadError(
+                        f"role {role[:80]!r} appears twice in the upload"
+                    )
                 data = bytearray()
             elif isinstance(event, Data) and role is not None:
                 data += event.data
                 if len(data) > config.max_file_bytes:
                     raise errors.TooLargeError(
-                        f"{role[:80]}: file is larger than {config.max_file_bytes} bytes", role=role[:255]
+                        f"{role[:80]}: file is larger than {config.max_file_bytes} bytes",
+                        role=role[:255],
                     )
                 if not event.more_data:
                     uploads[role], role = bytes(data), None

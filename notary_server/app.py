@@ -169,7 +169,12 @@ def create_app(
         if e.http_status >= 500:
             logger.warning(
                 "request %s: %s %s answered %d %s: %s (%s)",
-                rid, request.method, request.path, e.http_status, e.code, e.message,
+                rid,
+                request.method,
+                request.path,
+                e.http_status,
+                e.code,
+                e.message,
                 errors.describe_cause(e),
             )
         resp = jsonify(errors.envelope(e, rid))
@@ -187,7 +192,9 @@ def create_app(
     def unexpected(e: Exception) -> tuple[Response, int]:
         rid = request_id()
         logger.exception("request %s: unexpected error on %s %s", rid, request.method, request.path)
-        err = errors.NotaryError("internal error; the server log has the details under this request id")
+        err = errors.NotaryError(
+            "internal error; the server log has the details under this request id"
+        )
         return jsonify(errors.envelope(err, rid)), 500
 
     @app.before_request
@@ -213,7 +220,9 @@ def create_app(
         started: Any = g.get("started")
         if started is not None:
             operation = request.endpoint or "unknown"
-            metrics.observe(operation, request.method, resp.status_code, time.perf_counter() - started)
+            metrics.observe(
+                operation, request.method, resp.status_code, time.perf_counter() - started
+            )
         return resp
 
     if auth is None:

@@ -159,7 +159,11 @@ class TokenAuth:
             raise ValueError(f"algorithm {header.get('alg')!r} is not accepted")
         chain = header.get("x5c")
         if chain is not None:
-            if not isinstance(chain, list) or not chain or not all(isinstance(c, str) for c in chain):
+            if (
+                not isinstance(chain, list)
+                or not chain
+                or not all(isinstance(c, str) for c in chain)
+            ):
                 raise ValueError("x5c must be a non-empty list of base64 certificates")
             leaf = x509.load_der_x509_certificate(base64.b64decode(chain[0], validate=True))
             self._check_validity(leaf)
@@ -195,7 +199,8 @@ class TokenAuth:
         self, required: list[Access], message: str, error: str | None = None
     ) -> errors.UnauthorizedError:
         err = errors.UnauthorizedError(
-            message, access=[{"type": a.type, "name": a.name, "actions": list(a.actions)} for a in required]
+            message,
+            access=[{"type": a.type, "name": a.name, "actions": list(a.actions)} for a in required],
         )
         err.headers = {"WWW-Authenticate": self.challenge(required, error)}
         return err

@@ -49,7 +49,9 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML configuration file.")
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), help="TOML configuration file."
+)
 @click.option("--no-migrate", is_flag=True, help="Do not upgrade the database schema at start-up.")
 def serve(config_path: str | None, no_migrate: bool) -> None:
     """Serve the trust server's HTTP API."""
@@ -57,7 +59,9 @@ def serve(config_path: str | None, no_migrate: bool) -> None:
     try:
         config.check_serving()
     except ConfigError as e:
-        _fail(str(e), "run `notary-server dev` for a development set-up with generated certificates")
+        _fail(
+            str(e), "run `notary-server dev` for a development set-up with generated certificates"
+        )
     configure_logging(config.log_level)
     if config.insecure_plain_http:
         logger.warning(
@@ -65,7 +69,9 @@ def serve(config_path: str | None, no_migrate: bool) -> None:
         )
     if not no_migrate:
         _migrate_in_child(config.database_url)
-    logger.info("trust server listening on %s:%d (%s)", config.host, config.port, config.wsgi_server)
+    logger.info(
+        "trust server listening on %s:%d (%s)", config.host, config.port, config.wsgi_server
+    )
     from notary_server.wsgi import serve as run
 
     run(config, config_path)
@@ -149,8 +155,13 @@ def renew(config_path: str | None) -> None:
 
 @main.command("import-notary")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False))
-@click.option("--from", "source", required=True, metavar="DATABASE_URL",
-              help="SQLAlchemy URL of the notary-server 0.7.0 database (its tuf_files table).")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    metavar="DATABASE_URL",
+    help="SQLAlchemy URL of the notary-server 0.7.0 database (its tuf_files table).",
+)
 @click.option("--dry-run", is_flag=True, help="Check everything and report; write nothing.")
 def import_notary(config_path: str | None, source: str, dry_run: bool) -> None:
     """Import every repository of a notary-server 0.7.0 database, byte for byte.
@@ -185,7 +196,10 @@ def import_notary(config_path: str | None, source: str, dry_run: bool) -> None:
             return
         written = apply(store, todo)
     except ImportRefused as e:
-        _fail(f"refused: {e}; nothing was written", "fix the source database or import into an empty one")
+        _fail(
+            f"refused: {e}; nothing was written",
+            "fix the source database or import into an empty one",
+        )
     except SQLAlchemyError as e:
         _fail(f"database error: {getattr(e, 'orig', None) or type(e).__name__}")
     click.echo(
@@ -217,7 +231,11 @@ def dev(keys_dir: str, var_dir: str, port: int, signer_port: int) -> None:
         )
     # each process gets only its own settings and secrets: the trust server never
     # sees the signer's passphrase, the signer never sees the server's settings
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("NOTARY_SIGNER_", "NOTARY_SERVER_"))}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("NOTARY_SIGNER_", "NOTARY_SERVER_"))
+    }
     signer_env = {
         **base,
         **{k: v for k, v in os.environ.items() if k.startswith("NOTARY_SIGNER_")},

@@ -147,11 +147,15 @@ class ServerConfig:
         if not 0 < self.port < 65536:
             raise ConfigError(f"port must be between 1 and 65535, got {self.port}")
         if self.timestamp_renew_before_hours >= self.timestamp_expiry_hours:
-            raise ConfigError("timestamp_renew_before_hours must be less than timestamp_expiry_hours")
+            raise ConfigError(
+                "timestamp_renew_before_hours must be less than timestamp_expiry_hours"
+            )
         if self.snapshot_renew_before_days >= self.snapshot_expiry_days:
             raise ConfigError("snapshot_renew_before_days must be less than snapshot_expiry_days")
         if self.timestamp_expiry_hours > 31 * 24:
-            raise ConfigError("timestamp_expiry_hours must be at most 744 (31 days, the signer's cap)")
+            raise ConfigError(
+                "timestamp_expiry_hours must be at most 744 (31 days, the signer's cap)"
+            )
         if self.snapshot_expiry_days > 400:
             raise ConfigError("snapshot_expiry_days must be at most 400 (the signer's cap)")
         if self.key_algorithm not in ("ecdsa", "ed25519"):
@@ -174,8 +178,12 @@ class ServerConfig:
             if not p.endswith("/"):
                 raise ConfigError(f"gun_prefixes entries must end with '/': {p!r}")
         for name in (
-            "max_body_bytes", "max_file_bytes", "max_parts", "max_parallel_large_uploads",
-            "workers", "threads",
+            "max_body_bytes",
+            "max_file_bytes",
+            "max_parts",
+            "max_parallel_large_uploads",
+            "workers",
+            "threads",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
@@ -218,7 +226,9 @@ def _coerce(name: str, raw: Any, target: Any) -> Any:
             return tuple(str(p) for p in raw)
         return str(raw)
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{name}: cannot read {raw!r} as {getattr(target, '__name__', target)}") from e
+        raise ConfigError(
+            f"{name}: cannot read {raw!r} as {getattr(target, '__name__', target)}"
+        ) from e
 
 
 def load_config(path: str | None = None, environ: Mapping[str, str] | None = None) -> ServerConfig:

@@ -230,7 +230,9 @@ class InvalidParametersError(NotaryError):
 class SignerUnavailableError(NotaryError):
     code = "SIGNER_UNAVAILABLE"
     http_status = 503
-    default_message = "the signing service is unavailable; nothing was stored: try again in a few seconds"
+    default_message = (
+        "the signing service is unavailable; nothing was stored: try again in a few seconds"
+    )
     retry_after = 1
 
 
@@ -247,7 +249,9 @@ class BusyError(NotaryError):
 class StorageUnavailableError(NotaryError):
     code = "STORAGE_UNAVAILABLE"
     http_status = 503
-    default_message = "the metadata database is unavailable; nothing was stored: try again in a few seconds"
+    default_message = (
+        "the metadata database is unavailable; nothing was stored: try again in a few seconds"
+    )
     retry_after = 1
 
 

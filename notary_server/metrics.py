@@ -42,7 +42,9 @@ class Metrics:
             ]
             for (op, method), total in sorted(self._seconds.items()):
                 labels = f'operation="{op}",method="{method}"'
-                lines.append(f"notary_server_http_request_duration_seconds_sum{{{labels}}} {total:.6f}")
+                lines.append(
+                    f"notary_server_http_request_duration_seconds_sum{{{labels}}} {total:.6f}"
+                )
                 lines.append(
                     f"notary_server_http_request_duration_seconds_count{{{labels}}} "
                     f"{self._count[(op, method)]}"

@@ -120,7 +120,9 @@ def target_path_problem(path: str, max_length: int = MAX_TARGET_PATH_LENGTH) -> 
     if unicodedata.normalize("NFC", path) != path:
         return "target path is not NFC-normalised"
     if unicodedata.normalize("NFKC", path) != path:
-        return "target path contains compatibility characters (full-width forms, no-break spaces, ...)"
+        return (
+            "target path contains compatibility characters (full-width forms, no-break spaces, ...)"
+        )
     for c in path:
         category = unicodedata.category(c)
         if category.startswith("C") or (category.startswith("Z") and c != " "):

@@ -205,15 +205,15 @@ class TrustService:
             )
         large = sum(len(raw) for raw in uploads.values()) > LARGE_UPLOAD_BYTES
         if large and not self._large_uploads.acquire(blocking=False):
-            raise errors.BusyError(max_parallel_large_uploads=self.config.max_parallel_large_uploads)
+            raise errors.BusyError(
+                max_parallel_large_uploads=self.config.max_parallel_large_uploads
+            )
         try:
             files = self._compare_and_store(gun, uploads)
         finally:
             if large:
                 self._large_uploads.release()
-        logger.info(
-            "published %s: %s", gun, ", ".join(f"{f.role} v{f.version}" for f in files)
-        )
+        logger.info("published %s: %s", gun, ", ".join(f"{f.role} v{f.version}" for f in files))
 
     def _compare_and_store(self, gun: str, uploads: Mapping[str, bytes]) -> list[MetaUpdate]:
         """Parse, check and sign without the write lock; store under it if nothing
@@ -275,8 +275,13 @@ class TrustService:
             snapshot_raw = validated.snapshot.raw
             _, timestamp_update = self.publisher.sign_online(
                 OnlineSigning(
-                    gun, state, root, held, now,
-                    client_snapshot=(validated.snapshot.version, snapshot_raw), fresh=fresh,
+                    gun,
+                    state,
+                    root,
+                    held,
+                    now,
+                    client_snapshot=(validated.snapshot.version, snapshot_raw),
+                    fresh=fresh,
                 )
             )
         files.append(timestamp_update)
@@ -337,7 +342,11 @@ class TrustService:
         if ts is None or not self._needs_renewal(gun, ts, now):
             return ts
         failed = self._renewal_failed.get(gun)
-        if failed is not None and now - failed < RENEWAL_RETRY and self._expiries_of(gun, ts)[0] > now:
+        if (
+            failed is not None
+            and now - failed < RENEWAL_RETRY
+            and self._expiries_of(gun, ts)[0] > now
+        ):
             return ts  # renewal failed moments ago: a read does not wait for the signer again
         try:
             self.renew(gun)
@@ -359,7 +368,9 @@ class TrustService:
             self._renewal_failed.put(gun, now)
             logger.warning(
                 "could not renew the timestamp of %s yet: %s (%s)",
-                gun, e.message, errors.describe_cause(e),
+                gun,
+                e.message,
+                errors.describe_cause(e),
             )
             return ts
 
@@ -483,7 +494,10 @@ class TrustService:
         deleted = self.store.delete(gun)
         self.notary.forget(gun)
         logger.info(
-            "deleted trust data of %s (existed: %s); retired %d online key(s)", gun, deleted, len(retired)
+            "deleted trust data of %s (existed: %s); retired %d online key(s)",
+            gun,
+            deleted,
+            len(retired),
         )
         return deleted
 

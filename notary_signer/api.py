@@ -154,7 +154,9 @@ def _field(source: Any, name: str, *, required: bool = True) -> str:
 
 
 @overload
-def _part(body: dict[str, Any], name: str, *, required: Literal[True]) -> tuple[list[str], bytes]: ...
+def _part(
+    body: dict[str, Any], name: str, *, required: Literal[True]
+) -> tuple[list[str], bytes]: ...
 
 
 @overload

@@ -101,5 +101,8 @@ def notary_keyid(keytype: str, public: bytes) -> str:
     ``public`` is the key's public bytes (DER SubjectPublicKeyInfo, a certificate, or
     raw Ed25519), written base64 as Notary does.
     """
-    obj = {"keytype": keytype, "keyval": {"private": None, "public": base64.b64encode(public).decode()}}
+    obj = {
+        "keytype": keytype,
+        "keyval": {"private": None, "public": base64.b64encode(public).decode()},
+    }
     return hashlib.sha256(_exact(obj)).hexdigest()

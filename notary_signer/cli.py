@@ -64,7 +64,11 @@ def serve(ctx: click.Context, config_path: str | None) -> None:
     with _errors(ctx):
         cert, key, ca = cfg.tls_cert_file, cfg.tls_key_file, cfg.client_ca_file
         assert cert and key and ca
-        logger.info("serving notary-signer on https://%s:%d (client certificates required)", cfg.host, cfg.port)
+        logger.info(
+            "serving notary-signer on https://%s:%d (client certificates required)",
+            cfg.host,
+            cfg.port,
+        )
         # The front reads every request whole, with deadlines and per-address
         # connection bounds, before a thread runs the app: a client stalled in its
         # TLS handshake or request costs a socket, never a worker thread.
@@ -130,8 +134,13 @@ def reencrypt(ctx: click.Context, config_path: str | None, new_alias: str) -> No
 
 @main.command("import-notary")
 @_config_option
-@click.option("--from", "source", required=True, metavar="DATABASE_URL",
-              help="SQLAlchemy URL of the notary-signer 0.7.0 database (its private_keys table).")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    metavar="DATABASE_URL",
+    help="SQLAlchemy URL of the notary-signer 0.7.0 database (its private_keys table).",
+)
 @click.option("--dry-run", is_flag=True, help="Decrypt and check every key; write nothing.")
 @click.pass_context
 def import_notary(ctx: click.Context, config_path: str | None, source: str, dry_run: bool) -> None:
@@ -161,17 +170,24 @@ def import_notary(ctx: click.Context, config_path: str | None, source: str, dry_
         summary = ", ".join(f"{n} {role}" for role, n in sorted(by_role.items())) or "none"
         guns = len({k.gun for k in keys})
         if dry_run:
-            click.echo(f"would import {len(keys)} key(s) of {guns} repositories ({summary}); nothing written")
+            click.echo(
+                f"would import {len(keys)} key(s) of {guns} repositories ({summary}); nothing written"
+            )
             return
         engine = db.make_engine(cfg.database_url)
         if db.is_sqlite(cfg.database_url):
             db.migrate(engine)
         elif not db.is_current(engine):
-            raise SignerError("the signer database schema is not up to date", hint="run `notary-signer migrate` first")
+            raise SignerError(
+                "the signer database schema is not up to date",
+                hint="run `notary-signer migrate` first",
+            )
         store = SQLKeyStore(engine, KeyEncryptor(os.environ, alias=cfg.default_alias))
         count = import_keys(store, keys)
-        click.echo(f"imported {count} new key(s) of {guns} repositories ({summary}); "
-                   f"{len(keys) - count} already present")
+        click.echo(
+            f"imported {count} new key(s) of {guns} repositories ({summary}); "
+            f"{len(keys) - count} already present"
+        )
 
 
 @main.command("generate-dev-pki")

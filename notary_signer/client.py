@@ -69,7 +69,9 @@ class OnlineFiles:
     timestamp_signatures: tuple[tuple[str, str], ...] = ()
 
 
-def _verified(keys: Sequence[Key], sigs: Sequence[tuple[str, str]], payload: bytes) -> list[tuple[str, str]]:
+def _verified(
+    keys: Sequence[Key], sigs: Sequence[tuple[str, str]], payload: bytes
+) -> list[tuple[str, str]]:
     """``sigs`` if they are exactly one valid signature over ``payload`` per key, in order."""
     if [k for k, _ in sigs] != [key.keyid for key in keys]:
         raise SignerUnavailableError("signer answered signatures of other keys than asked")
@@ -314,7 +316,12 @@ class SignerClient:
         except (KeyError, TypeError, ValueError) as e:
             raise SignerUnavailableError("signer answered a malformed batch") from e
         return _assemble(
-            timestamp_keys, snapshot_keys, snapshot_payload, snapshot_sigs, timestamp_payload, timestamp_sigs
+            timestamp_keys,
+            snapshot_keys,
+            snapshot_payload,
+            snapshot_sigs,
+            timestamp_payload,
+            timestamp_sigs,
         )
 
     def check_health(self) -> None:
@@ -352,7 +359,9 @@ class SignerClient:
                     again = False
                     logger.info(
                         "signer call %s %s failed (%s): once more on a new connection",
-                        method, path, type(reason).__name__,
+                        method,
+                        path,
+                        type(reason).__name__,
                     )
                     self._pool.clear()
                     continue

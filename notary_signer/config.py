@@ -41,7 +41,14 @@ from notary_signer.keystore._material import ALGORITHMS
 if TYPE_CHECKING:
     from notary_signer.front import FrontLimits
 
-__all__ = ["CONFIG_ENV_VAR", "MAX_REQUEST_BYTES", "SignerConfig", "check_alias", "load_config", "setting_env_var"]
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "MAX_REQUEST_BYTES",
+    "SignerConfig",
+    "check_alias",
+    "load_config",
+    "setting_env_var",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -240,8 +247,16 @@ def _validate(cfg: SignerConfig) -> None:
         raise ConfigError(f"setting port must be 1-65535, got {cfg.port}")
     if cfg.workers < 1 or cfg.threads < 1:
         raise ConfigError(f"workers and threads must be >= 1, got {cfg.workers}/{cfg.threads}")
-    if min(cfg.handshake_timeout_seconds, cfg.header_timeout_seconds, cfg.body_timeout_seconds,
-           cfg.write_timeout_seconds, cfg.keepalive_timeout_seconds) < 1:
+    if (
+        min(
+            cfg.handshake_timeout_seconds,
+            cfg.header_timeout_seconds,
+            cfg.body_timeout_seconds,
+            cfg.write_timeout_seconds,
+            cfg.keepalive_timeout_seconds,
+        )
+        < 1
+    ):
         raise ConfigError("every *_timeout_seconds setting must be at least 1")
     if cfg.max_connections < 1 or cfg.max_connections_per_client < 0:
         raise ConfigError("max_connections must be >= 1 and max_connections_per_client >= 0")

@@ -67,11 +67,23 @@ ERRORS = {
     "UNSUPPORTED_PROTOCOL": 505,
 }
 _REASONS = {
-    200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified", 400: "Bad Request",
-    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    408: "Request Timeout", 409: "Conflict", 411: "Length Required", 413: "Content Too Large",
-    431: "Request Header Fields Too Large", 500: "Internal Server Error",
-    503: "Service Unavailable", 505: "HTTP Version Not Supported",
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    304: "Not Modified",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    409: "Conflict",
+    411: "Length Required",
+    413: "Content Too Large",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
 }
 
 
@@ -107,7 +119,11 @@ class FrontLimits:
     def check(self) -> None:
         """Raise ValueError naming the first bad limit."""
         for name in (
-            "handshake_timeout", "header_timeout", "body_timeout", "write_timeout", "keepalive_timeout"
+            "handshake_timeout",
+            "header_timeout",
+            "body_timeout",
+            "write_timeout",
+            "keepalive_timeout",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be more than 0 seconds")
@@ -186,7 +202,11 @@ def _parse_head(raw: bytes) -> _Request:
         value = value.strip(" \t")
         lower = name.lower()
         if lower == "content-length":
-            if not value.isdigit() or len(value) > 18 or (length is not None and int(value) != length):
+            if (
+                not value.isdigit()
+                or len(value) > 18
+                or (length is not None and int(value) != length)
+            ):
                 raise _Refuse("MALFORMED_REQUEST", "bad Content-Length")
             length = int(value)
         elif lower == "transfer-encoding":
@@ -246,8 +266,12 @@ class _Worker:
                 logger.warning(
                     "refusing connections: %d open, %d from %s (limits %d, %d per client); "
                     "%d refused so far",
-                    self.open, per_client, client, limits.max_connections,
-                    limits.max_connections_per_client, self.refused,
+                    self.open,
+                    per_client,
+                    client,
+                    limits.max_connections,
+                    limits.max_connections_per_client,
+                    self.refused,
                 )
             return False
         self.per_client[client] = per_client + 1
@@ -349,7 +373,10 @@ class _Worker:
             except TimeoutError:
                 self.refuse(
                     writer,
-                    _Refuse("REQUEST_TIMEOUT", f"the body did not arrive within {limits.body_timeout:g} s"),
+                    _Refuse(
+                        "REQUEST_TIMEOUT",
+                        f"the body did not arrive within {limits.body_timeout:g} s",
+                    ),
                 )
                 return
             self.busy.add(task)  # from here, a stop lets the answer be written
@@ -362,7 +389,13 @@ class _Worker:
             writer.write(response)
             self.busy.discard(task)
             if self.access_log:
-                logger.info("%s %s %s %s", client, request.method, request.target[:200], response[9:12].decode())
+                logger.info(
+                    "%s %s %s %s",
+                    client,
+                    request.method,
+                    request.target[:200],
+                    response[9:12].decode(),
+                )
             if writer.transport.get_write_buffer_size() > _WRITE_BUFFER:
                 async with asyncio.timeout(limits.write_timeout):  # a slow reader
                     await writer.drain()
@@ -437,7 +470,9 @@ class _Worker:
         """Run the app in a pool thread; the whole response as bytes."""
         started: list[Any] = []
 
-        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], None]:
             if exc_info is not None and started:
                 raise exc_info[1].with_traceback(exc_info[2])
             started[:] = [status, headers]

@@ -79,7 +79,9 @@ def decrypt_jwe(token: str, passphrase: str) -> bytes:
     except ValueError:
         raise ImportRefusedError("JWE header is not JSON") from None
     if header.get("alg") != "PBES2-HS256+A128KW" or header.get("enc") != "A256GCM":
-        raise ImportRefusedError(f"unsupported JWE algorithms {header.get('alg')}/{header.get('enc')}")
+        raise ImportRefusedError(
+            f"unsupported JWE algorithms {header.get('alg')}/{header.get('enc')}"
+        )
     p2c = header.get("p2c")
     if type(p2c) is not int or not 0 < p2c <= _MAX_P2C:
         raise ImportRefusedError("JWE p2c is not a sane iteration count")
@@ -91,7 +93,9 @@ def decrypt_jwe(token: str, passphrase: str) -> bytes:
             _b64url(iv), _b64url(ciphertext) + _b64url(tag), header_b64.encode("ascii")
         )
     except (InvalidUnwrap, InvalidTag, ValueError):
-        raise ImportRefusedError("cannot decrypt the key: wrong passphrase or damaged data") from None
+        raise ImportRefusedError(
+            "cannot decrypt the key: wrong passphrase or damaged data"
+        ) from None
 
 
 def _private_key(algorithm: str, plain: bytes) -> Any:
@@ -151,7 +155,9 @@ def read_notary_keys(engine: Any, environ: Mapping[str, str]) -> list[NotaryKeyR
         var = f"NOTARY_SIGNER_{str(row.passphrase_alias).upper()}"
         passphrase = environ.get(var)
         if not passphrase:
-            raise ImportRefusedError(f"{where}: set {var} to the passphrase of alias {row.passphrase_alias!r}")
+            raise ImportRefusedError(
+                f"{where}: set {var} to the passphrase of alias {row.passphrase_alias!r}"
+            )
         token = _bytes(row.private).decode("ascii", errors="replace")
         try:
             key = _private_key(row.algorithm, decrypt_jwe(token, passphrase))
@@ -166,11 +172,20 @@ def read_notary_keys(engine: Any, environ: Mapping[str, str]) -> list[NotaryKeyR
         if row.algorithm == "ecdsa" and not isinstance(key.curve, ec.SECP256R1):
             raise ImportRefusedError(f"{where}: only P-256 ECDSA keys are supported")
         pkcs8 = key.private_bytes(
-            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         )
         out.append(
-            NotaryKeyRow(row.key_id, row.gun, row.role, row.algorithm, pkcs8,
-                         _utc(row.created_at), _utc(row.last_used))
+            NotaryKeyRow(
+                row.key_id,
+                row.gun,
+                row.role,
+                row.algorithm,
+                pkcs8,
+                _utc(row.created_at),
+                _utc(row.last_used),
+            )
         )
     return out
 

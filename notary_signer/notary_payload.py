@@ -75,7 +75,11 @@ def _check_entry(entry: Any, refuse: Any) -> None:
     if type(entry["length"]) is not int or entry["length"] < 0:
         raise refuse("a meta length is a non-negative integer")
     hashes = entry["hashes"]
-    if not isinstance(hashes, dict) or "sha256" not in hashes or not set(hashes) <= {"sha256", "sha512"}:
+    if (
+        not isinstance(hashes, dict)
+        or "sha256" not in hashes
+        or not set(hashes) <= {"sha256", "sha512"}
+    ):
         raise refuse("meta hashes are sha256 and optionally sha512")
     for alg, size in (("sha256", 32), ("sha512", 64)):
         if alg in hashes:

@@ -50,6 +50,7 @@ class BatchSignatures:
     timestamp_payload: bytes
     timestamp: list[Signature]
 
+
 logger = logging.getLogger(__name__)
 
 

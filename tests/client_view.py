@@ -30,7 +30,9 @@ class FlaskFetcher(FetcherInterface):
         self.fetched.append(path)
         resp = self.client.get(path)
         if resp.status_code >= 400:
-            raise exceptions.DownloadHTTPError(f"HTTP {resp.status_code} for {path}", resp.status_code)
+            raise exceptions.DownloadHTTPError(
+                f"HTTP {resp.status_code} for {path}", resp.status_code
+            )
         return iter([resp.data])
 
 
@@ -60,7 +62,12 @@ def updater(
 
 
 def judge(
-    metadata_dir: Path, base_url: str, gun: str, tag: str, fetcher: FetcherInterface, bootstrap: bytes | None
+    metadata_dir: Path,
+    base_url: str,
+    gun: str,
+    tag: str,
+    fetcher: FetcherInterface,
+    bootstrap: bytes | None,
 ) -> TargetFile | None:
     up = updater(metadata_dir, base_url, gun, fetcher, bootstrap)
     up.refresh()

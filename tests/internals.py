@@ -16,12 +16,18 @@ __all__ = ["leaks"]
 _PATTERNS = [
     ("internal address", re.compile(r"\b(?:127\.\d+\.\d+\.\d+|localhost|0\.0\.0\.0|::1)\b")),
     ("URL", re.compile(r"\bhttps?://")),
-    ("file path", re.compile(r"(?:/[\w.-]+){2,}\.(?:py|pem|db|sock|log)\b|/(?:tmp|home|usr|var|etc|root)/")),
+    (
+        "file path",
+        re.compile(r"(?:/[\w.-]+){2,}\.(?:py|pem|db|sock|log)\b|/(?:tmp|home|usr|var|etc|root)/"),
+    ),
     ("exception class", re.compile(r"\b[A-Z][A-Za-z]+(?:Error|Exception|Timeout|Refused)\b")),
     (
         "library",
-        re.compile(r"\b(?:urllib3|psycopg2?|sqlalchemy|sqlite3|werkzeug|gunicorn|HTTPSConnection|"
-                   r"Traceback|errno|Errno)\b", re.IGNORECASE),
+        re.compile(
+            r"\b(?:urllib3|psycopg2?|sqlalchemy|sqlite3|werkzeug|gunicorn|HTTPSConnection|"
+            r"Traceback|errno|Errno)\b",
+            re.IGNORECASE,
+        ),
     ),
     ("SQL", re.compile(r"\b(?:SELECT|INSERT|UPDATE|DELETE FROM|tuf_files)\b")),
 ]

@@ -128,7 +128,9 @@ def mariadb_server() -> Iterator[MariaDB]:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"mariadbd exited:\n{(base / 'mariadbd.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"mariadbd exited:\n{(base / 'mariadbd.log').read_text()[-2000:]}"
+                )
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1):
                     break

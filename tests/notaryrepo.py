@@ -58,7 +58,18 @@ def sha1_certificate(key: ec.EllipticCurvePrivateKey, cn: str) -> bytes:
             )
         )
         return subprocess.run(
-            ["openssl", "req", "-x509", "-sha1", "-key", str(path), "-days", "30", "-subj", "/CN=" + cn.replace("/", "\\/")],
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-sha1",
+                "-key",
+                str(path),
+                "-days",
+                "30",
+                "-subj",
+                "/CN=" + cn.replace("/", "\\/"),
+            ],
             check=True,
             capture_output=True,
         ).stdout
@@ -165,7 +176,9 @@ class NotaryOwner:
     def __post_init__(self) -> None:
         self.root = Signing.cert(self.gun)
 
-    def root_signed(self, version: int, *, root_keys: list[Signing] | None = None, threshold: int = 1) -> dict[str, Any]:
+    def root_signed(
+        self, version: int, *, root_keys: list[Signing] | None = None, threshold: int = 1
+    ) -> dict[str, Any]:
         root_keys = root_keys or [self.root]
         snap_obj = self.snapshot.obj if self.snapshot else self.snapshot_key
         assert snap_obj is not None
@@ -200,7 +213,9 @@ class NotaryOwner:
         for name, signers, paths in delegations:
             for s in signers:
                 keys[s.keyid] = s.obj
-            roles.append({"name": name, "keyids": [s.keyid for s in signers], "threshold": 1, "paths": paths})
+            roles.append(
+                {"name": name, "keyids": [s.keyid for s in signers], "threshold": 1, "paths": paths}
+            )
         return {
             "_type": "Targets",
             "delegations": {"keys": keys, "roles": roles},

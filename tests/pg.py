@@ -119,8 +119,18 @@ class PostgresCluster:
 
     def initdb(self) -> None:
         self._run(
-            "initdb", "-D", str(self.datadir), "-A", "trust", "-U", "postgres",
-            "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions",
+            "initdb",
+            "-D",
+            str(self.datadir),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+            "--no-instructions",
         )
 
     def start(self) -> None:
@@ -129,8 +139,17 @@ class PostgresCluster:
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
         self._run(
-            "pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile),
-            "-o", options, "-w", "-t", "30", "start",
+            "pg_ctl",
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.logfile),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "30",
+            "start",
         )
         self.running = True
 
@@ -152,7 +171,10 @@ class PostgresCluster:
         """Create an empty database (``test_<n>`` by default); return its URL."""
         name = name or f"test_{next(self._db_numbers)}"
         with psycopg.connect(
-            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
+            host="127.0.0.1",
+            port=self.port,
+            user="postgres",
+            dbname="postgres",
             autocommit=True,
         ) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]

@@ -45,14 +45,24 @@ class Process:
     def start(self, timeout: float = 30.0) -> Process:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+            self.argv,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}"
+                )
             try:
-                if self.pool.request("GET", self.health_url, timeout=2, retries=False).status == 200:
+                if (
+                    self.pool.request("GET", self.health_url, timeout=2, retries=False).status
+                    == 200
+                ):
                     return self
             except urllib3.exceptions.HTTPError:
                 pass
@@ -112,7 +122,9 @@ class Stack:
         return replica, url
 
     def logs(self) -> str:
-        return "".join(p.log.read_text() for p in (self.signer, self.server, *self.extra) if p.log.exists())
+        return "".join(
+            p.log.read_text() for p in (self.signer, self.server, *self.extra) if p.log.exists()
+        )
 
     def stop(self) -> None:
         for p in (*self.extra, self.server, self.signer):

@@ -66,7 +66,9 @@ def table(text: str, heading: str) -> dict[str, str]:
 
 def differences(defined: set[str], documented: set[str], where: str) -> list[str]:
     problems = [f"{c} is not documented in {where}" for c in sorted(defined - documented)]
-    problems += [f"{c} is documented in {where} but nothing defines it" for c in sorted(documented - defined)]
+    problems += [
+        f"{c} is documented in {where} but nothing defines it" for c in sorted(documented - defined)
+    ]
     return problems
 
 
@@ -101,10 +103,14 @@ def test_every_server_error_code_is_documented_with_its_status() -> None:
     import_all(notary_server)
     api = (DOCS / "api.md").read_text()
     app_doc = table(api, "Every error has one envelope")
-    codes = {cls.code: cls.http_status for cls in subclasses(NotaryError) if cls.code not in NOT_SENT}
+    codes = {
+        cls.code: cls.http_status for cls in subclasses(NotaryError) if cls.code not in NOT_SENT
+    }
     problems = differences(set(codes), set(app_doc), "docs/api.md (the server's codes)")
     front_doc = table(api, "Answered by the front")
-    problems += differences(set(FRONT_ERRORS) - {"UNKNOWN"}, set(front_doc), "docs/api.md (the front's codes)")
+    problems += differences(
+        set(FRONT_ERRORS) - {"UNKNOWN"}, set(front_doc), "docs/api.md (the front's codes)"
+    )
     for code, status in [*codes.items(), *FRONT_ERRORS.items()]:
         where = front_doc if code in FRONT_ERRORS and code in front_doc else app_doc
         if code in where and where[code] != str(status):
@@ -118,10 +124,17 @@ def test_every_invalid_update_reason_and_rule_is_documented() -> None:
     reasons = {cls.reason for cls in subclasses(InvalidUpdateError)}
     source = "\n".join(p.read_text() for p in Path(notary_server.__file__).parent.rglob("*.py"))
     reasons |= set(re.findall(r'reason="([A-Z_]+)"', source))
-    problems = differences(reasons, set(table(api, "`INVALID_UPDATE` reasons")), "docs/api.md (reasons)")
+    problems = differences(
+        reasons, set(table(api, "`INVALID_UPDATE` reasons")), "docs/api.md (reasons)"
+    )
     rules = set(re.findall(r'rule="([a-z0-9-]+)"', source))
-    documented = set(re.findall(r"`([a-z0-9]+(?:-[a-z0-9]+)+)`", api + (DOCS / "notary-dialect.md").read_text()))
-    problems += [f"rule {r} is not documented in docs/api.md or docs/notary-dialect.md" for r in sorted(rules - documented)]
+    documented = set(
+        re.findall(r"`([a-z0-9]+(?:-[a-z0-9]+)+)`", api + (DOCS / "notary-dialect.md").read_text())
+    )
+    problems += [
+        f"rule {r} is not documented in docs/api.md or docs/notary-dialect.md"
+        for r in sorted(rules - documented)
+    ]
     assert rules and not problems, "\n".join(problems)
 
 
@@ -131,7 +144,9 @@ def test_every_invalid_update_reason_and_rule_is_documented() -> None:
 def test_every_signer_error_code_is_documented_with_its_status() -> None:
     import_all(notary_signer)
     doc = table((DOCS / "signer.md").read_text(), "Error codes:")
-    codes = {cls.code: cls.http_status for cls in subclasses(SignerError) if cls.code not in NOT_SENT}
+    codes = {
+        cls.code: cls.http_status for cls in subclasses(SignerError) if cls.code not in NOT_SENT
+    }
     source = (Path(notary_signer.__file__).parent / "app.py").read_text()
     answered = set(re.findall(r'^    \d{3}: "([A-Z_]+)",$', source, re.MULTILINE))
     answered |= set(re.findall(r'_envelope\("([A-Z_]+)"', source))

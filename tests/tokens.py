@@ -24,7 +24,9 @@ ISSUER = "test-token-issuer"
 REALM = "https://127.0.0.1:1/token"
 
 
-def _cert(key: Any, name: str, issuer_key: Any | None = None, issuer_name: str | None = None) -> x509.Certificate:
+def _cert(
+    key: Any, name: str, issuer_key: Any | None = None, issuer_name: str | None = None
+) -> x509.Certificate:
     now = datetime.now(UTC)
     return (
         x509.CertificateBuilder()

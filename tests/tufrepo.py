@@ -44,7 +44,9 @@ class Owner:
 
     timestamp_key: Key
     snapshot_key: Key | None = None
-    root_signers: list[CryptoSigner] = field(default_factory=lambda: [CryptoSigner.generate_ecdsa()])
+    root_signers: list[CryptoSigner] = field(
+        default_factory=lambda: [CryptoSigner.generate_ecdsa()]
+    )
     targets_signer: CryptoSigner = field(default_factory=CryptoSigner.generate_ecdsa)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -97,7 +99,12 @@ class Owner:
         return tf
 
     def delegate(
-        self, role: str, signers: list[CryptoSigner], *, threshold: int = 1, paths: list[str] | None = None
+        self,
+        role: str,
+        signers: list[CryptoSigner],
+        *,
+        threshold: int = 1,
+        paths: list[str] | None = None,
     ) -> None:
         if self.targets.delegations is None:
             self.targets.delegations = Delegations(keys={}, roles={})

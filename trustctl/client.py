@@ -165,7 +165,9 @@ class ServerClient:
             )
         except TransportError as e:
             if e.sent and not e.tls:
-                raise _uncertain(gun, f"the connection failed before the answer ({e.reason})") from e
+                raise _uncertain(
+                    gun, f"the connection failed before the answer ({e.reason})"
+                ) from e
             raise transport_failure(self.server, e) from e
         if resp.status in RETRIABLE_STATUS and not (
             resp.status == 503 and info_code(resp) in REFUSED_CODES

@@ -73,7 +73,9 @@ def key_status(info: KeyInfo, repos: Mapping[str, RepoKeys]) -> str:
         else:
             listed = repo.targets
         return CURRENT if info.keyid in listed else RETIRED
-    known = [repos[info.gun]] if info.gun is not None and info.gun in repos else list(repos.values())
+    known = (
+        [repos[info.gun]] if info.gun is not None and info.gun in repos else list(repos.values())
+    )
     if any(info.keyid in ids for repo in known for ids in repo.signers.values()):
         return CURRENT
     if info.name and any(info.name in repo.signers for repo in known):

@@ -158,13 +158,18 @@ class Publisher:
             repo.refresh()
             if sent is not None and _stored(repo, sent[1]):
                 logger.info(
-                    "the upload of %s whose answer was lost is stored: not sending it again", self.gun
+                    "the upload of %s whose answer was lost is stored: not sending it again",
+                    self.gun,
                 )
                 return self._finish(*sent, result)
             sent = None
             prefetch_bins(
                 repo,
-                [str(c.data["tag"]) for c in changes if c.action in ("add-target", "remove-target")],
+                [
+                    str(c.data["tag"])
+                    for c in changes
+                    if c.action in ("add-target", "remove-target")
+                ],
             )
             plan = Plan(repo, self.services.keystore, self.services.clock())
             for change in changes:

@@ -147,7 +147,9 @@ def error_code(resp: Response) -> str | None:
     return code if isinstance(code, str) else None
 
 
-def retry_after(resp: Response, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> float | None:
+def retry_after(
+    resp: Response, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> float | None:
     """The ``Retry-After`` header in seconds (delta-seconds or an HTTP date), if any."""
     value = (resp.header("retry-after") or "").strip()
     if not value:

@@ -321,16 +321,22 @@ def _safe_for_secrets(url: str) -> bool:
     return is_loopback_host(split_host_port(parts.netloc)[0])
 
 
-def _transport_error(url: str, reason: BaseException | str, *, sent: bool | None = None) -> TransportError:
+def _transport_error(
+    url: str, reason: BaseException | str, *, sent: bool | None = None
+) -> TransportError:
     """A :class:`TransportError` saying whether the request may have been sent."""
     text = str(reason)
     tls = isinstance(reason, urllib3.exceptions.SSLError) or "SSL" in text or "CERTIFICATE" in text
     if sent is None:
         # a failed connect (refused, connect timeout, TLS handshake) sent nothing;
         # anything later (reset, read timeout, closed without an answer) may have
-        sent = not isinstance(
-            reason, urllib3.exceptions.ConnectTimeoutError | urllib3.exceptions.NewConnectionError
-        ) and not tls
+        sent = (
+            not isinstance(
+                reason,
+                urllib3.exceptions.ConnectTimeoutError | urllib3.exceptions.NewConnectionError,
+            )
+            and not tls
+        )
     retriable = not tls
     if "Connection refused" in text:
         text = "connection refused"

@@ -110,7 +110,7 @@ def parse_expires(value: Any) -> datetime:
         head, _, rest = text.partition(".")
         digits = re.match(r"\d+", rest)
         assert digits
-        text = f"{head}.{digits.group()[:6].ljust(6, '0')}{rest[len(digits.group()):]}"
+        text = f"{head}.{digits.group()[:6].ljust(6, '0')}{rest[len(digits.group()) :]}"
     try:
         return datetime.fromisoformat(text).astimezone(UTC)
     except ValueError:
@@ -220,8 +220,12 @@ def parse_key(obj: Any) -> NotaryKey:
             public_key = serialization.load_der_public_key(public)
     except (ValueError, UnsupportedAlgorithm, IndexError) as e:
         raise FormatError(f"{keytype} key does not load: {str(e)[:80]}") from None
-    want = rsa.RSAPublicKey if keytype.startswith("rsa") else (
-        ec.EllipticCurvePublicKey if keytype.startswith("ecdsa") else ed25519.Ed25519PublicKey
+    want = (
+        rsa.RSAPublicKey
+        if keytype.startswith("rsa")
+        else (
+            ec.EllipticCurvePublicKey if keytype.startswith("ecdsa") else ed25519.Ed25519PublicKey
+        )
     )
     if not isinstance(public_key, want):
         raise FormatError(f"key material is not a {keytype} key")

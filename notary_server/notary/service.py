@@ -84,7 +84,9 @@ def notary_key(key: Key) -> NotaryKey:
         return key_from_spki(bytes.fromhex(public))
     loaded = serialization.load_pem_public_key(public.encode())
     return key_from_spki(
-        loaded.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        loaded.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     )
 
 
@@ -167,7 +169,11 @@ class NotaryRepos:
                 snapshot_raw = snapshot.data
             else:
                 snapshot_raw = checked.files["snapshot"][1]
-            files.append(self._next_timestamp(gun, stored("timestamp"), snapshot_raw, checked.root, held, now))
+            files.append(
+                self._next_timestamp(
+                    gun, stored("timestamp"), snapshot_raw, checked.root, held, now
+                )
+            )
             tx.add(files)
         logger.info(
             "published %s (Notary dialect): %s",
@@ -271,7 +277,11 @@ class NotaryRepos:
         try:
             self.renew(gun)
             return self._trust._current(gun, "timestamp") or ts
-        except (errors.SignerUnavailableError, errors.StorageUnavailableError, errors.InvalidUpdateError) as e:
+        except (
+            errors.SignerUnavailableError,
+            errors.StorageUnavailableError,
+            errors.InvalidUpdateError,
+        ) as e:
             if self._expiries(gun, ts)[0] <= now:
                 raise errors.SignerUnavailableError(
                     f"the timestamp of {gun} has expired and could not be renewed: {e.message}",
@@ -288,7 +298,12 @@ class NotaryRepos:
             ts = tx.current("timestamp")
             root_file = tx.current("root")
             snap = tx.current("snapshot")
-            if ts is None or root_file is None or snap is None or not self._needs_renewal(gun, ts, now):
+            if (
+                ts is None
+                or root_file is None
+                or snap is None
+                or not self._needs_renewal(gun, ts, now)
+            ):
                 return False
             root = Root.parse(root_file.data)
             held = self.held(gun)

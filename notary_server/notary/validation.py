@@ -182,9 +182,7 @@ def root_certificate_problem(key: NotaryKey, gun: str, now: datetime | None) -> 
         return "is not an x509 certificate"
     names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     cn = names[0] if names else ""
-    if not isinstance(cn, str) or not (
-        cn == gun or (cn.endswith("*") and gun.startswith(cn[:-1]))
-    ):
+    if not isinstance(cn, str) or not (cn == gun or (cn.endswith("*") and gun.startswith(cn[:-1]))):
         return f"has common name {str(cn)[:80]!r}, not the repository {gun!r}"
     if isinstance(cert.signature_hash_algorithm, hashes.SHA1):
         return "is signed with SHA-1"
@@ -193,7 +191,9 @@ def root_certificate_problem(key: NotaryKey, gun: str, now: datetime | None) -> 
     return None
 
 
-def _root_certs(root: Root, gun: str, now: datetime | None) -> tuple[dict[str, NotaryKey], list[str]]:
+def _root_certs(
+    root: Root, gun: str, now: datetime | None
+) -> tuple[dict[str, NotaryKey], list[str]]:
     good, problems = {}, []
     for keyid, key in root.role_keys("root").items():
         problem = root_certificate_problem(key, gun, now)

@@ -26,9 +26,7 @@ from notary_server.storage import ChangeRecord, MetadataStore, MetaUpdate, Store
 __all__ = ["MemoryStore"]
 
 
-def check_versions(
-    updates: Sequence[MetaUpdate], current: dict[str, int]
-) -> None:
+def check_versions(updates: Sequence[MetaUpdate], current: dict[str, int]) -> None:
     """Raise OldVersionError unless every update is newer than ``current[role]``.
 
     Updates of one role within ``updates`` must also increase. Used by both stores.
@@ -38,8 +36,7 @@ def check_versions(
         stored = seen.get(update.role)
         if stored is not None and update.version <= stored:
             raise OldVersionError(
-                f"{update.role} version {update.version} is not newer than"
-                f" stored version {stored}",
+                f"{update.role} version {update.version} is not newer than stored version {stored}",
                 role=update.role,
                 stored_version=stored,
                 sent_version=update.version,
@@ -84,14 +81,20 @@ class _MemoryTransaction:
                 )
             )
 
-
     def put_pending(self, update: MetaUpdate) -> None:
         self.pending[update.role] = StoredFile(
-            self._gun, update.role, update.version, bytes(update.data), update.sha256, datetime.now(UTC)
+            self._gun,
+            update.role,
+            update.version,
+            bytes(update.data),
+            update.sha256,
+            datetime.now(UTC),
         )
 
     def delete_pending(self, role: str) -> bool:
-        existed = (self.pending[role] if role in self.pending else self._store.get_pending(self._gun, role))
+        existed = (
+            self.pending[role] if role in self.pending else self._store.get_pending(self._gun, role)
+        )
         self.pending[role] = None
         return existed is not None
 

@@ -119,7 +119,12 @@ def _version_conflict(gun: str, cause: Exception) -> OldVersionError:
 
 
 _FILE_COLUMNS = (
-    TufFile.gun, TufFile.role, TufFile.version, TufFile.data, TufFile.sha256, TufFile.created_at,
+    TufFile.gun,
+    TufFile.role,
+    TufFile.version,
+    TufFile.data,
+    TufFile.sha256,
+    TufFile.created_at,
 )
 
 
@@ -181,15 +186,22 @@ class _SQLTransaction:
             sha256 = u.sha256
             self._session.add(
                 TufFile(
-                    gun=self._gun, role=u.role, version=u.version,
-                    sha256=sha256, data=data, created_at=now,
+                    gun=self._gun,
+                    role=u.role,
+                    version=u.version,
+                    sha256=sha256,
+                    data=data,
+                    created_at=now,
                 )
             )
             if u.role == "timestamp":
                 self.changes.append(
                     Change(
-                        created_at=now, gun=self._gun, version=u.version,
-                        sha256=sha256, category="update",
+                        created_at=now,
+                        gun=self._gun,
+                        version=u.version,
+                        sha256=sha256,
+                        category="update",
                     )
                 )
         try:
@@ -198,14 +210,17 @@ class _SQLTransaction:
             self.failed = True  # the session's transaction is gone; commit must not happen
             raise _version_conflict(self._gun, e) from e
 
-
     @_db_errors()
     def put_pending(self, update: MetaUpdate) -> None:
         self.delete_pending(update.role)
         self._session.add(
             PendingFile(
-                gun=self._gun, role=update.role, version=update.version, sha256=update.sha256,
-                data=bytes(update.data), created_at=datetime.now(UTC),
+                gun=self._gun,
+                role=update.role,
+                version=update.version,
+                sha256=update.sha256,
+                data=bytes(update.data),
+                created_at=datetime.now(UTC),
             )
         )
         self._session.flush()
@@ -256,7 +271,9 @@ class SQLStore(MetadataStore):
         self.engine = create_engine(parsed, connect_args=connect_args, **options)
         if self.dialect == "sqlite":
             configure_sqlite(self.engine)
-            write_engine: Engine = self.engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+            write_engine: Engine = self.engine.execution_options(
+                **{SQLITE_BEGIN_OPTION: "IMMEDIATE"}
+            )
             read_engine = self.engine
         else:
             write_engine = self.engine
@@ -270,7 +287,9 @@ class SQLStore(MetadataStore):
         self._digest_engine = (
             self.engine
             if self.dialect == "sqlite"
-            else create_engine(parsed, connect_args=connect_args, isolation_level="AUTOCOMMIT", **options)
+            else create_engine(
+                parsed, connect_args=connect_args, isolation_level="AUTOCOMMIT", **options
+            )
         )
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         self._digest_sql = (

@@ -158,7 +158,9 @@ class SQLKeyStore:
             for gun, role, algorithm, der, created_at, last_used in keys:
                 pub = SSlibKey.from_crypto(load_der_private_key(der, password=None).public_key())
                 found = conn.execute(
-                    select(private_keys.c.gun, private_keys.c.role).where(private_keys.c.keyid == pub.keyid)
+                    select(private_keys.c.gun, private_keys.c.role).where(
+                        private_keys.c.keyid == pub.keyid
+                    )
                 ).first()
                 if found is not None:
                     if (found.gun, found.role) != (gun, role):
@@ -177,7 +179,9 @@ class SQLKeyStore:
                         scheme=pub.scheme,
                         public_key=json.dumps(pub.to_dict(), sort_keys=True),
                         passphrase_alias=self._enc.alias,
-                        encrypted_private=self._enc.encrypt(der, keyid=pub.keyid, gun=gun, role=role),
+                        encrypted_private=self._enc.encrypt(
+                            der, keyid=pub.keyid, gun=gun, role=role
+                        ),
                         created_at=created_at or self._clock(),
                         last_used=last_used,
                     )

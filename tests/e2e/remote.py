@@ -32,11 +32,15 @@ class Remote:
         return Key.from_dict(d.pop("keyid"), d)
 
     def new_owner(self) -> Owner:
-        return Owner(timestamp_key=self.server_key("timestamp"), snapshot_key=self.server_key("snapshot"))
+        return Owner(
+            timestamp_key=self.server_key("timestamp"), snapshot_key=self.server_key("snapshot")
+        )
 
     def publish(self, files: dict[str, bytes], timeout: float = 30) -> urllib3.BaseHTTPResponse:
         fields = [("files", (role, raw, "application/json")) for role, raw in files.items()]
-        return self.pool.request("POST", self.tuf_url(), fields=fields, timeout=timeout, retries=False)
+        return self.pool.request(
+            "POST", self.tuf_url(), fields=fields, timeout=timeout, retries=False
+        )
 
     def get(self, name: str) -> urllib3.BaseHTTPResponse:
         return self.pool.request("GET", self.tuf_url(name), retries=False)

@@ -23,11 +23,24 @@ def test_dev_command_brings_up_signer_and_server_and_ctrl_c_stops_both(tmp_path:
     started = time.monotonic()
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "notary_server", "dev",
-            "--keys-dir", str(tmp_path / "keys"), "--var-dir", str(tmp_path / "var"),
-            "--port", str(port), "--signer-port", str(signer_port),
+            sys.executable,
+            "-m",
+            "notary_server",
+            "dev",
+            "--keys-dir",
+            str(tmp_path / "keys"),
+            "--var-dir",
+            str(tmp_path / "var"),
+            "--port",
+            str(port),
+            "--signer-port",
+            str(signer_port),
         ],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         ca = tmp_path / "keys" / "dev-ca.pem"
@@ -38,13 +51,20 @@ def test_dev_command_brings_up_signer_and_server_and_ctrl_c_stops_both(tmp_path:
             if ca.exists():
                 try:
                     pool = urllib3.PoolManager(ca_certs=str(ca))
-                    resp = pool.request("GET", f"https://127.0.0.1:{port}/_notary_server/health", retries=False, timeout=2)
+                    resp = pool.request(
+                        "GET",
+                        f"https://127.0.0.1:{port}/_notary_server/health",
+                        retries=False,
+                        timeout=2,
+                    )
                     if resp.status == 200:
                         healthy = json.loads(resp.data)
                 except urllib3.exceptions.HTTPError:
                     pass
             time.sleep(0.2)
-        assert healthy == {"status": "ok"}, "the server never became healthy (database and signer checks)"
+        assert healthy == {"status": "ok"}, (
+            "the server never became healthy (database and signer checks)"
+        )
         print(f"\nDEV fresh start to healthy server: {time.monotonic() - started:.1f} s")
 
         for name in ("dev-ca.pem", "server.pem", "signer.pem", "server-client.pem"):
@@ -103,11 +123,24 @@ def test_dev_command_gives_the_signers_passphrase_to_the_signer_only(tmp_path: P
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_")}
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "notary_server", "dev",
-            "--keys-dir", str(tmp_path / "keys"), "--var-dir", str(tmp_path / "var"),
-            "--port", str(port), "--signer-port", str(signer_port),
+            sys.executable,
+            "-m",
+            "notary_server",
+            "dev",
+            "--keys-dir",
+            str(tmp_path / "keys"),
+            "--var-dir",
+            str(tmp_path / "var"),
+            "--port",
+            str(port),
+            "--signer-port",
+            str(signer_port),
         ],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -133,7 +166,11 @@ def test_dev_command_gives_the_signers_passphrase_to_the_signer_only(tmp_path: P
         assert signer and len(server) >= 2, processes
         assert _environ(signer[0])["NOTARY_SIGNER_DEFAULT"] == passphrase
         for pid in server:
-            leaked = [k for k, v in _environ(pid).items() if passphrase in v or k.startswith("NOTARY_SIGNER_")]
+            leaked = [
+                k
+                for k, v in _environ(pid).items()
+                if passphrase in v or k.startswith("NOTARY_SIGNER_")
+            ]
             assert leaked == [], f"{processes.get(pid, pid)} has {leaked}"
     finally:
         os.killpg(proc.pid, signal.SIGINT)
@@ -157,11 +194,25 @@ def test_dev_command_with_an_unwritable_keys_directory_says_so_in_one_line(tmp_p
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_")}
     run = subprocess.run(
         [
-            sys.executable, "-m", "notary_server", "dev",
-            "--keys-dir", str(tmp_path / "file" / "keys"), "--var-dir", str(tmp_path / "var"),
-            "--port", str(free_port()), "--signer-port", str(free_port()),
+            sys.executable,
+            "-m",
+            "notary_server",
+            "dev",
+            "--keys-dir",
+            str(tmp_path / "file" / "keys"),
+            "--var-dir",
+            str(tmp_path / "var"),
+            "--port",
+            str(free_port()),
+            "--signer-port",
+            str(free_port()),
         ],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     _one_line_error(run)
     assert "--keys-dir" in run.stderr
@@ -169,10 +220,17 @@ def test_dev_command_with_an_unwritable_keys_directory_says_so_in_one_line(tmp_p
 
 def test_renew_with_an_unreachable_database_says_so_in_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_")}
-    env["NOTARY_SERVER_DATABASE_URL"] = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/notary"
+    env["NOTARY_SERVER_DATABASE_URL"] = (
+        f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/notary"
+    )
     run = subprocess.run(
         [sys.executable, "-m", "notary_server", "renew"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     _one_line_error(run)
     assert "database" in run.stderr

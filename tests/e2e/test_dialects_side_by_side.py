@@ -26,10 +26,14 @@ MEDIA = "application/vnd.oci.image.manifest.v1+json"
 
 def test_a_tuf_repository_and_a_notary_repository_side_by_side(tmp_path: Path):
     if not notary_available():
-        pytest.fail("needs Debian's notary package (notary CLI 0.7.0): run scripts/install-system-deps.sh")
+        pytest.fail(
+            "needs Debian's notary package (notary CLI 0.7.0): run scripts/install-system-deps.sh"
+        )
     stack = start_stack(tmp_path / "stack")
     ca = stack.pki.ca_cert
-    trustctl_env = {k: v for k, v in os.environ.items() if not k.startswith(("TRUSTCTL_", "NOTARY_", "DOCKER_"))}
+    trustctl_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("TRUSTCTL_", "NOTARY_", "DOCKER_"))
+    }
     trustctl_env.update(
         TRUSTCTL_SERVER=stack.url, TRUSTCTL_TLS_CA=str(ca), TRUSTCTL_TRUST_DIR=str(tmp_path / "trustctl"),
         TRUSTCTL_ROOT_PASSPHRASE=remember("side root passphrase"),
@@ -54,7 +58,16 @@ def test_a_tuf_repository_and_a_notary_repository_side_by_side(tmp_path: Path):
         return p.stdout
 
     def sign(tag: str, digest: str) -> None:
-        trustctl("sign", f"{TUF_GUN}:{tag}", "--digest", f"sha256:{digest}", "--size", "10", "--media-type", MEDIA)
+        trustctl(
+            "sign",
+            f"{TUF_GUN}:{tag}",
+            "--digest",
+            f"sha256:{digest}",
+            "--size",
+            "10",
+            "--media-type",
+            MEDIA,
+        )
 
     try:
         trustctl("init", TUF_GUN)
@@ -70,7 +83,9 @@ def test_a_tuf_repository_and_a_notary_repository_side_by_side(tmp_path: Path):
         trustctl("trust", "export", TUF_GUN, "-o", str(root))
         fetcher = HTTPSFetcher(str(ca))
         for tag, digest in (("v1", "1" * 64), ("v2", "2" * 64)):
-            found = judge(tmp_path / f"ngclient-{tag}", stack.url, TUF_GUN, tag, fetcher, root.read_bytes())
+            found = judge(
+                tmp_path / f"ngclient-{tag}", stack.url, TUF_GUN, tag, fetcher, root.read_bytes()
+            )
             assert found is not None and found.hashes["sha256"] == digest
         fresh = subprocess.run(
             [NOTARY_BIN, "-d", str(tmp_path / "fresh"), "-s", stack.url, "--tlscacert", str(ca), "list", NOTARY_GUN],

@@ -71,13 +71,18 @@ def own_cluster() -> Iterator[PostgresCluster]:
         yield cluster
 
 
-def test_database_stopped_gives_503_and_no_partial_write(tmp_path: Path, own_cluster: PostgresCluster) -> None:
+def test_database_stopped_gives_503_and_no_partial_write(
+    tmp_path: Path, own_cluster: PostgresCluster
+) -> None:
     stack = start_stack(tmp_path, own_cluster.create_database("faults"))
     try:
         remote = Remote(stack.url, GUN, str(stack.pki.ca_cert))
         owner = remote.new_owner()
         owner.add_tag("v1")
-        assert remote.publish({"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status == 200
+        assert (
+            remote.publish({"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status
+            == 200
+        )
         before = remote.current()
 
         own_cluster.stop()
@@ -201,7 +206,9 @@ def test_server_killed_in_a_burst_of_publishes_loses_nothing_acknowledged(
         )
         assert lost == []
         # the stored chain is whole: a fresh client accepts it end to end
-        assert judge(tmp_path / "after", stack.url, GUN, "base", HTTPSFetcher(str(stack.pki.ca_cert)), pinned)
+        assert judge(
+            tmp_path / "after", stack.url, GUN, "base", HTTPSFetcher(str(stack.pki.ca_cert)), pinned
+        )
     finally:
         stack.stop()
 
@@ -213,7 +220,12 @@ def test_two_server_processes_on_one_postgresql_lose_no_tag(tmp_path: Path, pg_u
         remotes = [Remote(u, GUN, str(stack.pki.ca_cert)) for u in (stack.url, second_url)]
         owner = remotes[0].new_owner()
         owner.add_tag("base")
-        assert remotes[0].publish({"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status == 200
+        assert (
+            remotes[0]
+            .publish({"root": owner.root_bytes(), "targets": owner.targets_bytes()})
+            .status
+            == 200
+        )
 
         outcomes: dict[str, int | str] = {}
         lock = threading.Lock()

@@ -56,7 +56,9 @@ def _port(url: str) -> int:
 
 
 def _connect(port: int, source: str) -> socket.socket:
-    s = socket.create_connection(("127.0.0.1", port), timeout=ANSWER_TIMEOUT, source_address=(source, 0))
+    s = socket.create_connection(
+        ("127.0.0.1", port), timeout=ANSWER_TIMEOUT, source_address=(source, 0)
+    )
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     return s
 
@@ -135,7 +137,11 @@ ATTACKS = {
 
 @pytest.mark.parametrize("target,attack,count", list(ATTACKS.values()), ids=list(ATTACKS))
 def test_stalled_clients_do_not_stop_reads_or_publishes(
-    stack: Stack, published: tuple[Remote, Owner], target: str, attack: Callable[..., socket.socket], count: int
+    stack: Stack,
+    published: tuple[Remote, Owner],
+    target: str,
+    attack: Callable[..., socket.socket],
+    count: int,
 ) -> None:
     remote, owner = published
     if attack is stalled_post:

@@ -77,7 +77,9 @@ def remote(stack: Stack, prefix: str) -> Remote:
 
 def signer_keys(stack: Stack, gun: str) -> list[str]:
     """Key ids the signer's database holds for ``gun`` (read directly, as an auditor would)."""
-    store = SQLKeyStore(make_engine(stack.signer.env["NOTARY_SIGNER_DATABASE_URL"]), KeyEncryptor({}))
+    store = SQLKeyStore(
+        make_engine(stack.signer.env["NOTARY_SIGNER_DATABASE_URL"]), KeyEncryptor({})
+    )
     return [k.keyid for role in ("timestamp", "snapshot") for k in store.list(gun, role)]
 
 
@@ -103,9 +105,18 @@ def respelled(key: Key, public: str) -> Key:
 
 
 SPELLINGS: dict[str, tuple[Callable[[], CryptoSigner], Callable[[str], str]]] = {
-    "ecdsa pem with a leading line of text": (CryptoSigner.generate_ecdsa, lambda p: "co-owner\n" + p),
-    "ecdsa pem with CRLF line ends": (CryptoSigner.generate_ecdsa, lambda p: p.replace("\n", "\r\n")),
-    "ed25519 hex with a space inside": (CryptoSigner.generate_ed25519, lambda h: h[:32] + " " + h[32:]),
+    "ecdsa pem with a leading line of text": (
+        CryptoSigner.generate_ecdsa,
+        lambda p: "co-owner\n" + p,
+    ),
+    "ecdsa pem with CRLF line ends": (
+        CryptoSigner.generate_ecdsa,
+        lambda p: p.replace("\n", "\r\n"),
+    ),
+    "ed25519 hex with a space inside": (
+        CryptoSigner.generate_ed25519,
+        lambda h: h[:32] + " " + h[32:],
+    ),
     "ed25519 hex in upper case": (CryptoSigner.generate_ed25519, str.upper),
 }
 
@@ -132,7 +143,9 @@ def test_one_root_key_holder_cannot_rotate_to_a_two_of_two_root_alone(
     md.signatures[twin.keyid] = Signature(twin.keyid, sig.signature)
     previous = Metadata[Root].from_bytes(before["root"]).signed
     # python-tuf counts two signatures from one key: the attack is real
-    assert owner.root.get_root_verification_result(previous, md.signed_bytes, md.signatures).verified
+    assert owner.root.get_root_verification_result(
+        previous, md.signed_bytes, md.signatures
+    ).verified
 
     resp = r.publish({"root": md.to_bytes()})
     assert error(resp) == (400, "INVALID_UPDATE", "BAD_KEYS"), resp.data
@@ -167,8 +180,10 @@ def test_a_pull_token_cannot_get_server_keys_through_an_encoded_name(
     assert signer_keys(authed, gun) == []  # no key was created for a pull-only token
     # the plain name asks for push, as before
     plain = pool.request(
-        "GET", f"{authed.url}/v2/{gun}/_trust/tuf/timestamp.key",
-        headers={"Authorization": f"Bearer {pull}"}, retries=False,
+        "GET",
+        f"{authed.url}/v2/{gun}/_trust/tuf/timestamp.key",
+        headers={"Authorization": f"Bearer {pull}"},
+        retries=False,
     )
     assert plain.status == 401
 
@@ -200,7 +215,10 @@ NOW = datetime.now(UTC)
 OUT_OF_DATE = {
     "x5c certificate expired yesterday": (NOW - timedelta(days=30), NOW - timedelta(days=1)),
     "x5c certificate valid from tomorrow": (NOW + timedelta(days=1), NOW + timedelta(days=30)),
-    "x5c certificate expired ten minutes ago": (NOW - timedelta(days=1), NOW - timedelta(minutes=10)),
+    "x5c certificate expired ten minutes ago": (
+        NOW - timedelta(days=1),
+        NOW - timedelta(minutes=10),
+    ),
 }
 
 
@@ -213,9 +231,16 @@ def test_token_certificates_outside_their_validity_are_refused(
     url = f"{authed.url}/v2/{gun}/_trust/tuf/root.json"
 
     def status(token: str) -> int:
-        return pool.request("GET", url, headers={"Authorization": f"Bearer {token}"}, retries=False).status
+        return pool.request(
+            "GET", url, headers={"Authorization": f"Bearer {token}"}, retries=False
+        ).status
 
-    valid = x5c_token(issuer, repo_access(gun, "pull"), not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=1))
+    valid = x5c_token(
+        issuer,
+        repo_access(gun, "pull"),
+        not_before=NOW - timedelta(days=1),
+        not_after=NOW + timedelta(days=1),
+    )
     assert status(valid) == 404  # authorised: there is just nothing stored yet
     not_before, not_after = validity
     stale = x5c_token(issuer, repo_access(gun, "pull"), not_before=not_before, not_after=not_after)
@@ -223,7 +248,9 @@ def test_token_certificates_outside_their_validity_are_refused(
 
 
 BAD_HEADERS: dict[str, dict[str, Any]] = {
-    "x5c is a string": {"x5c": "MIIBkTCB+wIJAKHBfpegPjMCMA0GCSqGSIb3DQEBCwUAMBExDzANBgNVBAMMBnRlc3RjYTAe"},
+    "x5c is a string": {
+        "x5c": "MIIBkTCB+wIJAKHBfpegPjMCMA0GCSqGSIb3DQEBCwUAMBExDzANBgNVBAMMBnRlc3RjYTAe"
+    },
     "x5c is an object": {"x5c": {"0": "MIIB"}},
     "x5c is a list of numbers": {"x5c": [1, 2]},
     "x5c is an empty list": {"x5c": []},
@@ -242,8 +269,10 @@ def test_malformed_token_headers_get_401_without_a_traceback(
     gun = f"127.0.0.1:5000/{unique_repo('header')}"
     token = raw_header_token(issuer, repo_access(gun, "pull"), header)
     resp = pool.request(
-        "GET", f"{authed.url}/v2/{gun}/_trust/tuf/root.json",
-        headers={"Authorization": f"Bearer {token}"}, retries=False,
+        "GET",
+        f"{authed.url}/v2/{gun}/_trust/tuf/root.json",
+        headers={"Authorization": f"Bearer {token}"},
+        retries=False,
     )
     assert error(resp)[:2] == (401, "UNAUTHORIZED"), resp.data
     assert "Traceback" not in authed.logs()
@@ -279,7 +308,12 @@ def test_a_keyless_push_user_cannot_strip_a_pending_co_signature(stack: Stack) -
     owner.add_tag("v1", role="targets/releases")
     url = f"{stack.url}/v2/{r.gun}/_trust/pending/targets%2Freleases.json"
     for signer in (alice, bob):
-        assert r.pool.request("PUT", url, body=owner.delegated_bytes("targets/releases", [signer])).status == 200
+        assert (
+            r.pool.request(
+                "PUT", url, body=owner.delegated_bytes("targets/releases", [signer])
+            ).status
+            == 200
+        )
 
     waiting = Metadata.from_bytes(r.pool.request("GET", url).data)
     assert set(waiting.signatures) == {alice.public_key.keyid, bob.public_key.keyid}
@@ -390,15 +424,23 @@ def test_health_details_only_for_an_admin_token(authed: Stack, issuer: Issuer) -
         assert anonymous.status == 503
         assert json.loads(anonymous.data) == {"status": "unavailable"}
         puller = pool.request(
-            "GET", url, retries=False,
-            headers={"Authorization": f"Bearer {issuer.token(repo_access('127.0.0.1:5000/a/b', 'pull', 'push', '*'))}"},
+            "GET",
+            url,
+            retries=False,
+            headers={
+                "Authorization": f"Bearer {issuer.token(repo_access('127.0.0.1:5000/a/b', 'pull', 'push', '*'))}"
+            },
         )
         assert json.loads(puller.data) == {"status": "unavailable"}
         admin = issuer.token([{"type": "registry", "name": "catalog", "actions": ["*"]}])
-        detailed = pool.request("GET", url, retries=False, headers={"Authorization": f"Bearer {admin}"})
+        detailed = pool.request(
+            "GET", url, retries=False, headers={"Authorization": f"Bearer {admin}"}
+        )
         body = json.loads(detailed.data)
         assert detailed.status == 503 and body["status"] == "unavailable"
-        assert "signer" in body["problems"] and signer_url.split("//")[1] in body["problems"]["signer"]
+        assert (
+            "signer" in body["problems"] and signer_url.split("//")[1] in body["problems"]["signer"]
+        )
         assert signer_url.split("//")[1] not in anonymous.data.decode() + puller.data.decode()
     finally:
         authed.signer.start()

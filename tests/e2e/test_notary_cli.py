@@ -35,8 +35,10 @@ PASSPHRASES = {
 
 def _require_notary() -> None:
     if not notary_available():
-        pytest.fail("needs Debian's notary package (notary, notary-server, notary-signer 0.7.0): "
-                    "run scripts/install-system-deps.sh")
+        pytest.fail(
+            "needs Debian's notary package (notary, notary-server, notary-signer 0.7.0): "
+            "run scripts/install-system-deps.sh"
+        )
 
 
 @dataclass
@@ -51,17 +53,41 @@ class Side:
     def config(self) -> Path:
         path = self.work / "client.json"
         if not path.exists():
-            path.write_text(json.dumps({"trust_dir": str(self.work / "trust"),
-                                        "remote_server": {"url": self.url, "root_ca": str(self.ca)}}))
+            path.write_text(
+                json.dumps(
+                    {
+                        "trust_dir": str(self.work / "trust"),
+                        "remote_server": {"url": self.url, "root_ca": str(self.ca)},
+                    }
+                )
+            )
         return path
 
     def notary(self, *args: str, stdin: str = "", fresh: str | None = None) -> tuple[int, str, str]:
         if fresh:  # another machine: an empty trust directory, server named on the command line
-            argv = [NOTARY_BIN, "-d", str(self.work / fresh), "-s", self.url, "--tlscacert", str(self.ca), *args]
+            argv = [
+                NOTARY_BIN,
+                "-d",
+                str(self.work / fresh),
+                "-s",
+                self.url,
+                "--tlscacert",
+                str(self.ca),
+                *args,
+            ]
         else:
             argv = [NOTARY_BIN, "-c", str(self.config()), *args]
         env = {**base_env(), **PASSPHRASES}
-        p = subprocess.run(argv, check=False, input=stdin, capture_output=True, text=True, env=env, cwd=self.work, timeout=120)
+        p = subprocess.run(
+            argv,
+            check=False,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=self.work,
+            timeout=120,
+        )
         return p.returncode, p.stdout, p.stderr
 
 
@@ -133,7 +159,16 @@ def run_sequence(side: Side, cert: tuple[Path, Path]) -> list[tuple[str, int, ob
     step("lookup", "lookup", GUN, "v1", answer="stdout")
     step("verify right content", "verify", GUN, "v1", "-i", "f.txt", answer="stdout")
     step("verify tampered content", "verify", GUN, "v1", "-i", "bad.txt")
-    step("delegation add --all-paths", "delegation", "add", GUN, "targets/releases", str(crt), "--all-paths", "-p")
+    step(
+        "delegation add --all-paths",
+        "delegation",
+        "add",
+        GUN,
+        "targets/releases",
+        str(crt),
+        "--all-paths",
+        "-p",
+    )
     step("delegation list", "delegation", "list", GUN, answer="rows")
     step("key import delegate", "key", "import", str(key), "-r", "targets/releases")
     step("addhash --roles targets/releases", "addhash", GUN, "v3", "5", "--sha256", b64,
@@ -153,15 +188,31 @@ def run_sequence(side: Side, cert: tuple[Path, Path]) -> list[tuple[str, int, ob
     return out
 
 
-def test_the_notary_cli_gives_the_same_answers_against_our_server_and_notary_server(sides, tmp_path: Path):
+def test_the_notary_cli_gives_the_same_answers_against_our_server_and_notary_server(
+    sides, tmp_path: Path
+):
     cert = _delegate_cert(tmp_path)
     ours, theirs = (run_sequence(s, cert) for s in sides)
     assert ours == theirs
     by_step = {name: (rc, value) for name, rc, value in ours}
     # and the answers are the right ones, not merely the same
-    assert all(rc == 0 for name, (rc, _) in by_step.items() if name not in (
-        "verify tampered content", "lookup unknown tag", "list missing GUN", "list after delete"))
-    for failing in ("verify tampered content", "lookup unknown tag", "list missing GUN", "list after delete"):
+    assert all(
+        rc == 0
+        for name, (rc, _) in by_step.items()
+        if name
+        not in (
+            "verify tampered content",
+            "lookup unknown tag",
+            "list missing GUN",
+            "list after delete",
+        )
+    )
+    for failing in (
+        "verify tampered content",
+        "lookup unknown tag",
+        "list missing GUN",
+        "list after delete",
+    ):
         assert by_step[failing][0] == 1, failing
     listed = by_step["list from a fresh trust dir"][1]
     assert [row[0] for row in listed] == ["v1", "v2", "v3", "v4"]  # type: ignore[union-attr]
@@ -175,7 +226,9 @@ def test_the_notary_cli_gives_the_same_answers_against_our_server_and_notary_ser
 def _docker() -> str:
     found = shutil.which("docker")
     if not found:
-        pytest.fail("needs a docker client with `docker trust` (Debian's docker.io, or docker 28); no engine")
+        pytest.fail(
+            "needs a docker client with `docker trust` (Debian's docker.io, or docker 28); no engine"
+        )
     return found
 
 
@@ -198,12 +251,23 @@ def run_docker_sequence(side: Side, docker: str) -> list[tuple[str, int, str]]:
                            cwd=side.work, timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
         # key ids differ per run; digests (one repeated digit) do not
         text = p.stdout.replace(str(side.work), "<work>").replace(host, "<server>")
-        text = re.sub(r"\b[0-9a-f]{12,64}\b", lambda m: m[0] if len(set(m[0])) == 1 else "<id>", text)
-        out.append((name, p.returncode, "\n".join(line.rstrip() for line in text.splitlines() if line.strip())))
+        text = re.sub(
+            r"\b[0-9a-f]{12,64}\b", lambda m: m[0] if len(set(m[0])) == 1 else "<id>", text
+        )
+        out.append(
+            (
+                name,
+                p.returncode,
+                "\n".join(line.rstrip() for line in text.splitlines() if line.strip()),
+            )
+        )
         return p.stdout
 
     run("key generate", [docker, "trust", "key", "generate", "alice", "--dir", str(side.work)])
-    run("signer add", [docker, "trust", "signer", "add", "--key", str(side.work / "alice.pub"), "alice", GUN])
+    run(
+        "signer add",
+        [docker, "trust", "signer", "add", "--key", str(side.work / "alice.pub"), "alice", GUN],
+    )
     repo_pass = env["DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE"]
     run("delegate signs v1", [NOTARY_BIN, "-d", str(config / "trust"), "-s", side.url, "--tlscacert", str(side.ca),
                               "addhash", GUN, "v1", "100", "--sha256", "c" * 64,

@@ -66,9 +66,33 @@ def fill(config: Path, work: Path) -> None:
     )  # fmt: skip
     ok(notary(config, "init", A, "-p"))
     ok(notary(config, "add", A, "v1", str(work / "f.txt"), "-p"))
-    ok(notary(config, "delegation", "add", A, "targets/releases", str(work / "d.crt"), "--all-paths", "-p"))
+    ok(
+        notary(
+            config,
+            "delegation",
+            "add",
+            A,
+            "targets/releases",
+            str(work / "d.crt"),
+            "--all-paths",
+            "-p",
+        )
+    )
     ok(notary(config, "key", "import", str(work / "d.key"), "-r", "targets/releases"))
-    ok(notary(config, "addhash", A, "v2", "3", "--sha256", "a" * 64, "--roles", "targets/releases", "-p"))
+    ok(
+        notary(
+            config,
+            "addhash",
+            A,
+            "v2",
+            "3",
+            "--sha256",
+            "a" * 64,
+            "--roles",
+            "targets/releases",
+            "-p",
+        )
+    )
     ok(notary(config, "key", "rotate", A, "snapshot", "-r"))
     ok(notary(config, "key", "rotate", A, "targets"))
     ok(notary(config, "init", B, "-p"))
@@ -83,12 +107,16 @@ def cli(module: str, *args: str, env: dict[str, str]) -> subprocess.CompletedPro
 
 
 @pytest.fixture(params=["postgres", "mariadb"])
-def source(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[NotaryStack, str, str]]:
+def source(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[NotaryStack, str, str]]:
     """A notary-server + notary-signer 0.7.0 on PostgreSQL or MariaDB, and the
     SQLAlchemy URLs of its two databases."""
     if not notary_available():
-        pytest.fail("needs Debian's notary package (notary-server, notary-signer, notary 0.7.0): "
-                    "run scripts/install-system-deps.sh")
+        pytest.fail(
+            "needs Debian's notary package (notary-server, notary-signer, notary 0.7.0): "
+            "run scripts/install-system-deps.sh"
+        )
     if request.param == "postgres":
         cluster = request.getfixturevalue("pg_cluster")
         stack = start_notary("migsrc", tmp_path / "theirs", pg_port=cluster.port)
@@ -114,7 +142,10 @@ def test_a_notary_deployment_moves_over_and_its_clients_keep_working(source, tmp
     theirs, source_server, source_signer = source
     try:
         fill(theirs.client_config, tmp_path)
-        ts_keys = {g: timestamp_keyid(theirs.trust_dir / "tuf" / g / "metadata" / "root.json") for g in (A, B)}
+        ts_keys = {
+            g: timestamp_keyid(theirs.trust_dir / "tuf" / g / "metadata" / "root.json")
+            for g in (A, B)
+        }
         before = {g: ok(notary(theirs.client_config, "list", g)) for g in (A, B)}
     finally:
         theirs.stop()
@@ -125,9 +156,18 @@ def test_a_notary_deployment_moves_over_and_its_clients_keep_working(source, tmp
         server_env = {k: v for k, v in ours.server.env.items() if k.startswith("NOTARY_SERVER_")}
 
         # a dry run checks and reports, writes nothing
-        dry = cli("notary_signer", "import-notary", "--from", source_signer, "--dry-run", env={**signer_env, **SOURCE_ALIAS_ENV})
+        dry = cli(
+            "notary_signer",
+            "import-notary",
+            "--from",
+            source_signer,
+            "--dry-run",
+            env={**signer_env, **SOURCE_ALIAS_ENV},
+        )
         assert dry.returncode == 0 and "would import" in dry.stdout, dry.stdout + dry.stderr
-        dry = cli("notary_server", "import-notary", "--from", source_server, "--dry-run", env=server_env)
+        dry = cli(
+            "notary_server", "import-notary", "--from", source_server, "--dry-run", env=server_env
+        )
         assert dry.returncode == 0 and "nothing written" in dry.stdout, dry.stderr
         config = tmp_path / "ours-client.json"
         config.write_text(json.dumps({"trust_dir": str(theirs.trust_dir),
@@ -135,19 +175,33 @@ def test_a_notary_deployment_moves_over_and_its_clients_keep_working(source, tmp
         import urllib3
 
         pool = urllib3.PoolManager(ca_certs=str(ours.pki.ca_cert))
-        assert pool.request("GET", f"{ours.url}/v2/{B}/_trust/tuf/root.json").status == 404  # not yet
+        assert (
+            pool.request("GET", f"{ours.url}/v2/{B}/_trust/tuf/root.json").status == 404
+        )  # not yet
 
         # without the source alias's passphrase: refused, nothing written
         refused = cli("notary_signer", "import-notary", "--from", source_signer, env=signer_env)
         assert refused.returncode == 1 and "NOTARY_SIGNER_BENCHALIAS" in refused.stderr
 
-        keys = cli("notary_signer", "import-notary", "--from", source_signer, env={**signer_env, **SOURCE_ALIAS_ENV})
+        keys = cli(
+            "notary_signer",
+            "import-notary",
+            "--from",
+            source_signer,
+            env={**signer_env, **SOURCE_ALIAS_ENV},
+        )
         assert keys.returncode == 0 and "imported" in keys.stdout, keys.stdout + keys.stderr
         files = cli("notary_server", "import-notary", "--from", source_server, env=server_env)
         assert files.returncode == 0 and "imported" in files.stdout, files.stdout + files.stderr
         again = cli("notary_server", "import-notary", "--from", source_server, env=server_env)
         assert "imported 0 of" in again.stdout, again.stdout + again.stderr
-        again = cli("notary_signer", "import-notary", "--from", source_signer, env={**signer_env, **SOURCE_ALIAS_ENV})
+        again = cli(
+            "notary_signer",
+            "import-notary",
+            "--from",
+            source_signer,
+            env={**signer_env, **SOURCE_ALIAS_ENV},
+        )
         assert "imported 0 new key(s)" in again.stdout, again.stdout + again.stderr
 
         # the same trust directory (cached metadata, pinned certificates) against our server
@@ -160,8 +214,12 @@ def test_a_notary_deployment_moves_over_and_its_clients_keep_working(source, tmp
         assert "v3" in listed and "v2" in listed and "targets/releases" in listed
 
         for g in (A, B):
-            ts = json.loads(pool.request("GET", f"{ours.url}/v2/{g}/_trust/tuf/timestamp.json").data)
-            assert [s["keyid"] for s in ts["signatures"]] == ts_keys[g]  # signed by the imported key
+            ts = json.loads(
+                pool.request("GET", f"{ours.url}/v2/{g}/_trust/tuf/timestamp.json").data
+            )
+            assert [s["keyid"] for s in ts["signatures"]] == ts_keys[
+                g
+            ]  # signed by the imported key
             assert ts["signatures"][0]["method"] == "ecdsa"
     finally:
         ours.stop()

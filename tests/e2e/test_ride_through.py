@@ -73,8 +73,12 @@ def signed_digest(tag: str) -> tuple[str, ...]:
     """``--digest D --size N --media-type M`` for a made-up manifest (no registry needed)."""
     manifest = f'{{"tag": "{tag}"}}'.encode()
     return (
-        "--digest", f"sha256:{hashlib.sha256(manifest).hexdigest()}",
-        "--size", str(len(manifest)), "--media-type", MEDIA_TYPE,
+        "--digest",
+        f"sha256:{hashlib.sha256(manifest).hexdigest()}",
+        "--size",
+        str(len(manifest)),
+        "--media-type",
+        MEDIA_TYPE,
     )
 
 
@@ -98,9 +102,11 @@ def owner(stack: Stack, tmp_path: Path) -> Trustctl:
 
 
 def _judge(stack: Stack, tmp: Path, gun: str, tag: str, owner: Trustctl) -> str | None:
-    pinned = (owner.trust_dir.parent / f"{tag}-root.json")
+    pinned = owner.trust_dir.parent / f"{tag}-root.json"
     owner.ok("trust", "export", gun, "-o", str(pinned))
-    found = judge(tmp, stack.url, gun, tag, HTTPSFetcher(str(stack.pki.ca_cert)), pinned.read_bytes())
+    found = judge(
+        tmp, stack.url, gun, tag, HTTPSFetcher(str(stack.pki.ca_cert)), pinned.read_bytes()
+    )
     return None if found is None else "sha256:" + found.hashes["sha256"]
 
 
@@ -141,7 +147,9 @@ def test_a_publish_whose_answer_was_lost_is_reconciled_not_sent_twice(
 
     def lose_the_first_publish_answer(req: Request) -> Reply:
         headers = {k: v for k, v in req.headers.items() if k not in ("host", "content-length")}
-        r = upstream.request(req.method, stack.url + req.path, headers=headers, body=req.body or None)
+        r = upstream.request(
+            req.method, stack.url + req.path, headers=headers, body=req.body or None
+        )
         if req.method == "POST":
             posts.append(r.status)
             if len(posts) == 1:
@@ -167,7 +175,9 @@ def test_signer_unavailable_body_names_no_internals(stack: Stack) -> None:
     remote = Remote(stack.url, "127.0.0.1:5000/ride/body", str(stack.pki.ca_cert))
     owner = remote.new_owner()
     owner.add_tag("v1")
-    assert remote.publish({"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status == 200
+    assert (
+        remote.publish({"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status == 200
+    )
     signer_port = int(stack.server.env["NOTARY_SERVER_SIGNER_URL"].rsplit(":", 1)[1])
 
     stack.signer.stop()

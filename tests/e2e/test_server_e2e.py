@@ -24,7 +24,9 @@ def _current(stack: Stack) -> dict[str, bytes]:
     return Remote(stack.url, GUN, str(stack.pki.ca_cert)).current()
 
 
-def test_repository_lifecycle_over_https_survives_rotations_and_restart(stack: Stack, tmp_path: Path, monkeypatch):
+def test_repository_lifecycle_over_https_survives_rotations_and_restart(
+    stack: Stack, tmp_path: Path, monkeypatch
+):
     # The machine's CA variables must not matter: the client trusts exactly our CA.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent.pem")
     monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent.pem")
@@ -45,12 +47,18 @@ def test_repository_lifecycle_over_https_survives_rotations_and_restart(stack: S
 
     owner.rotate_targets(CryptoSigner.generate_ecdsa())
     owner.add_tag("v4")
-    assert _publish(stack, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status == 200
+    assert (
+        _publish(stack, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status
+        == 200
+    )
     assert judge(client_dir, stack.url, GUN, "v4", fetcher, None) is not None
 
     owner.rotate_root([CryptoSigner.generate_ecdsa()])
     owner.add_tag("v5")
-    assert _publish(stack, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status == 200
+    assert (
+        _publish(stack, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status
+        == 200
+    )
     assert judge(tmp_path / "fresh", stack.url, GUN, "v5", fetcher, pinned) is not None
 
     # A bad upload over the network: named code, nothing changes.

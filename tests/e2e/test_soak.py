@@ -25,8 +25,14 @@ def test_short_soak_loses_nothing_and_leaks_nothing(tmp_path: Path) -> None:
     lines: list[str] = []
     with PostgresCluster.started() as cluster:
         soak = Soak(
-            tmp_path, duration=60, seed=7, publishers=3, readers=2, kinds=KINDS,
-            gap=(5.0, 8.0), log=lines.append,
+            tmp_path,
+            duration=60,
+            seed=7,
+            publishers=3,
+            readers=2,
+            kinds=KINDS,
+            gap=(5.0, 8.0),
+            log=lines.append,
         )
         report = soak.run(cluster)
     print("\n" + "\n".join([*lines, *report.table(), *report.summary()]))

@@ -17,7 +17,10 @@ from tests.secrets import remember
 from tests.tokens import ISSUER, SERVICE, Issuer
 from tests.trustctl.httpd import Reply, Request, serve
 
-USERS = {"ci": ("ci-password, test only", ("push", "pull", "*")), "reader": ("reader-password, test only", ("pull",))}
+USERS = {
+    "ci": ("ci-password, test only", ("push", "pull", "*")),
+    "reader": ("reader-password, test only", ("pull",)),
+}
 
 
 def _token_service(issuer: Issuer):
@@ -39,13 +42,21 @@ def _token_service(issuer: Issuer):
             allowed = [a for a in actions.split(",") if a in USERS[user][1]]
             access.append({"type": kind, "name": name, "actions": allowed})
         token = issuer.token(access)
-        return Reply(200, {"Content-Type": "application/json"}, json.dumps({"token": token, "expires_in": 300}).encode())
+        return Reply(
+            200,
+            {"Content-Type": "application/json"},
+            json.dumps({"token": token, "expires_in": 300}).encode(),
+        )
 
     return handle
 
 
-def _trustctl(tmp: Path, stack_url: str, ca: Path, user: str | None, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRUSTCTL_", "NOTARY_", "DOCKER_"))}
+def _trustctl(
+    tmp: Path, stack_url: str, ca: Path, user: str | None, *args: str
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("TRUSTCTL_", "NOTARY_", "DOCKER_"))
+    }
     env.update(
         TRUSTCTL_SERVER=stack_url,
         TRUSTCTL_TLS_CA=str(ca),
@@ -57,7 +68,13 @@ def _trustctl(tmp: Path, stack_url: str, ca: Path, user: str | None, *args: str)
     if user:
         env.update(TRUSTCTL_SERVER_USERNAME=user, TRUSTCTL_SERVER_PASSWORD=remember(USERS[user][0]))
     return subprocess.run(
-        [sys.executable, "-m", "trustctl", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "trustctl", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -83,7 +100,20 @@ def test_trustctl_follows_the_servers_token_challenge(tmp_path: Path) -> None:
 
         run = _trustctl(tmp_path, stack.url, ca, "ci", "init", gun)
         assert run.returncode == 0, run.stderr
-        run = _trustctl(tmp_path, stack.url, ca, "ci", "sign", f"{gun}:v1", "--digest", digest, "--size", "10", "--media-type", "application/vnd.oci.image.manifest.v1+json")
+        run = _trustctl(
+            tmp_path,
+            stack.url,
+            ca,
+            "ci",
+            "sign",
+            f"{gun}:v1",
+            "--digest",
+            digest,
+            "--size",
+            "10",
+            "--media-type",
+            "application/vnd.oci.image.manifest.v1+json",
+        )
         assert run.returncode == 0, run.stderr
         token_requests = [r for r in tokens.requests if r.path.startswith("/token")]
         assert any(r.headers.get("authorization", "").startswith("Basic ") for r in token_requests)
@@ -91,13 +121,31 @@ def test_trustctl_follows_the_servers_token_challenge(tmp_path: Path) -> None:
         root = tmp_path / "root.json"
         export = _trustctl(tmp_path, stack.url, ca, "ci", "trust", "export", gun, "-o", str(root))
         assert export.returncode == 0, export.stderr
-        assert _trustctl(tmp_path, stack.url, ca, "reader", "trust", "pin", gun, str(root)).returncode == 0
-        verify = _trustctl(tmp_path, stack.url, ca, "reader", "verify", "--no-registry-check", f"{gun}:v1")
+        assert (
+            _trustctl(tmp_path, stack.url, ca, "reader", "trust", "pin", gun, str(root)).returncode
+            == 0
+        )
+        verify = _trustctl(
+            tmp_path, stack.url, ca, "reader", "verify", "--no-registry-check", f"{gun}:v1"
+        )
         assert verify.returncode == 0, verify.stderr
         assert digest in verify.stdout
 
         # the reader's token grants pull only: publishing is refused with one clear line
-        denied = _trustctl(tmp_path, stack.url, ca, "reader", "sign", f"{gun}:v2", "--digest", digest, "--size", "10", "--media-type", "application/vnd.oci.image.manifest.v1+json")
+        denied = _trustctl(
+            tmp_path,
+            stack.url,
+            ca,
+            "reader",
+            "sign",
+            f"{gun}:v2",
+            "--digest",
+            digest,
+            "--size",
+            "10",
+            "--media-type",
+            "application/vnd.oci.image.manifest.v1+json",
+        )
         assert denied.returncode != 0 and "Traceback" not in denied.stderr
         assert denied.stderr.startswith("Error:"), denied.stderr
     finally:

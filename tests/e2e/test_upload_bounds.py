@@ -51,8 +51,11 @@ def _big_targets(n_targets: int) -> bytes:
         for i in range(n_targets)
     }
     signed = {
-        "_type": "targets", "spec_version": "1.0.31", "version": 2,
-        "expires": "2099-01-01T00:00:00Z", "targets": targets,
+        "_type": "targets",
+        "spec_version": "1.0.31",
+        "version": 2,
+        "expires": "2099-01-01T00:00:00Z",
+        "targets": targets,
     }
     return json.dumps({"signed": signed, "signatures": []}).encode()
 
@@ -103,7 +106,9 @@ def test_refused_big_upload_does_not_block_other_repositories(
 def test_upload_larger_than_the_limit_is_refused_before_its_body(stack: Stack) -> None:
     """The body limit applies to the announced length: 413 without sending a byte of it."""
     ctx = ssl.create_default_context(cafile=str(stack.pki.ca_cert))
-    with ctx.wrap_socket(_connect(_port(stack.url), "127.0.0.1"), server_hostname="127.0.0.1") as tls:
+    with ctx.wrap_socket(
+        _connect(_port(stack.url), "127.0.0.1"), server_hostname="127.0.0.1"
+    ) as tls:
         tls.sendall(
             f"POST /v2/{GUN}/_trust/tuf/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             "Content-Type: multipart/form-data; boundary=xyz\r\n"

@@ -65,7 +65,9 @@ def test_a_push_token_publishes_and_a_pull_token_reads(authed, issuer, make_owne
     import io
 
     data = {"files": [(io.BytesIO(raw), role) for role, raw in files.items()]}
-    resp = authed.post(f"/v2/{GUN}/_trust/tuf/", data=data, content_type="multipart/form-data", headers=push)
+    resp = authed.post(
+        f"/v2/{GUN}/_trust/tuf/", data=data, content_type="multipart/form-data", headers=push
+    )
     assert resp.status_code == 200, resp.data
     assert authed.get(f"/v2/{GUN}/_trust/tuf/targets.json", headers=pull).status_code == 200
 
@@ -73,7 +75,11 @@ def test_a_push_token_publishes_and_a_pull_token_reads(authed, issuer, make_owne
 def test_rs256_tokens_and_x5c_chains_are_accepted(service, tmp_path: Path):
     issuer = Issuer("RS256")
     auth = TokenAuth.from_bundle(
-        str(issuer.write_bundle(tmp_path / "b.pem")), realm=REALM, service=SERVICE, issuer=ISSUER, clock=service.clock
+        str(issuer.write_bundle(tmp_path / "b.pem")),
+        realm=REALM,
+        service=SERVICE,
+        issuer=ISSUER,
+        clock=service.clock,
     )
     app = create_app(service=service, auth=auth)
     import base64
@@ -116,7 +122,12 @@ def _hs256_confusion(issuer: Issuer) -> str:
     from cryptography.hazmat.primitives import serialization
 
     secret = issuer.cert.public_bytes(serialization.Encoding.PEM)
-    claims = {"iss": ISSUER, "aud": SERVICE, "exp": int(time.time()) + 60, "access": repo_access(GUN, "push", "pull")}
+    claims = {
+        "iss": ISSUER,
+        "aud": SERVICE,
+        "exp": int(time.time()) + 60,
+        "access": repo_access(GUN, "push", "pull"),
+    }
     enc = jwt.utils.base64url_encode
     signing_input = enc(b'{"alg":"HS256","typ":"JWT"}') + b"." + enc(json.dumps(claims).encode())
     sig = enc(hmac.new(secret, signing_input, hashlib.sha256).digest())
@@ -125,22 +136,38 @@ def _hs256_confusion(issuer: Issuer) -> str:
 
 MISUSE: dict[str, Misuse] = {
     "pull token used to push": Misuse(lambda i: i.token(repo_access(GUN, "pull")), "push"),
-    "token for another repository": Misuse(lambda i: i.token(repo_access("127.0.0.1:5000/other", "push", "pull")), "push"),
-    "wrong audience": Misuse(lambda i: i.token(repo_access(GUN, "push", "pull"), audience="registry"), "push"),
-    "wrong issuer": Misuse(lambda i: i.token(repo_access(GUN, "push", "pull"), issuer="evil"), "push"),
+    "token for another repository": Misuse(
+        lambda i: i.token(repo_access("127.0.0.1:5000/other", "push", "pull")), "push"
+    ),
+    "wrong audience": Misuse(
+        lambda i: i.token(repo_access(GUN, "push", "pull"), audience="registry"), "push"
+    ),
+    "wrong issuer": Misuse(
+        lambda i: i.token(repo_access(GUN, "push", "pull"), issuer="evil"), "push"
+    ),
     "expired token": Misuse(lambda i: i.token(repo_access(GUN, "pull"), expires_in=-120), "read"),
-    "token not valid yet": Misuse(lambda i: i.token(repo_access(GUN, "pull"), not_before=time.time() + 600), "read"),
-    "token signed by an unknown key": Misuse(lambda i: Issuer().token(repo_access(GUN, "push", "pull")), "push"),
-    "unknown key id": Misuse(lambda i: i.token(repo_access(GUN, "pull"), headers={"kid": "AAAA:BBBB"}), "read"),
+    "token not valid yet": Misuse(
+        lambda i: i.token(repo_access(GUN, "pull"), not_before=time.time() + 600), "read"
+    ),
+    "token signed by an unknown key": Misuse(
+        lambda i: Issuer().token(repo_access(GUN, "push", "pull")), "push"
+    ),
+    "unknown key id": Misuse(
+        lambda i: i.token(repo_access(GUN, "pull"), headers={"kid": "AAAA:BBBB"}), "read"
+    ),
     "unsigned token (alg none)": Misuse(_unsigned_token, "push"),
     "HS256 with the public key as secret": Misuse(_hs256_confusion, "push"),
-    "push token used to delete": Misuse(lambda i: i.token(repo_access(GUN, "push", "pull")), "delete"),
+    "push token used to delete": Misuse(
+        lambda i: i.token(repo_access(GUN, "push", "pull")), "delete"
+    ),
     "garbage token": Misuse(lambda i: "not.a.jwt", "read"),
 }
 
 
 @pytest.mark.parametrize("case", MISUSE.values(), ids=MISUSE.keys())
-def test_token_misuse_is_refused_and_changes_nothing(case: Misuse, authed, issuer, make_owner, service) -> None:
+def test_token_misuse_is_refused_and_changes_nothing(
+    case: Misuse, authed, issuer, make_owner, service
+) -> None:
     owner = make_owner()
     owner.add_tag("v1")
     admin = bearer(issuer.token(repo_access(GUN, "*")))
@@ -148,10 +175,18 @@ def test_token_misuse_is_refused_and_changes_nothing(case: Misuse, authed, issue
 
     def post(files: dict[str, bytes], headers: dict[str, str]) -> Any:
         data = {"files": [(io.BytesIO(raw), role) for role, raw in files.items()]}
-        return authed.post(f"/v2/{GUN}/_trust/tuf/", data=data, content_type="multipart/form-data", headers=headers)
+        return authed.post(
+            f"/v2/{GUN}/_trust/tuf/", data=data, content_type="multipart/form-data", headers=headers
+        )
 
-    assert post({"root": owner.root_bytes(), "targets": owner.targets_bytes()}, admin).status_code == 200
-    before = {r: authed.get(f"/v2/{GUN}/_trust/tuf/{r}.json", headers=admin).data for r in ("root", "targets", "snapshot", "timestamp")}
+    assert (
+        post({"root": owner.root_bytes(), "targets": owner.targets_bytes()}, admin).status_code
+        == 200
+    )
+    before = {
+        r: authed.get(f"/v2/{GUN}/_trust/tuf/{r}.json", headers=admin).data
+        for r in ("root", "targets", "snapshot", "timestamp")
+    }
 
     token = bearer(case.token(issuer))
     if case.request == "push":
@@ -171,7 +206,9 @@ def test_token_misuse_is_refused_and_changes_nothing(case: Misuse, authed, issue
 def _x5c_at(issuer: Issuer, not_before, not_after) -> dict[str, str]:
     from tests.tokens import x5c_token
 
-    return bearer(x5c_token(issuer, repo_access(GUN, "pull"), not_before=not_before, not_after=not_after))
+    return bearer(
+        x5c_token(issuer, repo_access(GUN, "pull"), not_before=not_before, not_after=not_after)
+    )
 
 
 #: Certificate validity against the injected clock, with the 30 s leeway (issue 10, row 6).
@@ -189,7 +226,9 @@ def test_x5c_certificates_must_be_valid_at_the_servers_clock(authed, issuer, clo
     from datetime import timedelta
 
     start, end, status = case
-    headers = _x5c_at(issuer, clock.now + timedelta(seconds=start), clock.now + timedelta(seconds=end))
+    headers = _x5c_at(
+        issuer, clock.now + timedelta(seconds=start), clock.now + timedelta(seconds=end)
+    )
     assert authed.get(f"/v2/{GUN}/_trust/tuf/root.json", headers=headers).status_code == status
 
 
@@ -210,7 +249,11 @@ def test_health_details_go_to_admin_tokens_only(service, issuer, tmp_path: Path)
 
     service.keys = SignerDown(service.keys)
     auth = TokenAuth.from_bundle(
-        str(issuer.write_bundle(tmp_path / "b.pem")), realm=REALM, service=SERVICE, issuer=ISSUER, clock=service.clock
+        str(issuer.write_bundle(tmp_path / "b.pem")),
+        realm=REALM,
+        service=SERVICE,
+        issuer=ISSUER,
+        clock=service.clock,
     )
     for app in (create_app(service=service), create_app(service=service, auth=auth)):
         with app.test_client() as c:
@@ -219,4 +262,6 @@ def test_health_details_go_to_admin_tokens_only(service, issuer, tmp_path: Path)
     admin = bearer(issuer.token([{"type": "registry", "name": "catalog", "actions": ["*"]}]))
     with create_app(service=service, auth=auth).test_client() as c:
         body = c.get("/_notary_server/health", headers=admin).get_json()
-        assert body["status"] == "unavailable" and "connection refused" in body["problems"]["signer"]
+        assert (
+            body["status"] == "unavailable" and "connection refused" in body["problems"]["signer"]
+        )

@@ -45,7 +45,9 @@ def test_tags_in_hash_bins_are_found_by_a_tuf_client(client, make_owner, tmp_pat
     # one more tag touches exactly one bin
     extra = "v-extra"
     name = succinct.get_role_for_target(extra)
-    resp = upload(client, GUN, {name: _bin_bytes([*by_bin.get(name, []), extra], signer, version=2)})
+    resp = upload(
+        client, GUN, {name: _bin_bytes([*by_bin.get(name, []), extra], signer, version=2)}
+    )
     assert resp.status_code == 200, resp.data
 
     fetcher = FlaskFetcher(client)
@@ -59,7 +61,12 @@ def test_tags_in_hash_bins_are_found_by_a_tuf_client(client, make_owner, tmp_pat
 
 def test_a_tag_in_the_wrong_bin_is_refused(client, make_owner):
     owner, succinct, signer = _binned_owner(make_owner)
-    assert upload(client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status_code == 200
+    assert (
+        upload(
+            client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}
+        ).status_code
+        == 200
+    )
     tag = "v1"
     right = succinct.get_role_for_target(tag)
     wrong = next(r for r in succinct.get_roles() if r != right)

@@ -47,7 +47,9 @@ def racing(store: MetadataStore) -> RacingStore:
     return RacingStore(store)
 
 
-def _services(racing: RacingStore, keyservice: Any, clock: Any) -> tuple[TrustService, TrustService]:
+def _services(
+    racing: RacingStore, keyservice: Any, clock: Any
+) -> tuple[TrustService, TrustService]:
     config = ServerConfig()
     ours = TrustService(racing, keyservice, config, clock=clock)  # type: ignore[arg-type]
     other = TrustService(racing.inner, keyservice, config, clock=clock)
@@ -68,7 +70,9 @@ def _version(store: MetadataStore, role: str) -> int:
     return int(json.loads(found.data)["signed"]["version"])
 
 
-def test_a_renewal_while_an_upload_is_checked_makes_it_check_again(racing, keyservice, clock) -> None:
+def test_a_renewal_while_an_upload_is_checked_makes_it_check_again(
+    racing, keyservice, clock
+) -> None:
     ours, other = _services(racing, keyservice, clock)
     owner = _owner(ours, clock)
     owner.add_tag("v1")

@@ -14,7 +14,9 @@ from notary_server.config import ConfigError, load_config
 def test_file_then_environment(tmp_path: Path) -> None:
     toml = tmp_path / "server.toml"
     toml.write_text('port = 5443\ngun_prefixes = ["reg.example/"]\ntimestamp_expiry_hours = 12\n')
-    config = load_config(str(toml), {"NOTARY_SERVER_PORT": "6443", "NOTARY_SERVER_INSECURE_PLAIN_HTTP": "yes"})
+    config = load_config(
+        str(toml), {"NOTARY_SERVER_PORT": "6443", "NOTARY_SERVER_INSECURE_PLAIN_HTTP": "yes"}
+    )
     assert config.port == 6443
     assert config.gun_prefixes == ("reg.example/",)
     assert config.timestamp_expiry_hours == 12
@@ -31,9 +33,18 @@ def test_file_then_environment(tmp_path: Path) -> None:
         ("timestamp_renew_before_hours = 30\n", {}, "timestamp_renew_before_hours must be less"),
         ("port = [\n", {}, "not valid TOML"),
     ],
-    ids=["unknown key", "not a number", "out of range", "prefix without slash", "window too long", "bad TOML"],
+    ids=[
+        "unknown key",
+        "not a number",
+        "out of range",
+        "prefix without slash",
+        "window too long",
+        "bad TOML",
+    ],
 )
-def test_bad_settings_are_named(tmp_path: Path, toml: str, environ: dict[str, str], message: str) -> None:
+def test_bad_settings_are_named(
+    tmp_path: Path, toml: str, environ: dict[str, str], message: str
+) -> None:
     path = tmp_path / "server.toml"
     path.write_text(toml)
     with pytest.raises(ConfigError, match=None) as e:

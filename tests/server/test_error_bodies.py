@@ -68,7 +68,9 @@ class DatabaseDown(MemoryStore):
         cause = sqlalchemy.exc.OperationalError(
             "SELECT version, sha256 FROM tuf_files WHERE gun = %s",
             {},
-            Exception(f'connection to server at "127.0.0.1", port {DB_PORT} failed: Connection refused'),
+            Exception(
+                f'connection to server at "127.0.0.1", port {DB_PORT} failed: Connection refused'
+            ),
         )
         raise StorageUnavailableError() from cause
 
@@ -140,27 +142,68 @@ TUF = f"/v2/{GUN}/_trust/tuf"
 Case = Callable[[World, Owner], Any]
 CASES: list[tuple[str, Callable[[World], None], Case, int, str]] = [
     ("signer-down-publish", _signer_down, _publish_v2, 503, "SIGNER_UNAVAILABLE"),
-    ("signer-down-rotate-key", _signer_down, lambda w, o: w.client.post(f"{TUF}/timestamp.key"), 503,
-     "SIGNER_UNAVAILABLE"),
-    ("database-down-read", _database_down, lambda w, o: w.client.get(f"{TUF}/targets.json"), 503,
-     "STORAGE_UNAVAILABLE"),
+    (
+        "signer-down-rotate-key",
+        _signer_down,
+        lambda w, o: w.client.post(f"{TUF}/timestamp.key"),
+        503,
+        "SIGNER_UNAVAILABLE",
+    ),
+    (
+        "database-down-read",
+        _database_down,
+        lambda w, o: w.client.get(f"{TUF}/targets.json"),
+        503,
+        "STORAGE_UNAVAILABLE",
+    ),
     ("database-down-publish", _database_down, _publish_v2, 503, "STORAGE_UNAVAILABLE"),
     ("unexpected-bug", _database_down, lambda w, o: w.client.delete(f"{TUF}/"), 500, "UNKNOWN"),
-    ("unknown-file", lambda w: None, lambda w, o: w.client.get(f"{TUF}/nothing.here"), 404,
-     "METADATA_NOT_FOUND"),
-    ("not-multipart", lambda w: None, lambda w, o: w.client.post(f"{TUF}/", data=b"x"), 400,
-     "MALFORMED_UPLOAD"),
-    ("not-json", lambda w: None,
-     lambda w, o: w.client.post(f"{TUF}/", data={"files": [(io.BytesIO(b"{nope"), "targets")]},
-                                content_type="multipart/form-data"), 400, "MALFORMED_JSON"),
-    ("bad-gun", lambda w: None, lambda w, o: w.client.get("/v2/UPPER..case/_trust/tuf/root.json"), 400,
-     "INVALID_GUN"),
-    ("no-route", lambda w: None, lambda w, o: w.client.get("/v3/nothing"), 404, "GENERIC_NOT_FOUND"),
+    (
+        "unknown-file",
+        lambda w: None,
+        lambda w, o: w.client.get(f"{TUF}/nothing.here"),
+        404,
+        "METADATA_NOT_FOUND",
+    ),
+    (
+        "not-multipart",
+        lambda w: None,
+        lambda w, o: w.client.post(f"{TUF}/", data=b"x"),
+        400,
+        "MALFORMED_UPLOAD",
+    ),
+    (
+        "not-json",
+        lambda w: None,
+        lambda w, o: w.client.post(
+            f"{TUF}/",
+            data={"files": [(io.BytesIO(b"{nope"), "targets")]},
+            content_type="multipart/form-data",
+        ),
+        400,
+        "MALFORMED_JSON",
+    ),
+    (
+        "bad-gun",
+        lambda w: None,
+        lambda w, o: w.client.get("/v2/UPPER..case/_trust/tuf/root.json"),
+        400,
+        "INVALID_GUN",
+    ),
+    (
+        "no-route",
+        lambda w: None,
+        lambda w, o: w.client.get("/v3/nothing"),
+        404,
+        "GENERIC_NOT_FOUND",
+    ),
     ("wrong-method", lambda w: None, lambda w, o: w.client.patch(f"{TUF}/"), 405, "UNSUPPORTED"),
 ]
 
 
-@pytest.mark.parametrize(("break_it", "call", "status", "code"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("break_it", "call", "status", "code"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_error_bodies_name_no_internals_and_carry_the_request_id(
     world: World,
     caplog: pytest.LogCaptureFixture,
@@ -189,7 +232,9 @@ def test_error_bodies_name_no_internals_and_carry_the_request_id(
 def test_a_client_request_id_is_kept(world: World) -> None:
     resp = world.client.get(f"{TUF}/nothing.here", headers={"X-Request-ID": "ci-job-1234-step-5"})
     assert resp.headers["X-Request-ID"] == "ci-job-1234-step-5"
-    forged = world.client.get(f"{TUF}/nothing.here", headers={"X-Request-ID": "ok; level=ERROR fake"})
+    forged = world.client.get(
+        f"{TUF}/nothing.here", headers={"X-Request-ID": "ok; level=ERROR fake"}
+    )
     assert forged.headers["X-Request-ID"] != "ok; level=ERROR fake"  # replaced by our own id
 
 

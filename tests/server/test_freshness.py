@@ -46,7 +46,12 @@ def _signed(client, role: str) -> dict:
 def _publish(client, make_owner):
     owner = make_owner()
     owner.add_tag("v1")
-    assert upload(client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status_code == 200
+    assert (
+        upload(
+            client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}
+        ).status_code
+        == 200
+    )
     return owner
 
 
@@ -96,7 +101,9 @@ def test_an_expired_timestamp_is_never_served_as_current(app, client, make_owner
     assert _signed(client, "timestamp")["expires"] > clock.now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_publishing_while_the_signer_is_down_is_a_clear_503_and_stores_nothing(client, make_owner, service):
+def test_publishing_while_the_signer_is_down_is_a_clear_503_and_stores_nothing(
+    client, make_owner, service
+):
     owner = _publish(client, make_owner)
     before = client.get(f"/v2/{GUN}/_trust/tuf/targets.json").data
     service.keys = SignerDown(service.keys)

@@ -125,7 +125,9 @@ def world() -> Iterator[World]:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -153,12 +155,26 @@ def _signed(doc: dict[str, Any], signers: list[CryptoSigner]) -> bytes:
 
 
 _PATHS = [
-    ["signed", "version"], ["signed", "expires"], ["signed", "_type"], ["signed", "targets"],
-    ["signed", "spec_version"], ["signed", "delegations"], ["signatures"], ["signed"], ["extra"],
-    ["signed", "targets", "v1"], ["signed", "targets", "../x"], ["signed", "targets", "alice-2"],
-    ["signed", "targets", "bob-1"], ["signed", "delegations", "roles"],
-    ["signed", "delegations", "keys"], ["signed", "roles"], ["signed", "keys"],
-    ["signed", "consistent_snapshot"], ["signed", "roles", "timestamp"], ["signed", "meta"],
+    ["signed", "version"],
+    ["signed", "expires"],
+    ["signed", "_type"],
+    ["signed", "targets"],
+    ["signed", "spec_version"],
+    ["signed", "delegations"],
+    ["signatures"],
+    ["signed"],
+    ["extra"],
+    ["signed", "targets", "v1"],
+    ["signed", "targets", "../x"],
+    ["signed", "targets", "alice-2"],
+    ["signed", "targets", "bob-1"],
+    ["signed", "delegations", "roles"],
+    ["signed", "delegations", "keys"],
+    ["signed", "roles"],
+    ["signed", "keys"],
+    ["signed", "consistent_snapshot"],
+    ["signed", "roles", "timestamp"],
+    ["signed", "meta"],
     ["signed", "meta", "targets.json"],
 ]
 _TARGET = {"length": 3, "hashes": {"sha256": "ab" * 32}}
@@ -241,13 +257,19 @@ def test_a_re_signed_document_meets_the_rule_after_the_signature(world: World) -
 @given(body=st.binary(max_size=2048), role=st.text(max_size=40))
 def test_arbitrary_bytes_under_arbitrary_role_names(world: World, body: bytes, role: str) -> None:
     resp = world.client.post(
-        f"/v2/{GUN}/_trust/tuf/", data={"files": [(io.BytesIO(body), role or "x")]}, content_type="multipart/form-data"
+        f"/v2/{GUN}/_trust/tuf/",
+        data={"files": [(io.BytesIO(body), role or "x")]},
+        content_type="multipart/form-data",
     )
     world.check(resp, {role or "x": body})
 
 
 @CASES
-@given(gun=st.text(max_size=80), filename=st.text(max_size=60), method=st.sampled_from(["GET", "POST", "DELETE", "PUT"]))
+@given(
+    gun=st.text(max_size=80),
+    filename=st.text(max_size=60),
+    method=st.sampled_from(["GET", "POST", "DELETE", "PUT"]),
+)
 def test_arbitrary_guns_and_file_names(world: World, gun: str, filename: str, method: str) -> None:
     from urllib.parse import quote
 
@@ -258,7 +280,13 @@ def test_arbitrary_guns_and_file_names(world: World, gun: str, filename: str, me
 @CASES
 @given(
     content_type=st.sampled_from(
-        ["multipart/form-data", "multipart/form-data; boundary=x", "application/json", "text/plain", ""]
+        [
+            "multipart/form-data",
+            "multipart/form-data; boundary=x",
+            "application/json",
+            "text/plain",
+            "",
+        ]
     ),
     body=st.binary(max_size=1024),
     headers=st.dictionaries(
@@ -271,7 +299,9 @@ def test_arbitrary_bodies_and_headers(
     world: World, content_type: str, body: bytes, headers: dict[str, str]
 ) -> None:
     headers.pop("Content-Length", None)
-    resp = world.client.post(f"/v2/{GUN}/_trust/tuf/", data=body, content_type=content_type, headers=headers)
+    resp = world.client.post(
+        f"/v2/{GUN}/_trust/tuf/", data=body, content_type=content_type, headers=headers
+    )
     world.check(resp)
     world.check(world.client.get(f"/v2/{GUN}/_trust/tuf/targets.json", headers=headers))
 

@@ -35,19 +35,34 @@ HEX: str = ED25519.keyval["public"]
 def _rewrapped(pem: str, width: int) -> str:
     lines = pem.strip().splitlines()
     body = "".join(lines[1:-1])
-    return "\n".join([lines[0], *(body[i : i + width] for i in range(0, len(body), width)), lines[-1]]) + "\n"
+    return (
+        "\n".join([lines[0], *(body[i : i + width] for i in range(0, len(body), width)), lines[-1]])
+        + "\n"
+    )
 
 
 #: Second spellings of one key: each one, listed next to the original, would count
 #: twice towards a threshold in python-tuf.
 SPELLINGS: dict[str, Callable[[], tuple[Key, Key]]] = {
-    "pem with a leading line of text": lambda: (ECDSA, respelled(ECDSA, "my co-signer's key\n" + PEM)),
+    "pem with a leading line of text": lambda: (
+        ECDSA,
+        respelled(ECDSA, "my co-signer's key\n" + PEM),
+    ),
     "pem with text after it": lambda: (ECDSA, respelled(ECDSA, PEM + "trailer\n")),
     "pem with CRLF line ends": lambda: (ECDSA, respelled(ECDSA, PEM.replace("\n", "\r\n"))),
     "pem with 76-character lines": lambda: (ECDSA, respelled(ECDSA, _rewrapped(PEM, 76))),
-    "pem under the legacy keytype name": lambda: (ECDSA, respelled(ECDSA, keytype="ecdsa-sha2-nistp256")),
-    "rsa pem with a leading line of text": lambda: (RSA, respelled(RSA, "x\n" + RSA.keyval["public"])),
-    "ed25519 hex with a space inside": lambda: (ED25519, respelled(ED25519, HEX[:32] + " " + HEX[32:])),
+    "pem under the legacy keytype name": lambda: (
+        ECDSA,
+        respelled(ECDSA, keytype="ecdsa-sha2-nistp256"),
+    ),
+    "rsa pem with a leading line of text": lambda: (
+        RSA,
+        respelled(RSA, "x\n" + RSA.keyval["public"]),
+    ),
+    "ed25519 hex with a space inside": lambda: (
+        ED25519,
+        respelled(ED25519, HEX[:32] + " " + HEX[32:]),
+    ),
     "ed25519 hex in upper case": lambda: (ED25519, respelled(ED25519, HEX.upper())),
     "ed25519 hex with a trailing newline": lambda: (ED25519, respelled(ED25519, HEX + "\n")),
 }
@@ -66,7 +81,9 @@ NON_CANONICAL = {k: v for k, v in SPELLINGS.items() if k != "pem under the legac
 
 
 @pytest.mark.parametrize("make", NON_CANONICAL.values(), ids=NON_CANONICAL.keys())
-def test_a_non_canonical_encoding_is_refused_on_its_own(make: Callable[[], tuple[Key, Key]]) -> None:
+def test_a_non_canonical_encoding_is_refused_on_its_own(
+    make: Callable[[], tuple[Key, Key]],
+) -> None:
     _, twin = make()
     with pytest.raises(errors.BadKeysError, match="canonical"):
         check_keys("targets", {twin.keyid: twin}, 100)

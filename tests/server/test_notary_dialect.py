@@ -41,7 +41,9 @@ def server_key(client: Any, gun: str, role: str = "timestamp") -> dict[str, Any]
     return json.loads(resp.data)
 
 
-def init(client: Any, gun: str = NGUN, *, server_snapshot: bool = False) -> tuple[NotaryOwner, dict[str, bytes]]:
+def init(
+    client: Any, gun: str = NGUN, *, server_snapshot: bool = False
+) -> tuple[NotaryOwner, dict[str, bytes]]:
     """``notary init -p`` with one target: root v1, targets v1 (and snapshot v1)."""
     owner = NotaryOwner(gun, server_key(client, gun))
     if server_snapshot:
@@ -87,7 +89,10 @@ def test_the_server_makes_a_notary_snapshot_listing_root_and_targets_when_it_hol
     snap = Snapshot.parse(served(client, NGUN)["snapshot"])
     assert set(snap.meta) == {"root", "targets"}
     for role in ("root", "targets"):
-        assert base64.b64decode(snap.meta[role]["hashes"]["sha256"]) == hashlib.sha256(files[role]).digest()
+        assert (
+            base64.b64decode(snap.meta[role]["hashes"]["sha256"])
+            == hashlib.sha256(files[role]).digest()
+        )
     root = Root.parse(files["root"])
     assert valid_signers(snap.file, root.keys, root.roles["snapshot"].keyids)
 
@@ -104,10 +109,14 @@ def test_the_server_makes_a_notary_snapshot_listing_root_and_targets_when_it_hol
     assert snap.file.version == 3 and set(snap.meta) == {"root", "targets", "targets/releases"}
 
 
-def test_without_a_snapshot_and_without_the_servers_snapshot_key_the_upload_is_a_bad_hierarchy(client):
+def test_without_a_snapshot_and_without_the_servers_snapshot_key_the_upload_is_a_bad_hierarchy(
+    client,
+):
     owner, _files = init(client)
     before = served(client, NGUN)
-    resp = upload(client, NGUN, {"targets": signed_file(owner.targets_signed(2, {}), owner.targets)})
+    resp = upload(
+        client, NGUN, {"targets": signed_file(owner.targets_signed(2, {}), owner.targets)}
+    )
     assert error(resp) == (400, "INVALID_UPDATE", "ErrBadHierarchy")
     assert served(client, NGUN) == before
 
@@ -124,11 +133,18 @@ def test_key_routes_answer_in_the_dialect_the_repository_or_the_client_speaks(se
     assert resp.status_code == 200 and set(json.loads(resp.data)) == {"keytype", "keyval"}
 
 
-def test_a_configured_gun_prefix_makes_new_repositories_notary_for_any_client(store, keyservice, clock):
+def test_a_configured_gun_prefix_makes_new_repositories_notary_for_any_client(
+    store, keyservice, clock
+):
     from notary_server.app import create_app
     from notary_server.config import ServerConfig
 
-    app = create_app(ServerConfig(notary_dialect_prefixes=("legacy.example/",)), store=store, keys=keyservice, clock=clock)
+    app = create_app(
+        ServerConfig(notary_dialect_prefixes=("legacy.example/",)),
+        store=store,
+        keys=keyservice,
+        clock=clock,
+    )
     with app.test_client() as c:
         body = json.loads(c.get("/v2/legacy.example/a/_trust/tuf/timestamp.key").data)
         assert set(body) == {"keytype", "keyval"}
@@ -145,10 +161,17 @@ def test_timestamp_is_renewed_on_read_in_notarys_format(client, clock):
     assert renewed.file.expires > first.file.expires
 
 
-def test_a_tuf_repository_and_a_notary_repository_live_side_by_side(client, make_owner, tmp_path: Path):
+def test_a_tuf_repository_and_a_notary_repository_live_side_by_side(
+    client, make_owner, tmp_path: Path
+):
     owner = make_owner()
     owner.add_tag("v1")
-    assert upload(client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status_code == 200
+    assert (
+        upload(
+            client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}
+        ).status_code
+        == 200
+    )
     _, files = init(client)
     owner.add_tag("v2")
     assert upload(client, GUN, {"targets": owner.targets_bytes()}).status_code == 200
@@ -157,11 +180,17 @@ def test_a_tuf_repository_and_a_notary_repository_live_side_by_side(client, make
     assert served(client, NGUN)["targets"] == files["targets"]
     # neither dialect's uploads are accepted into the other's repository
     nowner = NotaryOwner(GUN, server_key(client, GUN))
-    resp = upload(client, GUN, {"targets": signed_file(nowner.targets_signed(9, {}), nowner.targets)})
+    resp = upload(
+        client, GUN, {"targets": signed_file(nowner.targets_signed(9, {}), nowner.targets)}
+    )
     assert resp.status_code == 400 and b"TUF 1.0's dialect" in resp.data
     resp = upload(client, NGUN, {"targets": owner.targets_bytes()})
     err = json.loads(resp.data)["errors"][0]
-    assert (resp.status_code, err["code"], err["detail"]["reason"]) == (400, "INVALID_UPDATE", "DIALECT")
+    assert (resp.status_code, err["code"], err["detail"]["reason"]) == (
+        400,
+        "INVALID_UPDATE",
+        "DIALECT",
+    )
     assert "Notary v1 repository" in err["message"]
     assert served(client, NGUN)["targets"] == files["targets"]
 
@@ -214,36 +243,68 @@ def _existing(client: Any) -> tuple[NotaryOwner, dict[str, bytes]]:
 def _targets_rollback(client: Any) -> dict[str, bytes]:
     owner, files = _existing(client)
     targets = signed_file(owner.targets_signed(1, {"evil": b"x"}), owner.targets)
-    return {"targets": targets, "snapshot": owner.snapshot_file(2, {"root": files["root"], "targets": targets})}
+    return {
+        "targets": targets,
+        "snapshot": owner.snapshot_file(2, {"root": files["root"], "targets": targets}),
+    }
 
 
 def _root_rollback(client: Any) -> dict[str, bytes]:
     owner, files = _existing(client)
     root2 = signed_file(owner.root_signed(2), owner.root)
-    assert upload(client, NGUN, {"root": root2, "snapshot": owner.snapshot_file(2, {"root": root2, "targets": files["targets"]})}).status_code == 200
-    return {"root": files["root"], "snapshot": owner.snapshot_file(3, {"root": files["root"], "targets": files["targets"]})}
+    assert (
+        upload(
+            client,
+            NGUN,
+            {
+                "root": root2,
+                "snapshot": owner.snapshot_file(2, {"root": root2, "targets": files["targets"]}),
+            },
+        ).status_code
+        == 200
+    )
+    return {
+        "root": files["root"],
+        "snapshot": owner.snapshot_file(3, {"root": files["root"], "targets": files["targets"]}),
+    }
 
 
 def _rotation_without_old_signature(client: Any) -> dict[str, bytes]:
     owner, files = _existing(client)
     owner.root = Signing.cert(NGUN)
     root2 = signed_file(owner.root_signed(2), owner.root)
-    return {"root": root2, "snapshot": owner.snapshot_file(2, {"root": root2, "targets": files["targets"]})}
+    return {
+        "root": root2,
+        "snapshot": owner.snapshot_file(2, {"root": root2, "targets": files["targets"]}),
+    }
 
 
-def _delegation_setup(client: Any, paths: list[str]) -> tuple[NotaryOwner, dict[str, bytes], Signing]:
+def _delegation_setup(
+    client: Any, paths: list[str]
+) -> tuple[NotaryOwner, dict[str, bytes], Signing]:
     owner, files = _existing(client)
     releases = Signing.bare()
     targets = signed_file(
-        owner.targets_signed(2, {"v1": b"hello"}, [("targets/releases", [releases], paths)]), owner.targets
+        owner.targets_signed(2, {"v1": b"hello"}, [("targets/releases", [releases], paths)]),
+        owner.targets,
     )
     files = {"root": files["root"], "targets": targets}
-    assert upload(client, NGUN, {"targets": targets, "snapshot": owner.snapshot_file(2, files)}).status_code == 200
+    assert (
+        upload(
+            client, NGUN, {"targets": targets, "snapshot": owner.snapshot_file(2, files)}
+        ).status_code
+        == 200
+    )
     return owner, files, releases
 
 
-def _delegation_upload(owner: NotaryOwner, files: dict[str, bytes], deleg: bytes) -> dict[str, bytes]:
-    return {"targets/releases": deleg, "snapshot": owner.snapshot_file(3, {**files, "targets/releases": deleg})}
+def _delegation_upload(
+    owner: NotaryOwner, files: dict[str, bytes], deleg: bytes
+) -> dict[str, bytes]:
+    return {
+        "targets/releases": deleg,
+        "snapshot": owner.snapshot_file(3, {**files, "targets/releases": deleg}),
+    }
 
 
 def _unsigned_delegation(client: Any) -> dict[str, bytes]:
@@ -253,13 +314,18 @@ def _unsigned_delegation(client: Any) -> dict[str, bytes]:
 
 def _wrongly_signed_delegation(client: Any) -> dict[str, bytes]:
     owner, files, _ = _delegation_setup(client, [""])
-    return _delegation_upload(owner, files, signed_file(owner.targets_signed(1, {"v9": b"x"}), Signing.bare()))
+    return _delegation_upload(
+        owner, files, signed_file(owner.targets_signed(1, {"v9": b"x"}), Signing.bare())
+    )
 
 
 def _undelegated_role(client: Any) -> dict[str, bytes]:
     owner, files, releases = _delegation_setup(client, [""])
     deleg = signed_file(owner.targets_signed(1, {"v9": b"x"}), releases)
-    return {"targets/other": deleg, "snapshot": owner.snapshot_file(3, {**files, "targets/other": deleg})}
+    return {
+        "targets/other": deleg,
+        "snapshot": owner.snapshot_file(3, {**files, "targets/other": deleg}),
+    }
 
 
 def _target_outside_paths(client: Any) -> dict[str, bytes]:
@@ -278,7 +344,10 @@ def _snapshot_by_wrong_key(client: Any) -> dict[str, bytes]:
     owner, files = _existing(client)
     targets = signed_file(owner.targets_signed(2, {"v2": b"new"}), owner.targets)
     owner.snapshot = Signing.bare()
-    return {"targets": targets, "snapshot": owner.snapshot_file(2, {"root": files["root"], "targets": targets})}
+    return {
+        "targets": targets,
+        "snapshot": owner.snapshot_file(2, {"root": files["root"], "targets": targets}),
+    }
 
 
 def _expired_targets(client: Any) -> dict[str, bytes]:
@@ -286,28 +355,65 @@ def _expired_targets(client: Any) -> dict[str, bytes]:
     signed = owner.targets_signed(2, {})
     signed["expires"] = expires(-1)
     targets = signed_file(signed, owner.targets)
-    return {"targets": targets, "snapshot": owner.snapshot_file(2, {"root": files["root"], "targets": targets})}
+    return {
+        "targets": targets,
+        "snapshot": owner.snapshot_file(2, {"root": files["root"], "targets": targets}),
+    }
 
 
 _LONG_AGO = datetime.now(UTC) - timedelta(days=800)
 
 ATTACKS = {
-    "root-cert-wrong-cn": (lambda c: _new_root_with(c, Signing.cert("evil.example/other")), 400, "INVALID_UPDATE", "ErrBadRoot"),
-    "root-cert-expired": (
-        lambda c: _new_root_with(c, Signing.cert(NGUN, not_before=_LONG_AGO, not_after=_LONG_AGO + timedelta(days=30))),
-        400, "INVALID_UPDATE", "ErrBadRoot",
+    "root-cert-wrong-cn": (
+        lambda c: _new_root_with(c, Signing.cert("evil.example/other")),
+        400,
+        "INVALID_UPDATE",
+        "ErrBadRoot",
     ),
-    "root-cert-sha1": (lambda c: _new_root_with(c, Signing.sha1_cert(NGUN)), 400, "INVALID_UPDATE", "ErrBadRoot"),
-    "root-cert-not-a-cert": (lambda c: _new_root_with(c, Signing.bare()), 400, "INVALID_UPDATE", "ErrBadRoot"),
+    "root-cert-expired": (
+        lambda c: _new_root_with(
+            c, Signing.cert(NGUN, not_before=_LONG_AGO, not_after=_LONG_AGO + timedelta(days=30))
+        ),
+        400,
+        "INVALID_UPDATE",
+        "ErrBadRoot",
+    ),
+    "root-cert-sha1": (
+        lambda c: _new_root_with(c, Signing.sha1_cert(NGUN)),
+        400,
+        "INVALID_UPDATE",
+        "ErrBadRoot",
+    ),
+    "root-cert-not-a-cert": (
+        lambda c: _new_root_with(c, Signing.bare()),
+        400,
+        "INVALID_UPDATE",
+        "ErrBadRoot",
+    ),
     "key-id-not-its-key": (_wrong_keyid, 400, "INVALID_UPDATE", "ErrBadRoot"),
     "one-key-two-ids-fakes-threshold": (_two_ids_one_key, 400, "INVALID_UPDATE", "ErrBadRoot"),
     "targets-rollback": (_targets_rollback, 400, "VERSION", None),
     "root-rollback": (_root_rollback, 400, "VERSION", None),
-    "root-rotation-without-old-root": (_rotation_without_old_signature, 400, "INVALID_UPDATE", "ErrBadRoot"),
+    "root-rotation-without-old-root": (
+        _rotation_without_old_signature,
+        400,
+        "INVALID_UPDATE",
+        "ErrBadRoot",
+    ),
     "unsigned-delegation": (_unsigned_delegation, 400, "INVALID_UPDATE", "ErrBadTargets"),
-    "wrongly-signed-delegation": (_wrongly_signed_delegation, 400, "INVALID_UPDATE", "ErrBadTargets"),
+    "wrongly-signed-delegation": (
+        _wrongly_signed_delegation,
+        400,
+        "INVALID_UPDATE",
+        "ErrBadTargets",
+    ),
     "role-not-delegated": (_undelegated_role, 400, "INVALID_UPDATE", "ErrBadTargets"),
-    "delegate-target-outside-paths": (_target_outside_paths, 400, "INVALID_UPDATE", "ErrBadTargets"),
+    "delegate-target-outside-paths": (
+        _target_outside_paths,
+        400,
+        "INVALID_UPDATE",
+        "ErrBadTargets",
+    ),
     "client-snapshot-does-not-match": (_snapshot_mismatch, 400, "INVALID_UPDATE", "ErrBadSnapshot"),
     "client-snapshot-wrong-key": (_snapshot_by_wrong_key, 400, "INVALID_UPDATE", "ErrBadSnapshot"),
     "expired-targets": (_expired_targets, 400, "INVALID_UPDATE", "ErrBadTargets"),
@@ -381,7 +487,9 @@ def test_a_chained_root_rotation_signed_by_old_and_new_is_accepted(client):
     assert keyid_of(owner.root.obj) in Root.parse(root2).roles["root"].keyids
 
 
-def test_renew_re_signs_timestamp_and_the_server_held_snapshot_in_notarys_format(service, client, clock):
+def test_renew_re_signs_timestamp_and_the_server_held_snapshot_in_notarys_format(
+    service, client, clock
+):
     init(client, server_snapshot=True)
     assert service.renew(NGUN) is False  # fresh: nothing to do
     snap1 = Snapshot.parse(served(client, NGUN)["snapshot"])
@@ -394,7 +502,9 @@ def test_renew_re_signs_timestamp_and_the_server_held_snapshot_in_notarys_format
     assert ts.file.expires > clock.now
 
 
-def test_with_token_auth_a_notary_client_gets_no_signer_key_without_a_push_token(service, keyservice, tmp_path: Path):
+def test_with_token_auth_a_notary_client_gets_no_signer_key_without_a_push_token(
+    service, keyservice, tmp_path: Path
+):
     from notary_server.app import create_app
     from notary_server.auth import TokenAuth
     from tests.tokens import ISSUER, REALM, SERVICE, Issuer, repo_access

@@ -30,7 +30,11 @@ def test_expiry_times_as_go_writes_them(text: str, expected: datetime):
     assert parse_expires(text) == expected
 
 
-@pytest.mark.parametrize("text", ["2027-01-02", "2027-01-02 03:04:05Z", "2027-01-02T03:04:05"], ids=["date", "space", "no-zone"])
+@pytest.mark.parametrize(
+    "text",
+    ["2027-01-02", "2027-01-02 03:04:05Z", "2027-01-02T03:04:05"],
+    ids=["date", "space", "no-zone"],
+)
 def test_other_times_are_refused(text: str):
     with pytest.raises(FormatError):
         parse_expires(text)
@@ -47,7 +51,10 @@ def test_key_ids_are_recomputed_from_the_key_never_read():
 
 def test_raw_r_s_ecdsa_signatures_verify_and_der_ones_do_not():
     s = Signing.bare()
-    f = parse_signed("targets", signed_file({"_type": "Targets", "expires": "2030-01-01T00:00:00Z", "version": 1}, s))
+    f = parse_signed(
+        "targets",
+        signed_file({"_type": "Targets", "expires": "2030-01-01T00:00:00Z", "version": 1}, s),
+    )
     key = parse_key(s.obj)
     sig = f.signatures[0]
     assert len(sig.sig) == 64 and key.verify("ecdsa", sig.sig, f.signed_bytes)
@@ -70,7 +77,9 @@ def test_malformed_metadata_is_refused(role: str, signed: dict):
 
 
 @pytest.mark.parametrize(
-    "number", ["1.5", "1e3", "-0.0", "2E-7"], ids=["decimal", "exponent", "negative-zero", "upper-exponent"]
+    "number",
+    ["1.5", "1e3", "-0.0", "2E-7"],
+    ids=["decimal", "exponent", "negative-zero", "upper-exponent"],
 )
 def test_floats_are_refused(number: str):
     # canonical JSON has no floats, and the fast canonical encoder would write them

@@ -16,7 +16,12 @@ def _signed(client, role: str) -> dict:
 def test_batch_publish_needs_no_key_listing_once_hinted(client, make_owner, service) -> None:
     owner = make_owner()
     owner.add_tag("v1")
-    assert upload(client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status_code == 200
+    assert (
+        upload(
+            client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}
+        ).status_code
+        == 200
+    )
     calls = []
     inner = service.keys.list_keys
     service.keys.list_keys = lambda gun, role: calls.append(role) or inner(gun, role)

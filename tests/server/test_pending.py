@@ -44,7 +44,10 @@ def test_two_of_two_signers_through_the_pending_store(client, make_owner, tmp_pa
     both = md.to_bytes()
     assert upload(client, GUN, {RELEASES: both}).status_code == 200
     assert client.get(URL).status_code == 404  # published: nothing waits any more
-    assert judge(tmp_path, "http://localhost", GUN, "v1", FlaskFetcher(client), owner.root_bytes()) is not None
+    assert (
+        judge(tmp_path, "http://localhost", GUN, "v1", FlaskFetcher(client), owner.root_bytes())
+        is not None
+    )
 
 
 def test_pending_store_refuses_what_could_never_be_published(client, make_owner):
@@ -52,7 +55,7 @@ def test_pending_store_refuses_what_could_never_be_published(client, make_owner)
     owner.add_tag("v1", role=RELEASES)
     stranger = owner.delegated_bytes(RELEASES, [CryptoSigner.generate_ecdsa()])
     assert error_code(client.put(URL, data=stranger)) == (400, "INVALID_UPDATE", "BAD_TARGETS")
-    assert error_code(client.put(URL, data=b"{nope")) [:2] == (400, "MALFORMED_JSON")
+    assert error_code(client.put(URL, data=b"{nope"))[:2] == (400, "MALFORMED_JSON")
     root_url = f"/v2/{GUN}/_trust/pending/root.json"
     assert error_code(client.put(root_url, data=owner.root_bytes()))[:2] == (400, "INVALID_ROLE")
     owner.delegated[RELEASES].version = 1  # the stored version
@@ -108,7 +111,12 @@ def test_a_valid_co_signature_is_never_replaced_by_an_invalid_one(client, make_o
     owner = make_owner()
     alice, bob, carol = (CryptoSigner.generate_ecdsa() for _ in range(3))
     owner.delegate(RELEASES, [alice, bob, carol], threshold=3)
-    assert upload(client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status_code == 200
+    assert (
+        upload(
+            client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}
+        ).status_code
+        == 200
+    )
     owner.add_tag("v1", role=RELEASES)
     for signer in (alice, bob):
         assert client.put(URL, data=owner.delegated_bytes(RELEASES, [signer])).status_code == 200

@@ -12,7 +12,9 @@ from tests.conftest import GUN
 from tests.server.helpers import error_code, served, upload
 
 
-def test_new_repository_is_accepted_and_a_tuf_client_finds_the_tag(client, make_owner, tmp_path: Path):
+def test_new_repository_is_accepted_and_a_tuf_client_finds_the_tag(
+    client, make_owner, tmp_path: Path
+):
     owner = make_owner()
     tf = owner.add_tag("v1")
     resp = upload(client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()})
@@ -24,11 +26,16 @@ def test_new_repository_is_accepted_and_a_tuf_client_finds_the_tag(client, make_
     assert found.custom == {"mediaType": "application/vnd.oci.image.manifest.v1+json"}
 
 
-def test_several_publishes_and_rotations_keep_a_pinned_client_working(client, make_owner, tmp_path: Path):
+def test_several_publishes_and_rotations_keep_a_pinned_client_working(
+    client, make_owner, tmp_path: Path
+):
     owner = make_owner()
     pinned_root = owner.root_bytes()
     owner.add_tag("v1")
-    assert upload(client, GUN, {"root": pinned_root, "targets": owner.targets_bytes()}).status_code == 200
+    assert (
+        upload(client, GUN, {"root": pinned_root, "targets": owner.targets_bytes()}).status_code
+        == 200
+    )
     meta = tmp_path / "client"
     fetcher = FlaskFetcher(client)
     assert judge(meta, "http://localhost", GUN, "v1", fetcher, pinned_root) is not None
@@ -61,7 +68,9 @@ def test_several_publishes_and_rotations_keep_a_pinned_client_working(client, ma
     assert judge(meta, "http://localhost", GUN, "v1", fetcher, None) is not None
 
 
-def test_versioned_and_checksum_reads_are_immutable_and_current_reads_revalidate(client, make_owner):
+def test_versioned_and_checksum_reads_are_immutable_and_current_reads_revalidate(
+    client, make_owner
+):
     owner = make_owner()
     owner.add_tag("v1")
     upload(client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()})
@@ -70,7 +79,12 @@ def test_versioned_and_checksum_reads_are_immutable_and_current_reads_revalidate
     assert current.status_code == 200
     assert "must-revalidate" in current.headers["Cache-Control"]
     etag = current.headers["ETag"]
-    assert client.get(f"/v2/{GUN}/_trust/tuf/targets.json", headers={"If-None-Match": etag}).status_code == 304
+    assert (
+        client.get(
+            f"/v2/{GUN}/_trust/tuf/targets.json", headers={"If-None-Match": etag}
+        ).status_code
+        == 304
+    )
 
     version = current.get_json()["signed"]["version"]
     by_version = client.get(f"/v2/{GUN}/_trust/tuf/{version}.targets.json")
@@ -139,7 +153,9 @@ def test_delete_removes_everything_and_writes_a_change_record(client, make_owner
     assert client.get("/v2/_trust/changefeed?change_id=-1&records=-1").get_json()["count"] == 1
 
 
-def test_delete_retires_the_online_keys_and_a_new_owner_gets_new_ones(client, make_owner, keyservice):
+def test_delete_retires_the_online_keys_and_a_new_owner_gets_new_ones(
+    client, make_owner, keyservice
+):
     """Issue 9, case 5: the deleted repository's keys never serve a later owner of the name."""
     owner = make_owner()
     upload(client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()})
@@ -167,7 +183,11 @@ def test_delete_with_the_signer_down_deletes_nothing(client, make_owner, service
 @pytest.mark.parametrize("change_id", [str(2**63), str(2**64), str(-(2**64)), "9" * 400])
 def test_changefeed_ids_past_64_bits_are_bad_parameters(client, change_id):
     for path in (f"/v2/{GUN}/_trust/changefeed", "/v2/_trust/changefeed"):
-        assert error_code(client.get(f"{path}?change_id={change_id}")) == (400, "INVALID_PARAMETERS", None)
+        assert error_code(client.get(f"{path}?change_id={change_id}")) == (
+            400,
+            "INVALID_PARAMETERS",
+            None,
+        )
 
 
 def test_changefeed_rejects_bad_parameters(client):
@@ -178,8 +198,14 @@ def test_changefeed_rejects_bad_parameters(client):
 
 
 def test_unknown_gun_and_unknown_file_are_404_with_a_code(client):
-    assert error_code(client.get(f"/v2/{GUN}/_trust/tuf/root.json"))[:2] == (404, "METADATA_NOT_FOUND")
-    assert error_code(client.get(f"/v2/{GUN}/_trust/tuf/nonsense"))[:2] == (404, "METADATA_NOT_FOUND")
+    assert error_code(client.get(f"/v2/{GUN}/_trust/tuf/root.json"))[:2] == (
+        404,
+        "METADATA_NOT_FOUND",
+    )
+    assert error_code(client.get(f"/v2/{GUN}/_trust/tuf/nonsense"))[:2] == (
+        404,
+        "METADATA_NOT_FOUND",
+    )
     assert error_code(client.get("/nothing/here"))[:2] == (404, "GENERIC_NOT_FOUND")
 
 
@@ -187,7 +213,10 @@ def test_health_and_metrics(client):
     assert client.get("/_notary_server/health").status_code == 200
     client.get("/v2/")
     text = client.get("/metrics").data.decode()
-    assert 'notary_server_http_requests_total{operation="tuf.ping",method="GET",status="200"} 1' in text
+    assert (
+        'notary_server_http_requests_total{operation="tuf.ping",method="GET",status="200"} 1'
+        in text
+    )
 
 
 def test_fast_path_answers_exactly_like_flask(app, client, make_owner):

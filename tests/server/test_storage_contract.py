@@ -205,9 +205,7 @@ def test_caught_version_error_keeps_earlier_adds(store: MetadataStore) -> None:
     assert store.get_current(GUN, "root").data == body(GUN, "root", 1)  # type: ignore[union-attr]
 
 
-def test_unique_violation_is_a_version_error(
-    sql_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_unique_violation_is_a_version_error(sql_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """If the version check were ever bypassed, the UNIQUE constraint still holds."""
     store = SQLStore(sql_url)
     publish(store, GUN, ("root", 1))
@@ -281,9 +279,7 @@ def test_changefeed_paging(store: MetadataStore) -> None:
     every = store.changefeed(None, 0, 100)
     ids = [r.id for r in every]
     assert ids == sorted(ids) and len(set(ids)) == 6
-    assert [(r.gun, r.version) for r in every] == [
-        (g, v) for v in (1, 2, 3) for g in (GUN, OTHER)
-    ]
+    assert [(r.gun, r.version) for r in every] == [(g, v) for v in (1, 2, 3) for g in (GUN, OTHER)]
 
     def page(gun: str | None, change_id: int, records: int) -> list[int]:
         return [r.id for r in store.changefeed(gun, change_id, records)]

@@ -128,7 +128,9 @@ def _delegated_role_nobody_delegates(o: Owner, client: Any) -> dict[str, bytes]:
 
 def _snapshot_that_does_not_match(o: Owner, client: Any) -> dict[str, bytes]:
     o.add_tag("v9")
-    snapshot = Snapshot(version=2, expires=o.targets.expires, meta={"targets.json": MetaFile(version=7)})
+    snapshot = Snapshot(
+        version=2, expires=o.targets.expires, meta={"targets.json": MetaFile(version=7)}
+    )
     return {"targets": o.targets_bytes(), "snapshot": o.snapshot_bytes(snapshot, o.snapshot_signer)}
 
 
@@ -154,7 +156,9 @@ def _bad_role_name(o: Owner, client: Any) -> dict[str, bytes]:
 
 
 def _bad_gun(o: Owner, client: Any) -> Any:
-    return client.post("/v2/..%2F..%2Fetc/_trust/tuf/", data={"files": [(io.BytesIO(b"{}"), "root")]})
+    return client.post(
+        "/v2/..%2F..%2Fetc/_trust/tuf/", data={"files": [(io.BytesIO(b"{}"), "root")]}
+    )
 
 
 def _oversized_file(o: Owner, client: Any) -> dict[str, bytes]:
@@ -197,11 +201,15 @@ def _too_many_parts(o: Owner, client: Any) -> Any:
 
 
 def _not_multipart(o: Owner, client: Any) -> Any:
-    return client.post(f"/v2/{GUN}/_trust/tuf/", data=o.targets_bytes(), content_type="application/json")
+    return client.post(
+        f"/v2/{GUN}/_trust/tuf/", data=o.targets_bytes(), content_type="application/json"
+    )
 
 
 def _part_without_filename(o: Owner, client: Any) -> Any:
-    return client.post(f"/v2/{GUN}/_trust/tuf/", data={"files": "not a file"}, content_type="multipart/form-data")
+    return client.post(
+        f"/v2/{GUN}/_trust/tuf/", data={"files": "not a file"}, content_type="multipart/form-data"
+    )
 
 
 def _empty_upload(o: Owner, client: Any) -> Any:
@@ -298,7 +306,9 @@ def test_bad_upload_is_refused_and_changes_nothing(case: Case, client, make_owne
         snap = Snapshot(
             version=1,
             expires=owner.targets.expires,
-            meta={"targets.json": MetaFile.from_data(owner.targets.version, targets_raw, ["sha256"])},
+            meta={
+                "targets.json": MetaFile.from_data(owner.targets.version, targets_raw, ["sha256"])
+            },
         )
         files["snapshot"] = owner.snapshot_bytes(snap, owner.snapshot_signer)
     resp = upload(client, GUN, files)

@@ -8,7 +8,9 @@ import pytest
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import MetaFile, Snapshot
 
-MAX_VERSION = 2**31 - 1  # notary_server.validation.MAX_VERSION, spelt out: the bound is the contract
+MAX_VERSION = (
+    2**31 - 1
+)  # notary_server.validation.MAX_VERSION, spelt out: the bound is the contract
 from tests.conftest import GUN
 from tests.server.helpers import error_code, served, upload
 
@@ -16,7 +18,12 @@ from tests.server.helpers import error_code, served, upload
 def test_the_largest_version_is_stored_and_fetched_by_number_everywhere(client, make_owner) -> None:
     owner = make_owner()
     owner.add_tag("v1")
-    assert upload(client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status_code == 200
+    assert (
+        upload(
+            client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}
+        ).status_code
+        == 200
+    )
     owner.add_tag("v2")
     owner.targets.version = MAX_VERSION
     largest = owner.targets_bytes()
@@ -31,14 +38,24 @@ def test_the_largest_version_is_stored_and_fetched_by_number_everywhere(client, 
     assert client.get(f"/v2/{GUN}/_trust/tuf/9999999999.targets.json").status_code == 404
 
 
-@pytest.mark.parametrize("version", [MAX_VERSION + 1, 10**10, 2**63, 10**30], ids=["2**31", "10**10", "2**63", "10**30"])
+@pytest.mark.parametrize(
+    "version", [MAX_VERSION + 1, 10**10, 2**63, 10**30], ids=["2**31", "10**10", "2**63", "10**30"]
+)
 def test_a_version_past_the_bound_is_refused_at_upload(client, make_owner, version: int) -> None:
     owner = make_owner()
     owner.add_tag("v1")
-    assert upload(client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}).status_code == 200
+    assert (
+        upload(
+            client, GUN, {"root": owner.root_bytes(), "targets": owner.targets_bytes()}
+        ).status_code
+        == 200
+    )
     before = served(client, GUN)
     owner.targets.version = version
-    assert error_code(upload(client, GUN, {"targets": owner.targets_bytes()}))[:2] == (400, "VERSION_TOO_LARGE")
+    assert error_code(upload(client, GUN, {"targets": owner.targets_bytes()}))[:2] == (
+        400,
+        "VERSION_TOO_LARGE",
+    )
     assert served(client, GUN) == before
 
 
@@ -71,4 +88,7 @@ def test_the_server_never_builds_a_snapshot_or_timestamp_past_the_bound() -> Non
     previous = Timestamp(version=MAX_VERSION, expires=later, snapshot_meta=MetaFile(version=1))
     with pytest.raises(VersionTooLargeError):
         build_timestamp(previous, 1, b"{}", later)
-    assert build_snapshot(Snapshot(version=MAX_VERSION - 1, expires=later), {}, later).version == MAX_VERSION
+    assert (
+        build_snapshot(Snapshot(version=MAX_VERSION - 1, expires=later), {}, later).version
+        == MAX_VERSION
+    )

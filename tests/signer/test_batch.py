@@ -29,7 +29,9 @@ from .conftest import GUN, OTHER_GUN, StepClock, canonical, root_payload, soon, 
 
 @pytest.fixture
 def app(encryptor: KeyEncryptor) -> Flask:
-    return create_app(SignerConfig(), keystore=MemoryKeyStore(encryptor=encryptor, clock=StepClock()), environ={})
+    return create_app(
+        SignerConfig(), keystore=MemoryKeyStore(encryptor=encryptor, clock=StepClock()), environ={}
+    )
 
 
 @pytest.fixture
@@ -48,13 +50,20 @@ def public(key: dict[str, Any]) -> Key:
 
 
 def snapshot_bytes(version: int = 4, days: float = 7) -> bytes:
-    meta = {f"targets/bins-{i:02x}.json": MetaFile(2, 100 + i, {"sha256": f"{i:064x}"}) for i in range(4)}
+    meta = {
+        f"targets/bins-{i:02x}.json": MetaFile(2, 100 + i, {"sha256": f"{i:064x}"})
+        for i in range(4)
+    }
     return canonical(Snapshot(version=version, expires=soon(days), meta=meta))
 
 
 def template(snapshot_version: int = 4, days: float = 1) -> bytes:
     return canonical(
-        Timestamp(version=9, expires=soon(days), snapshot_meta=MetaFile(snapshot_version, 0, {"sha256": "0" * 64}))
+        Timestamp(
+            version=9,
+            expires=soon(days),
+            snapshot_meta=MetaFile(snapshot_version, 0, {"sha256": "0" * 64}),
+        )
     )
 
 
@@ -62,8 +71,14 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def batch(client: FlaskClient, gun: str, ts_keys: list[str], ts: bytes, snap_keys: list[str] | None = None,
-          snap: bytes | None = None) -> Any:
+def batch(
+    client: FlaskClient,
+    gun: str,
+    ts_keys: list[str],
+    ts: bytes,
+    snap_keys: list[str] | None = None,
+    snap: bytes | None = None,
+) -> Any:
     body: dict[str, Any] = {"gun": gun, "timestamp": {"keyids": ts_keys, "payload": b64(ts)}}
     if snap is not None:
         body["snapshot"] = {"keyids": snap_keys or [], "payload": b64(snap)}
@@ -129,7 +144,10 @@ def test_batch_without_snapshot_signs_the_timestamp_as_is(client: FlaskClient) -
 )
 def test_batch_refusals(client: FlaskClient, case: str, expected: str) -> None:
     ts, snap = create(client, "timestamp"), create(client, "snapshot")
-    other_ts, other_snap = create(client, "timestamp", OTHER_GUN), create(client, "snapshot", OTHER_GUN)
+    other_ts, other_snap = (
+        create(client, "timestamp", OTHER_GUN),
+        create(client, "snapshot", OTHER_GUN),
+    )
     ts_keys, snap_keys = [ts["keyid"]], [snap["keyid"]]
     ts_payload, snap_payload = template(), snapshot_bytes()
     if case == "timestamp key of another gun":
@@ -159,7 +177,9 @@ def test_batch_refusals(client: FlaskClient, case: str, expected: str) -> None:
     elif case == "a key named twice":
         ts_keys = [ts["keyid"], ts["keyid"]]
     if case == "bad base64":
-        resp = client.post("/v1/sign/batch", json={"gun": GUN, "timestamp": {"keyids": ts_keys, "payload": "%%"}})
+        resp = client.post(
+            "/v1/sign/batch", json={"gun": GUN, "timestamp": {"keyids": ts_keys, "payload": "%%"}}
+        )
     else:
         resp = batch(client, GUN, ts_keys, ts_payload, snap_keys, snap_payload)
     assert code(resp) == expected, resp.get_json()

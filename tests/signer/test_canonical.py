@@ -24,7 +24,9 @@ from notary_signer.canonical import canonical_json, compute_keyid, is_canonical,
 
 #: Characters the two encoders treat differently (escapes, control characters),
 #: beyond-ASCII ones, and everything else Unicode has (lone surrogates apart).
-_TRICKY = st.sampled_from('"\\/\x00\x01\x08\t\n\x0c\r\x1f\x7f\x80\u00e9\u2028\u2029\ufeff\U0001f600')
+_TRICKY = st.sampled_from(
+    '"\\/\x00\x01\x08\t\n\x0c\r\x1f\x7f\x80\u00e9\u2028\u2029\ufeff\U0001f600'
+)
 TEXT = st.text(alphabet=st.one_of(_TRICKY, st.characters(exclude_categories=["Cs"])))
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(-(2**80), 2**80), TEXT)
 JSON = st.recursive(
@@ -99,7 +101,9 @@ def test_ecdsa_key_ids_are_securesystemslibs(secret: int, curve: ec.EllipticCurv
 
 
 @given(TEXT, TEXT, st.dictionaries(TEXT, st.one_of(TEXT, st.integers(), st.none()), max_size=4))
-def test_key_ids_of_any_key_fields_are_the_tuf_definition(keytype: str, scheme: str, keyval: dict[str, Any]) -> None:
+def test_key_ids_of_any_key_fields_are_the_tuf_definition(
+    keytype: str, scheme: str, keyval: dict[str, Any]
+) -> None:
     key = Fields(keytype, scheme, keyval)
     expected = hashlib.sha256(reference({"keytype": keytype, "scheme": scheme, "keyval": keyval}))
     assert compute_keyid(key) == expected.hexdigest()
@@ -107,5 +111,8 @@ def test_key_ids_of_any_key_fields_are_the_tuf_definition(keytype: str, scheme: 
 
 @given(st.sampled_from(["ecdsa", "ecdsa-x509", "rsa", "ed25519"]), st.binary(max_size=300))
 def test_notary_key_ids_are_notarys_definition(keytype: str, public: bytes) -> None:
-    obj = {"keytype": keytype, "keyval": {"private": None, "public": base64.b64encode(public).decode()}}
+    obj = {
+        "keytype": keytype,
+        "keyval": {"private": None, "public": base64.b64encode(public).decode()},
+    }
     assert notary_keyid(keytype, public) == hashlib.sha256(reference(obj)).hexdigest()

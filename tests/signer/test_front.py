@@ -19,16 +19,25 @@ import pytest
 from notary_signer.front import FrontLimits, _Worker
 
 LIMITS = FrontLimits(
-    header_timeout=1, body_timeout=1, keepalive_timeout=1, max_header_bytes=2048,
-    max_body_bytes=1000, max_connections_per_client=4, max_connections=100,
+    header_timeout=1,
+    body_timeout=1,
+    keepalive_timeout=1,
+    max_header_bytes=2048,
+    max_body_bytes=1000,
+    max_connections_per_client=4,
+    max_connections=100,
 )
 
 
 def echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     body = environ["wsgi.input"].read()
     answer = json.dumps(
-        {"path": environ["PATH_INFO"], "query": environ["QUERY_STRING"], "body": body.decode(),
-         "host": environ.get("HTTP_HOST")}
+        {
+            "path": environ["PATH_INFO"],
+            "query": environ["QUERY_STRING"],
+            "body": body.decode(),
+            "host": environ.get("HTTP_HOST"),
+        }
     ).encode()
     start_response("200 OK", [("Content-Type", "application/json")])
     return [answer]
@@ -66,7 +75,8 @@ def exchange(port: int, raw: bytes) -> bytes:
             data += chunk
             head, sep, body = data.partition(b"\r\n\r\n")
             lengths = [
-                int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
                 if line.lower().startswith(b"content-length:")
             ]
             if sep and lengths and len(body) >= lengths[0]:
@@ -83,26 +93,47 @@ def status_and_code(answer: bytes) -> tuple[int, str | None]:
 
 REFUSED = {
     "announced-body-over-the-limit": (
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n", 413, "TOO_LARGE"),
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n",
+        413,
+        "TOO_LARGE",
+    ),
     "chunked-body": (
-        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411,
-        "LENGTH_REQUIRED"),
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        411,
+        "LENGTH_REQUIRED",
+    ),
     "two-different-content-lengths": (
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400,
-        "MALFORMED_REQUEST"),
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        400,
+        "MALFORMED_REQUEST",
+    ),
     "negative-content-length": (
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400, "MALFORMED_REQUEST"),
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        400,
+        "MALFORMED_REQUEST",
+    ),
     "obsolete-line-folding": (
-        b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n folded\r\n\r\n", 400, "MALFORMED_REQUEST"),
-    "space-before-colon": (
-        b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400, "MALFORMED_REQUEST"),
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n folded\r\n\r\n",
+        400,
+        "MALFORMED_REQUEST",
+    ),
+    "space-before-colon": (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400, "MALFORMED_REQUEST"),
     "absolute-form-target": (
-        b"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n", 400, "MALFORMED_REQUEST"),
+        b"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        400,
+        "MALFORMED_REQUEST",
+    ),
     "http-2-preface": (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, "UNSUPPORTED_PROTOCOL"),
     "head-over-the-limit": (
-        b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 4000 + b"\r\n\r\n", 431, "HEADERS_TOO_LARGE"),
+        b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 4000 + b"\r\n\r\n",
+        431,
+        "HEADERS_TOO_LARGE",
+    ),
     "body-stalled-after-the-head": (
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", 408, "REQUEST_TIMEOUT"),
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
+        408,
+        "REQUEST_TIMEOUT",
+    ),
 }
 
 
@@ -132,7 +163,9 @@ def test_connections_per_client_address_are_bounded(port: int) -> None:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
             assert extra.recv(100) == b""  # closed at once: a fifth from this address
-        with socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.2", 0), timeout=10) as other:
+        with socket.create_connection(
+            ("127.0.0.1", port), source_address=("127.0.0.2", 0), timeout=10
+        ) as other:
             other.sendall(b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             assert other.recv(100).startswith(b"HTTP/1.1 200 ")
     finally:

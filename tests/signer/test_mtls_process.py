@@ -291,8 +291,10 @@ def test_batch_policy_refusals_over_mutual_tls(signer: RunningSigner) -> None:
         client.sign_batch(GUN, [ts_key], template, [snap_key], root_payload())
     with pytest.raises(SignerRefusedError):  # a targets payload signed as the timestamp
         client.sign_batch(GUN, [ts_key], targets_payload())
-    long_lived = _batch_payloads()[0].replace(b'"version":2', b'"version":2').replace(
-        soon(7).strftime("%Y").encode(), str(soon(7).year + 3).encode(), 1
+    long_lived = (
+        _batch_payloads()[0]
+        .replace(b'"version":2', b'"version":2')
+        .replace(soon(7).strftime("%Y").encode(), str(soon(7).year + 3).encode(), 1)
     )
     with pytest.raises(SignerRefusedError):  # lifetime cap
         client.sign_batch(GUN, [ts_key], template, [snap_key], long_lived)

@@ -23,19 +23,32 @@ def _b64(data: bytes) -> str:
 
 
 def jwe(
-    plaintext: bytes, passphrase: str, alg: str = "PBES2-HS256+A128KW", p2c: int = 8192, header_p2c: int | None = None
+    plaintext: bytes,
+    passphrase: str,
+    alg: str = "PBES2-HS256+A128KW",
+    p2c: int = 8192,
+    header_p2c: int | None = None,
 ) -> str:
     salt = os.urandom(16)
     p2c_claim = p2c if header_p2c is None else header_p2c
-    header = _b64(json.dumps({"alg": alg, "enc": "A256GCM", "p2c": p2c_claim, "p2s": _b64(salt)}).encode())
-    kek = PBKDF2HMAC(hashes.SHA256(), 16, alg.encode() + b"\0" + salt, p2c).derive(passphrase.encode())
+    header = _b64(
+        json.dumps({"alg": alg, "enc": "A256GCM", "p2c": p2c_claim, "p2s": _b64(salt)}).encode()
+    )
+    kek = PBKDF2HMAC(hashes.SHA256(), 16, alg.encode() + b"\0" + salt, p2c).derive(
+        passphrase.encode()
+    )
     cek, iv = os.urandom(32), os.urandom(12)
     sealed = AESGCM(cek).encrypt(iv, plaintext, header.encode())
-    return ".".join([header, _b64(aes_key_wrap(kek, cek)), _b64(iv), _b64(sealed[:-16]), _b64(sealed[-16:])])
+    return ".".join(
+        [header, _b64(aes_key_wrap(kek, cek)), _b64(iv), _b64(sealed[:-16]), _b64(sealed[-16:])]
+    )
 
 
 def test_a_notary_signer_jwe_decrypts_with_its_passphrase():
-    assert decrypt_jwe(jwe(b"secret key bytes", "alias passphrase"), "alias passphrase") == b"secret key bytes"
+    assert (
+        decrypt_jwe(jwe(b"secret key bytes", "alias passphrase"), "alias passphrase")
+        == b"secret key bytes"
+    )
 
 
 def _tampered(token: str) -> str:

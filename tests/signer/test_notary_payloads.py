@@ -49,17 +49,25 @@ REFUSED = {
     "targets-payload": (key("snapshot"), "snapshot", _edit(SNAPSHOT, _type="Targets")),
     "not-canonical": (key("timestamp"), "timestamp", TIMESTAMP.replace(b",", b", ", 1)),
     "timestamp-beyond-lifetime-cap": (
-        key("timestamp"), "timestamp", _edit(TIMESTAMP, expires="2027-03-01T00:00:00Z"),
+        key("timestamp"),
+        "timestamp",
+        _edit(TIMESTAMP, expires="2027-03-01T00:00:00Z"),
     ),
     "snapshot-beyond-lifetime-cap": (
-        key("snapshot"), "snapshot", _edit(SNAPSHOT, expires="2030-01-01T00:00:00Z"),
+        key("snapshot"),
+        "snapshot",
+        _edit(SNAPSHOT, expires="2030-01-01T00:00:00Z"),
     ),
     "extra-field-smuggled": (key("timestamp"), "timestamp", _edit(TIMESTAMP, targets={})),
     "timestamp-listing-targets": (
-        key("timestamp"), "timestamp", _edit(TIMESTAMP, meta={"targets": {"hashes": {"sha256": "AAAA"}, "length": 1}}),
+        key("timestamp"),
+        "timestamp",
+        _edit(TIMESTAMP, meta={"targets": {"hashes": {"sha256": "AAAA"}, "length": 1}}),
     ),
     "hash-not-base64-sha256": (
-        key("timestamp"), "timestamp", _edit(TIMESTAMP, meta={"snapshot": {"hashes": {"sha256": "00ff"}, "length": 1}}),
+        key("timestamp"),
+        "timestamp",
+        _edit(TIMESTAMP, meta={"snapshot": {"hashes": {"sha256": "00ff"}, "length": 1}}),
     ),
 }
 

@@ -128,7 +128,10 @@ CASES = {
         stored("root"), root_payload(), "root", refused="role 'root'"
     ),
     "timestamp valid for a year (far-future freshness)": Case(
-        stored("timestamp"), timestamp_payload(expires=soon(365)), "timestamp", refused="longer than"
+        stored("timestamp"),
+        timestamp_payload(expires=soon(365)),
+        "timestamp",
+        refused="longer than",
     ),
     "snapshot valid for two years": Case(
         stored("snapshot"),

@@ -33,9 +33,7 @@ import urllib3
 try:
     import kubernetes_validate
 except ImportError as e:  # pragma: no cover - a clear message instead of a skip
-    raise ImportError(
-        "the gate tests need kubernetes-validate: pip install -e '.[test]'"
-    ) from e
+    raise ImportError("the gate tests need kubernetes-validate: pip install -e '.[test]'") from e
 
 KUBERNETES_VERSION = "1.33"  # image volumes are beta from 1.33
 RESOURCES = {
@@ -147,13 +145,17 @@ class ApiServer:
         except urllib3.exceptions.HTTPError as e:
             raise WebhookCallError(f"failed to call webhook: {e}") from e
         if r.status != 200:
-            raise WebhookCallError(f"failed to call webhook: the server responded with status {r.status}")
+            raise WebhookCallError(
+                f"failed to call webhook: the server responded with status {r.status}"
+            )
         try:
             doc = json.loads(r.data)
         except ValueError as e:
             raise WebhookCallError(f"failed to decode the response: {e}") from e
         if doc.get("apiVersion") != "admission.k8s.io/v1" or doc.get("kind") != "AdmissionReview":
-            raise WebhookCallError("expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview")
+            raise WebhookCallError(
+                "expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview"
+            )
         resp = doc.get("response")
         if resp is None:
             raise WebhookCallError("webhook response was absent")
@@ -189,8 +191,10 @@ class ApiServer:
                         last_change_after[j] = True
         for j, step in enumerate(self.chain):  # reinvocation: once, if a later one changed it
             again = isinstance(step, Webhook) and step.reinvocation_policy == "IfNeeded"
-            if again and last_change_after.get(j) and not self._mutate(
-                step, out, operation, old, sub_resource, dry_run
+            if (
+                again
+                and last_change_after.get(j)
+                and not self._mutate(step, out, operation, old, sub_resource, dry_run)
             ):
                 return out
         if operation != "DELETE":
@@ -199,7 +203,9 @@ class ApiServer:
             except kubernetes_validate.ValidationError as e:
                 out.schema_errors.append(str(e))
         for hook in self.validating:
-            if not self._call_into(hook, out, operation, old, sub_resource, dry_run, patch_ok=False):
+            if not self._call_into(
+                hook, out, operation, old, sub_resource, dry_run, patch_ok=False
+            ):
                 return out
         return out
 
@@ -215,7 +221,10 @@ class ApiServer:
                    sub_resource: str, dry_run: bool, *, patch_ok: bool) -> bool:  # fmt: skip
         """Call one webhook and fold its answer into ``out``; False when the request ends."""
         if dry_run and hook.side_effects in ("Unknown", "Some"):
-            out.allowed, out.message = False, f'admission webhook "{hook.name}" does not support dry run'
+            out.allowed, out.message = (
+                False,
+                f'admission webhook "{hook.name}" does not support dry run',
+            )
             return False
         out.calls.append(hook.name)
         review = self.review(out.object, operation=operation, old=old,
@@ -237,7 +246,9 @@ class ApiServer:
         if not resp["allowed"]:
             status = resp.get("status") or {}
             out.allowed = False
-            out.message = f'admission webhook "{hook.name}" denied the request: {status.get("message", "")}'
+            out.message = (
+                f'admission webhook "{hook.name}" denied the request: {status.get("message", "")}'
+            )
             return False
         if resp.get("patch"):
             if not patch_ok:

@@ -67,7 +67,11 @@ def ok(run: Run) -> Run:
 
 def sign(owner: Person, tag: str, n: int) -> str:
     digest = f"sha256:{n:064x}"
-    ok(owner.run("sign", f"{GUN}:{tag}", "--digest", digest, "--size", "1234", "--media-type", MEDIA))
+    ok(
+        owner.run(
+            "sign", f"{GUN}:{tag}", "--digest", digest, "--size", "1234", "--media-type", MEDIA
+        )
+    )
     return digest
 
 
@@ -156,7 +160,9 @@ def start_gate(
     srv = GateServer(gate, "127.0.0.1", 0, pki.server_cert, pki.server_key).start()
     base = f"https://127.0.0.1:{srv.port}"
     mutate = Webhook("pin.gate.trustctl.dev", f"{base}/mutate", pki.ca_cert, True, timeout_seconds)
-    validate = Webhook("verify.gate.trustctl.dev", f"{base}/validate", pki.ca_cert, False, timeout_seconds)
+    validate = Webhook(
+        "verify.gate.trustctl.dev", f"{base}/validate", pki.ca_cert, False, timeout_seconds
+    )
     api = ApiServer([mutate, *mutators], [validate])
     return GateUnderTest(srv, api, mutate, validate, pki, policy_path, clock, switch)
 
@@ -177,16 +183,22 @@ def pod_spec(image: str = SIGNED, **extra: list[dict[str, Any]]) -> dict[str, An
 def with_image_at(location: str, image: str) -> dict[str, Any]:
     """A pod spec whose main container is signed and ``image`` sits at ``location``."""
     if location == "containers":
-        return {"containers": [{"name": "main", "image": SIGNED}, {"name": "extra", "image": image}]}
+        return {
+            "containers": [{"name": "main", "image": SIGNED}, {"name": "extra", "image": image}]
+        }
     if location == "volumes":
-        return pod_spec(volumes=[{"name": "data", "image": {"reference": image, "pullPolicy": "IfNotPresent"}}])
+        return pod_spec(
+            volumes=[{"name": "data", "image": {"reference": image, "pullPolicy": "IfNotPresent"}}]
+        )
     if location == "ephemeralContainers":
         return pod_spec(ephemeralContainers=[{"name": "debug", "image": image}])
     extra: dict[str, list[dict[str, Any]]] = {location: [{"name": "init", "image": image}]}
     return pod_spec(SIGNED, **extra)
 
 
-def workload(kind: str, spec: dict[str, Any], *, replicas: int = 1, name: str = "web") -> dict[str, Any]:
+def workload(
+    kind: str, spec: dict[str, Any], *, replicas: int = 1, name: str = "web"
+) -> dict[str, Any]:
     labels = {"app": name}
     meta = {"name": name, "namespace": "default"}
     template = {"metadata": {"labels": labels}, "spec": spec}

@@ -167,7 +167,9 @@ def test_pull_copies_the_signed_digest_with_skopeo(
     registry: RegistryProcess, users: dict[str, User], tmp_path: Path
 ) -> None:
     if shutil.which("skopeo") is None:
-        pytest.fail("skopeo not found: install Debian's skopeo package (scripts/install-system-deps.sh does)")
+        pytest.fail(
+            "skopeo not found: install Debian's skopeo package (scripts/install-system-deps.sh does)"
+        )
     owner = users["owner"]
     gun, digest = push(registry, unique_repo(), "v1", b"copy me")
     owner.ok("init", gun)

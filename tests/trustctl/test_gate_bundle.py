@@ -64,7 +64,11 @@ def store(tmp_path: Path) -> BundleStore:
 
 @pytest.fixture
 def offline_gate(
-    tmp_path: Path, person: MakePerson, files: dict[str, bytes], store: BundleStore, server: FlaskTransport
+    tmp_path: Path,
+    person: MakePerson,
+    files: dict[str, bytes],
+    store: BundleStore,
+    server: FlaskTransport,
 ) -> Iterator[tuple[GateUnderTest, Manifest]]:
     manifest = store.import_bundle(create_bundle({GUN: files}, key=KEY, sequence=1))
     d = person("deployer", server_transport=server)
@@ -81,17 +85,25 @@ def test_the_gate_decides_from_the_bundle_with_no_request_to_the_trust_server(
     g, _ = offline_gate
     result = g.admit(workload("Deployment", pod_spec(SIGNED)))
     assert result.allowed, result
-    assert result.object["spec"]["template"]["spec"]["containers"][0]["image"] == f"{SIGNED}@{SIGNED_DIGEST}"
+    assert (
+        result.object["spec"]["template"]["spec"]["containers"][0]["image"]
+        == f"{SIGNED}@{SIGNED_DIGEST}"
+    )
     denied = g.admit(workload("Pod", pod_spec(UNSIGNED)))
     assert not denied.allowed and "NOT_SIGNED" in denied.message
     assert server.requests == []  # not one request reached the trust server
     pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=str(g.pki.ca_cert))
     metrics = pool.request("GET", f"https://127.0.0.1:{g.server.port}/metrics").data.decode()
-    assert "trustctl_gate_bundle_sequence 1" in metrics and "trustctl_gate_bundle_seconds_to_stale" in metrics
+    assert (
+        "trustctl_gate_bundle_sequence 1" in metrics
+        and "trustctl_gate_bundle_seconds_to_stale" in metrics
+    )
     assert g.transport.calls > 0  # every metadata file came from the bundle
 
 
-def test_allowed_before_not_after_and_denied_after_it(offline_gate: tuple[GateUnderTest, Manifest]) -> None:
+def test_allowed_before_not_after_and_denied_after_it(
+    offline_gate: tuple[GateUnderTest, Manifest],
+) -> None:
     g, manifest = offline_gate
     now = datetime.now(UTC)
     fresh = g.admit(workload("Pod", pod_spec(SIGNED)))
@@ -110,9 +122,19 @@ def test_not_after_is_the_earliest_expiry_inside_or_the_budget(files: dict[str, 
     expiries = [datetime.strptime(json.loads(b)["signed"]["expires"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
                 for b in files.values()]  # fmt: skip
     now = datetime.now(UTC).replace(microsecond=0)
-    long = Manifest.parse(_member(create_bundle({GUN: files}, key=KEY, sequence=1, budget=timedelta(days=90), now=now), "manifest.json"))
+    long = Manifest.parse(
+        _member(
+            create_bundle({GUN: files}, key=KEY, sequence=1, budget=timedelta(days=90), now=now),
+            "manifest.json",
+        )
+    )
     assert long.not_after == min(expiries)  # the bundle never extends an expiry
-    short = Manifest.parse(_member(create_bundle({GUN: files}, key=KEY, sequence=1, budget=timedelta(hours=1), now=now), "manifest.json"))
+    short = Manifest.parse(
+        _member(
+            create_bundle({GUN: files}, key=KEY, sequence=1, budget=timedelta(hours=1), now=now),
+            "manifest.json",
+        )
+    )
     assert short.not_after == now + timedelta(hours=1)
 
 
@@ -125,7 +147,10 @@ def _member(bundle: bytes, name: str) -> bytes:
 
 def _rewrite(bundle: bytes, change: Callable[[str, bytes], bytes | None]) -> bytes:
     out = io.BytesIO()
-    with tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz") as src, tarfile.open(fileobj=out, mode="w:gz") as dst:
+    with (
+        tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz") as src,
+        tarfile.open(fileobj=out, mode="w:gz") as dst,
+    ):
         for info in src:
             f = src.extractfile(info)
             assert f is not None
@@ -157,7 +182,10 @@ def _tamper(name: str, data: bytes) -> bytes:
     ],
 )  # fmt: skip
 def test_a_refused_import_changes_nothing(
-    store: BundleStore, files: dict[str, bytes], make: Callable[[dict[str, bytes]], bytes], words: str
+    store: BundleStore,
+    files: dict[str, bytes],
+    make: Callable[[dict[str, bytes]], bytes],
+    words: str,
 ) -> None:
     store.import_bundle(create_bundle({GUN: files}, key=KEY, sequence=2))
     before = store.current()
@@ -196,7 +224,7 @@ def test_bundle_create_and_import_bundle_commands(owner: Person, tmp_path: Path)
     assert "not above 4" in again.stderr and "Traceback" not in again.stderr
 
 
-DRIVER = r'''
+DRIVER = r"""
 import json, os, signal, socket, subprocess, sys, threading, time
 sys.path.insert(0, sys.argv[1])
 from tests.trustctl.apiserver import ApiServer, Webhook
@@ -243,12 +271,16 @@ gate.wait()
 print(json.dumps({"allowed": ok.allowed, "image": ok.object["spec"]["containers"][0]["image"],
                   "ok_message": ok.message, "bad_allowed": bad.allowed, "bad_message": bad.message,
                   "attempts": len(attempts), "routes": routes}))
-'''
+"""
 
 
 @pytest.mark.e2e
 def test_offline_in_a_network_namespace_with_no_route(
-    tmp_path: Path, person: MakePerson, files: dict[str, bytes], store: BundleStore, server: FlaskTransport
+    tmp_path: Path,
+    person: MakePerson,
+    files: dict[str, bytes],
+    store: BundleStore,
+    server: FlaskTransport,
 ) -> None:
     """The gate process runs in a network namespace with loopback only; the policy's
     trust server address has a listener there that counts connections: none come."""

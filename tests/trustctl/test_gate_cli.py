@@ -54,7 +54,9 @@ class GateProcess:
         self.port = free_port()
         self.base = f"https://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=str(pki.ca_cert), retries=False)
+        self.pool = urllib3.PoolManager(
+            cert_reqs="CERT_REQUIRED", ca_certs=str(pki.ca_cert), retries=False
+        )
 
     def start(self) -> GateProcess:
         log = (self.tmp / "gate.log").open("ab")
@@ -71,7 +73,9 @@ class GateProcess:
                     return self
             except urllib3.exceptions.HTTPError:
                 time.sleep(0.2)
-        raise AssertionError("the gate did not become healthy:\n" + (self.tmp / "gate.log").read_text())
+        raise AssertionError(
+            "the gate did not become healthy:\n" + (self.tmp / "gate.log").read_text()
+        )
 
     def kill9(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -93,7 +97,9 @@ def gate_process(tmp_path: Path, pki: DevPKI) -> Iterator[str]:
         g.kill9()
 
 
-def test_the_served_gate_denies_and_refuses_malformed_reviews(gate_process: str, pki: DevPKI) -> None:
+def test_the_served_gate_denies_and_refuses_malformed_reviews(
+    gate_process: str, pki: DevPKI
+) -> None:
     api = ApiServer([Webhook("pin", f"{gate_process}/mutate", pki.ca_cert, True)],
                     [Webhook("verify", f"{gate_process}/validate", pki.ca_cert, False)])  # fmt: skip
     pod = workload("Pod", {"containers": [{"name": "a", "image": "127.0.0.1:5999/app:v1"}]})
@@ -118,7 +124,9 @@ def test_an_invalid_policy_stops_the_gate_naming_the_line(tmp_path: Path, pki: D
 
 
 def test_the_manifest_command_prints_four_objects(tmp_path: Path, pki: DevPKI) -> None:
-    run = trustctl("gate", "manifest", "--image", "r.io/gate:1", "--ca-bundle", str(pki.ca_cert), tmp=tmp_path)
+    run = trustctl(
+        "gate", "manifest", "--image", "r.io/gate:1", "--ca-bundle", str(pki.ca_cert), tmp=tmp_path
+    )
     assert run.returncode == 0, run
     docs = list(yaml.safe_load_all(run.stdout))
     assert [d["kind"] for d in docs] == ["Deployment", "Service", "MutatingWebhookConfiguration",
@@ -153,14 +161,18 @@ class Restartable:
 
     def sign(self, tag: str, n: int) -> None:
         digest = f"sha256:{n:064x}"
-        self.owner.ok("sign", f"{self.gun}:{tag}", "--digest", digest, "--size", "10", "--media-type", MEDIA)
+        self.owner.ok(
+            "sign", f"{self.gun}:{tag}", "--digest", digest, "--size", "10", "--media-type", MEDIA
+        )
 
     def pod(self, tag: str) -> dict[str, object]:
         return workload("Pod", {"containers": [{"name": "a", "image": f"{self.gun}:{tag}"}]})
 
 
 @pytest.fixture
-def signed_stack(stack: tuple[Stack, FreezingProxy], tmp_path: Path, pki: DevPKI) -> Iterator[Restartable]:
+def signed_stack(
+    stack: tuple[Stack, FreezingProxy], tmp_path: Path, pki: DevPKI
+) -> Iterator[Restartable]:
     """A signed repository of the test's own and a gate process whose policy points at
     the proxy."""
     s, proxy = stack

@@ -112,7 +112,9 @@ def test_an_unsigned_image_is_denied_in_every_location_and_kind(
     denied(result, f"image {UNSIGNED} (repository {GUN})", "NOT_SIGNED")
 
 
-@pytest.mark.parametrize("kind", ["Deployment", "ReplicaSet", "StatefulSet", "ReplicationController"])
+@pytest.mark.parametrize(
+    "kind", ["Deployment", "ReplicaSet", "StatefulSet", "ReplicationController"]
+)
 def test_replicas_zero_is_verified_like_any_other(gate: GateUnderTest, kind: str) -> None:
     result = gate.admit(workload(kind, pod_spec(UNSIGNED), replicas=0))
     denied(result, UNSIGNED, "NOT_SIGNED")
@@ -136,7 +138,9 @@ def test_kubectl_debug_with_a_signed_image_is_admitted_and_pinned(gate: GateUnde
 
 
 def test_a_signed_tag_is_pinned_to_exactly_its_signed_digest(gate: GateUnderTest) -> None:
-    result = gate.admit(workload("Deployment", pod_spec(SIGNED, initContainers=[{"name": "i", "image": SIGNED}])))
+    result = gate.admit(
+        workload("Deployment", pod_spec(SIGNED, initContainers=[{"name": "i", "image": SIGNED}]))
+    )
     assert result.allowed, result
     spec = result.object["spec"]["template"]["spec"]
     assert spec["containers"][0]["image"] == f"{SIGNED}@{SIGNED_DIGEST}"
@@ -220,7 +224,11 @@ def test_warn_mode_allows_with_a_warning_and_an_audit_annotation(gate: GateUnder
     image = f"{GUN}:warn-unsigned"
     result = gate.admit(workload("Pod", pod_spec(image)))
     assert result.allowed, result
-    assert len(result.warnings) == 1 and image in result.warnings[0] and "warn mode" in result.warnings[0]
+    assert (
+        len(result.warnings) == 1
+        and image in result.warnings[0]
+        and "warn mode" in result.warnings[0]
+    )
     assert all(len(w) <= 120 for w in result.warnings)
     assert result.audit["verify.gate.trustctl.dev/decision"] == "warn"
     assert image in result.audit["verify.gate.trustctl.dev/warned"]
@@ -230,7 +238,9 @@ def test_verify_only_mode_checks_without_rewriting(gate: GateUnderTest) -> None:
     result = gate.admit(workload("Pod", pod_spec(f"{GUN}:gitops-1")))
     assert result.allowed, result
     assert result.object["spec"]["containers"][0]["image"] == f"{GUN}:gitops-1"
-    denied(gate.admit(workload("Pod", pod_spec(f"{GUN}:gitops-2"))), f"{GUN}:gitops-2", "NOT_SIGNED")
+    denied(
+        gate.admit(workload("Pod", pod_spec(f"{GUN}:gitops-2"))), f"{GUN}:gitops-2", "NOT_SIGNED"
+    )
 
 
 # --- fail closed: one case each --------------------------------------------------------
@@ -242,9 +252,13 @@ def test_verify_only_mode_checks_without_rewriting(gate: GateUnderTest) -> None:
         pytest.param(UNSIGNED, "NOT_SIGNED", GUN, id="tag-not-signed"),
         pytest.param(f"{UNPINNED}:v1", "NO_PINNED_ROOT", UNPINNED, id="no-pinned-root"),
         pytest.param(f"{GUN}:strict-1", "SIGNER_POLICY", GUN, id="required-signer-missing"),
-        pytest.param("127.0.0.1:5999/Gate/App:v1", "INVALID_REFERENCE", None, id="unparsable-reference"),
+        pytest.param(
+            "127.0.0.1:5999/Gate/App:v1", "INVALID_REFERENCE", None, id="unparsable-reference"
+        ),
         pytest.param("example.com/elsewhere/app:v1", "NO_RULE", None, id="no-rule-matches"),
-        pytest.param("127.0.0.1:5999/gatex/app:v1", "NO_RULE", None, id="pattern-is-not-a-substring"),
+        pytest.param(
+            "127.0.0.1:5999/gatex/app:v1", "NO_RULE", None, id="pattern-is-not-a-substring"
+        ),
     ],
 )
 def test_fail_closed(gate: GateUnderTest, image: str, code: str, repository: str | None) -> None:
@@ -264,8 +278,27 @@ def test_fail_closed_threshold_unmet(
         ok(p.run("key", "generate", p.name, "--dir", str(tmp_path)))
     team = ["--paths", "team-*"]
     ok(owner.run("signer", "add", "alice", "--key", str(tmp_path / "alice.pub"), GUN, *team))
-    ok(owner.run("signer", "add", "bob", "--key", str(tmp_path / "bob.pub"), GUN, "--threshold", "2", *team))
-    digest = ["--digest", f"sha256:{8:064x}", "--size", "10", "--media-type", "application/vnd.oci.image.manifest.v1+json"]
+    ok(
+        owner.run(
+            "signer",
+            "add",
+            "bob",
+            "--key",
+            str(tmp_path / "bob.pub"),
+            GUN,
+            "--threshold",
+            "2",
+            *team,
+        )
+    )
+    digest = [
+        "--digest",
+        f"sha256:{8:064x}",
+        "--size",
+        "10",
+        "--media-type",
+        "application/vnd.oci.image.manifest.v1+json",
+    ]
     ok(alice.run("sign", f"{GUN}:team-1", *digest))  # pending: 1 of 2
     g = start_gate(tmp_path, deployer.trust_dir, server)
     try:
@@ -281,7 +314,12 @@ def test_fail_closed_threshold_unmet(
 
 def test_fail_closed_trust_server_down(own_gate: GateUnderTest) -> None:
     own_gate.transport.down = True
-    denied(own_gate.admit(workload("Pod", pod_spec(SIGNED))), SIGNED, f"repository {GUN}", "SERVER_UNAVAILABLE")
+    denied(
+        own_gate.admit(workload("Pod", pod_spec(SIGNED))),
+        SIGNED,
+        f"repository {GUN}",
+        "SERVER_UNAVAILABLE",
+    )
 
 
 def test_fail_closed_expired_metadata(own_gate: GateUnderTest) -> None:
@@ -290,7 +328,9 @@ def test_fail_closed_expired_metadata(own_gate: GateUnderTest) -> None:
     denied(own_gate.admit(workload("Pod", pod_spec(SIGNED))), SIGNED, "STALE", "freeze attack")
 
 
-def test_fail_closed_bad_signature(tmp_path: Path, deployer: Person, server: FlaskTransport) -> None:
+def test_fail_closed_bad_signature(
+    tmp_path: Path, deployer: Person, server: FlaskTransport
+) -> None:
     mitm = Mitm(server)
     g = start_gate(tmp_path, deployer.trust_dir, mitm)
     try:
@@ -319,7 +359,9 @@ def test_fail_closed_rollback_after_a_restart(
     mitm.replay("/timestamp.json", old_timestamp)
     second = start_gate(tmp_path / "restarted", deployer.trust_dir, mitm)
     try:
-        denied(second.admit(workload("Pod", pod_spec(SIGNED))), SIGNED, "ROLLBACK", "rollback attack")
+        denied(
+            second.admit(workload("Pod", pod_spec(SIGNED))), SIGNED, "ROLLBACK", "rollback attack"
+        )
     finally:
         second.stop()
 
@@ -359,7 +401,9 @@ def test_a_rules_root_is_pinned_on_first_use(
     try:
         result = g.admit(workload("Pod", pod_spec(SIGNED)))
         assert result.allowed, result
-        assert (trust_dir / "tuf" / GUN / "pinned_root.json").read_bytes() == (tmp_path / "root.json").read_bytes()
+        assert (trust_dir / "tuf" / GUN / "pinned_root.json").read_bytes() == (
+            tmp_path / "root.json"
+        ).read_bytes()
     finally:
         g.stop()
 
@@ -370,9 +414,13 @@ def test_another_root_pinned_than_the_policys_is_refused(
     mallory = person("mallory")
     ok(mallory.run("init", f"{GUN}-elsewhere"))
     ok(mallory.run("trust", "export", f"{GUN}-elsewhere", "-o", str(tmp_path / "other-root.json")))
-    g = start_gate(tmp_path, deployer.trust_dir, server, policy=_policy_with_root(tmp_path / "other-root.json"))
+    g = start_gate(
+        tmp_path, deployer.trust_dir, server, policy=_policy_with_root(tmp_path / "other-root.json")
+    )
     try:
-        denied(g.admit(workload("Pod", pod_spec(SIGNED))), SIGNED, "ROOT_MISMATCH", "may be an attack")
+        denied(
+            g.admit(workload("Pod", pod_spec(SIGNED))), SIGNED, "ROOT_MISMATCH", "may be an attack"
+        )
     finally:
         g.stop()
 
@@ -387,7 +435,9 @@ def test_a_dry_run_is_answered_like_any_request(gate: GateUnderTest) -> None:
 
 
 def test_a_verified_image_is_answered_from_the_cache(own_gate: GateUnderTest) -> None:
-    assert own_gate.admit(workload("Pod", pod_spec(SIGNED))).allowed  # mutate verifies, validate hits
+    assert own_gate.admit(
+        workload("Pod", pod_spec(SIGNED))
+    ).allowed  # mutate verifies, validate hits
     calls, hits = own_gate.transport.calls, own_gate.server.gate.cache.hits
     assert hits >= 1
     assert own_gate.admit(workload("Deployment", pod_spec(SIGNED))).allowed
@@ -419,7 +469,9 @@ def test_transport_errors_are_never_cached(own_gate: GateUnderTest) -> None:
     assert own_gate.admit(workload("Pod", pod_spec(SIGNED))).allowed
 
 
-def test_a_definitive_denial_is_cached_for_seconds_only(own_gate: GateUnderTest, owner: Person) -> None:
+def test_a_definitive_denial_is_cached_for_seconds_only(
+    own_gate: GateUnderTest, owner: Person
+) -> None:
     image = f"{GUN}:late"
     denied(own_gate.admit(workload("Pod", pod_spec(image))), "NOT_SIGNED")
     sign(owner, "late", 7)
@@ -461,7 +513,9 @@ def _with(**changes: Any) -> bytes:
         pytest.param(_without("request"), id="no-request"),
         pytest.param(_without("request.uid"), id="no-uid"),
         pytest.param(_with(request={**REVIEW["request"], "uid": 7}), id="uid-not-a-string"),
-        pytest.param(_with(request={**REVIEW["request"], "operation": "PATCH"}), id="unknown-operation"),
+        pytest.param(
+            _with(request={**REVIEW["request"], "operation": "PATCH"}), id="unknown-operation"
+        ),
     ],
 )
 @pytest.mark.parametrize("endpoint", ["validate", "mutate"])
@@ -495,14 +549,21 @@ def test_the_uid_is_echoed_and_metrics_count_decisions(own_gate: GateUnderTest) 
     resp = json.loads(r.data)
     assert resp["response"]["uid"] == "u-1" and resp["response"]["allowed"] is True
     metrics = pool.request("GET", f"{base}/metrics").data.decode()
-    assert 'trustctl_gate_decisions_total{webhook="validate",outcome="allow",reason="verified"} 1' in metrics
+    assert (
+        'trustctl_gate_decisions_total{webhook="validate",outcome="allow",reason="verified"} 1'
+        in metrics
+    )
     assert f'trustctl_gate_trust_seconds_to_expiry{{gun="{GUN}",role="timestamp"}}' in metrics
 
 
 def test_a_policy_change_takes_effect_on_the_next_request(own_gate: GateUnderTest) -> None:
     assert own_gate.admit(workload("Pod", pod_spec(SIGNED))).allowed
-    own_gate.policy_path.write_text(POLICY.replace('pattern: "127.0.0.1:5999/gate/**"', 'pattern: "127.0.0.1:5999/other/**"') + "\n")
+    own_gate.policy_path.write_text(
+        POLICY.replace('pattern: "127.0.0.1:5999/gate/**"', 'pattern: "127.0.0.1:5999/other/**"')
+        + "\n"
+    )
     denied(own_gate.admit(workload("Pod", pod_spec(SIGNED))), "NO_RULE")
-    own_gate.policy_path.write_text("version: 1\nrules: [oops\n")  # invalid: the previous policy stays
+    own_gate.policy_path.write_text(
+        "version: 1\nrules: [oops\n"
+    )  # invalid: the previous policy stays
     denied(own_gate.admit(workload("Pod", pod_spec(SIGNED))), "NO_RULE")
-

@@ -80,7 +80,9 @@ def test_docker_hub_names_are_normalised(name: str, t: str) -> None:
     [
         pytest.param("evil.com/app", "evil.com/app-x:1", False, id="suffix-is-not-a-match"),
         pytest.param("evil.com/app", "notevil.com/app:1", False, id="host-is-anchored"),
-        pytest.param("*.example.com/app", "a.b.example.com/app:1", False, id="star-is-one-label-run"),
+        pytest.param(
+            "*.example.com/app", "a.b.example.com/app:1", False, id="star-is-one-label-run"
+        ),
         pytest.param("*.example.com/app", "a.example.com/app:1", True, id="star-in-host"),
         pytest.param("r.io/team/*", "r.io/team/a/b:1", False, id="star-not-across-slash"),
         pytest.param("r.io/**/app", "r.io/a/b/app:1", True, id="double-star-any-depth"),
@@ -120,7 +122,10 @@ def test_the_most_specific_rule_wins() -> None:
     assert server_for("r.io/team/app:dev") == "b"
     rule = policy.rule_for(parse_reference("r.io/team/app:prod-1"))
     assert rule is not None
-    assert rule.signers == ("release",) and rule.gun_for(parse_reference("r.io/team/app:prod-1")) == "mirror.example/team/app"
+    assert (
+        rule.signers == ("release",)
+        and rule.gun_for(parse_reference("r.io/team/app:prod-1")) == "mirror.example/team/app"
+    )
     assert policy.rule_for(parse_reference("q.io/team/app:1")) is None
 
 
@@ -129,16 +134,47 @@ def test_the_most_specific_rule_wins() -> None:
     [
         pytest.param("version: 2\n", 1, "version must be 1", id="version"),
         pytest.param("version: 1\nrules: [oops\n", 3, "not valid YAML", id="yaml"),
-        pytest.param("version: 1\nunmatched: maybe\n", 2, "unmatched must be deny or allow", id="unmatched"),
+        pytest.param(
+            "version: 1\nunmatched: maybe\n", 2, "unmatched must be deny or allow", id="unmatched"
+        ),
         pytest.param("version: 1\nrulez: []\n", 2, "unknown field 'rulez'", id="unknown-field"),
-        pytest.param(POLICY + "  - pattern: x\n    server: c\n", 15, "server 'c' is not defined", id="server"),
-        pytest.param(POLICY + "  - pattern: 'a/**b'\n    server: a\n", 14, "** must be a whole component", id="pattern"),
-        pytest.param(POLICY + "  - pattern: x\n    server: a\n    mode: audit\n", 16, "mode must be one of", id="mode"),
-        pytest.param(POLICY + "  - pattern: x\n    server: a\n    gun: '{host}/x'\n", 16, "gun", id="gun"),
+        pytest.param(
+            POLICY + "  - pattern: x\n    server: c\n", 15, "server 'c' is not defined", id="server"
+        ),
+        pytest.param(
+            POLICY + "  - pattern: 'a/**b'\n    server: a\n",
+            14,
+            "** must be a whole component",
+            id="pattern",
+        ),
+        pytest.param(
+            POLICY + "  - pattern: x\n    server: a\n    mode: audit\n",
+            16,
+            "mode must be one of",
+            id="mode",
+        ),
+        pytest.param(
+            POLICY + "  - pattern: x\n    server: a\n    gun: '{host}/x'\n", 16, "gun", id="gun"
+        ),
         pytest.param(POLICY + "  - server: a\n", 14, "pattern is required", id="no-pattern"),
-        pytest.param(POLICY + "  - pattern: x\n    server: a\n    signers: alice\n", 16, "must be a list", id="signers"),
-        pytest.param(POLICY + "  - pattern: x\n    server: a\n    root: /nonexistent/root.json\n", 16, "cannot be read", id="root-missing"),
-        pytest.param(POLICY + f"  - pattern: x\n    server: a\n    root: {__file__}\n", 16, f"rule: root '{__file__}'", id="root-not-a-root"),
+        pytest.param(
+            POLICY + "  - pattern: x\n    server: a\n    signers: alice\n",
+            16,
+            "must be a list",
+            id="signers",
+        ),
+        pytest.param(
+            POLICY + "  - pattern: x\n    server: a\n    root: /nonexistent/root.json\n",
+            16,
+            "cannot be read",
+            id="root-missing",
+        ),
+        pytest.param(
+            POLICY + f"  - pattern: x\n    server: a\n    root: {__file__}\n",
+            16,
+            f"rule: root '{__file__}'",
+            id="root-not-a-root",
+        ),
     ],
 )
 def test_an_invalid_policy_names_the_line(text: str, line: int, words: str) -> None:
@@ -222,7 +258,9 @@ def test_every_location_is_found_with_its_patch_path() -> None:
 def test_an_unknown_kind_is_refused_and_a_non_string_image_is_reported() -> None:
     with pytest.raises(UnknownKind):
         find_images({}, "example.com", "Widget")
-    assert find_images({"spec": {"containers": [{"name": "a", "image": 5}]}}, "", "Pod")[0].image == ""
+    assert (
+        find_images({"spec": {"containers": [{"name": "a", "image": 5}]}}, "", "Pod")[0].image == ""
+    )
 
 
 # --- manifest ----------------------------------------------------------------------------
@@ -231,15 +269,29 @@ def test_an_unknown_kind_is_refused_and_a_non_string_image_is_reported() -> None
 def test_the_manifest_has_safe_defaults() -> None:
     docs = manifest(namespace="gate", image="r.io/gate@sha256:" + "0" * 64, ca_bundle="Q0E=")
     kinds = [d["kind"] for d in docs]
-    assert kinds == ["Deployment", "Service", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"]
+    assert kinds == [
+        "Deployment",
+        "Service",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ]
     for config in docs[2:]:
         (hook,) = config["webhooks"]
         assert hook["failurePolicy"] == "Fail" and hook["timeoutSeconds"] == 10
         assert hook["sideEffects"] == "NoneOnDryRun" and hook["admissionReviewVersions"] == ["v1"]
         excluded = hook["namespaceSelector"]["matchExpressions"][0]
-        assert excluded["operator"] == "NotIn" and set(excluded["values"]) == {"kube-system", "gate"}
+        assert excluded["operator"] == "NotIn" and set(excluded["values"]) == {
+            "kube-system",
+            "gate",
+        }
         resources = {r for rule in hook["rules"] for r in rule["resources"]}
-        assert {"pods", "pods/ephemeralcontainers", "deployments", "cronjobs", "podtemplates"} <= resources
+        assert {
+            "pods",
+            "pods/ephemeralcontainers",
+            "deployments",
+            "cronjobs",
+            "podtemplates",
+        } <= resources
     assert docs[2]["webhooks"][0]["reinvocationPolicy"] == "IfNeeded"
     assert "reinvocationPolicy" not in docs[3]["webhooks"][0]
 
@@ -250,7 +302,9 @@ def test_the_manifest_has_safe_defaults() -> None:
 class InstantRefusal:
     """A verifier (the Verifier's interface) that refuses at once."""
 
-    def verify(self, image: object, *, signers: object = (), registry_mode: object = None) -> object:
+    def verify(
+        self, image: object, *, signers: object = (), registry_mode: object = None
+    ) -> object:
         from trustctl.errors import TagNotSignedError
 
         raise TagNotSignedError(f"{image} is not signed")
@@ -265,8 +319,15 @@ def test_a_verification_finished_before_it_is_registered_does_not_deadlock() -> 
     from trustctl.gate.decide import Gate
     from trustctl.gate.review import AdmissionRequest
 
-    policy = load_policy("version: 1\nservers: {m: {url: 'https://t.example'}}\nrules: [{pattern: '**', server: m}]\n")
-    gate = Gate(lambda: policy, lambda _s: InstantRefusal(), workers=4, cache=VerdictCache(ttl=0, negative_ttl=0))
+    policy = load_policy(
+        "version: 1\nservers: {m: {url: 'https://t.example'}}\nrules: [{pattern: '**', server: m}]\n"
+    )
+    gate = Gate(
+        lambda: policy,
+        lambda _s: InstantRefusal(),
+        workers=4,
+        cache=VerdictCache(ttl=0, negative_ttl=0),
+    )
     codes: list[str] = []
 
     def run() -> None:

@@ -153,7 +153,10 @@ def test_basic_auth_with_credentials_from_the_environment(basic_registry: Regist
         basic_registry.url, repo, "v1", b"basic", headers=basic_auth("ci", "s3cret")
     )
     store = CredentialStore(
-        environ={"TRUSTCTL_REGISTRY_USERNAME": "ci", "TRUSTCTL_REGISTRY_PASSWORD": remember("s3cret")}
+        environ={
+            "TRUSTCTL_REGISTRY_USERNAME": "ci",
+            "TRUSTCTL_REGISTRY_PASSWORD": remember("s3cret"),
+        }
     )
     desc = client(credentials=store.lookup).resolve(
         parse_reference(f"{basic_registry.host}/{repo}:v1")

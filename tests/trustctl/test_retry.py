@@ -32,7 +32,9 @@ class FakeTime:
 
 
 def _503(code: str | None = "SIGNER_UNAVAILABLE", **headers: str) -> Response:
-    body = json.dumps({"errors": [{"code": code, "message": "try again"}]}).encode() if code else b""
+    body = (
+        json.dumps({"errors": [{"code": code, "message": "try again"}]}).encode() if code else b""
+    )
     return Response(503, {k.lower().replace("_", "-"): v for k, v in headers.items()}, body)
 
 
@@ -97,8 +99,12 @@ NOT_RETRIED: list[tuple[str, str, Response | TransportError]] = [
 ]
 
 
-@pytest.mark.parametrize(("method", "first"), [r[1:] for r in NOT_RETRIED], ids=[r[0] for r in NOT_RETRIED])
-def test_unsafe_or_final_answers_are_handed_back(method: str, first: Response | TransportError) -> None:
+@pytest.mark.parametrize(
+    ("method", "first"), [r[1:] for r in NOT_RETRIED], ids=[r[0] for r in NOT_RETRIED]
+)
+def test_unsafe_or_final_answers_are_handed_back(
+    method: str, first: Response | TransportError
+) -> None:
     t = FakeTime()
     script = Script(first, OK)
     transport = _transport(script, t)
@@ -110,7 +116,9 @@ def test_unsafe_or_final_answers_are_handed_back(method: str, first: Response | 
     assert script.calls == [method] and t.slept == []
 
 
-def test_backoff_grows_honours_retry_after_and_stops_at_the_budget(caplog: pytest.LogCaptureFixture) -> None:
+def test_backoff_grows_honours_retry_after_and_stops_at_the_budget(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     t = FakeTime()
     script = Script(*[_503(retry_after="3")] * 3, *[_503()] * 50)
     with caplog.at_level(logging.INFO, logger="trustctl.retry"):
@@ -181,7 +189,9 @@ def test_a_read_that_ran_out_of_budget_says_why_and_how_long() -> None:
     from trustctl.trusted import map_tuf_error
 
     t = FakeTime()
-    fetcher = TransportFetcher(_transport(Script(*[_503("STORAGE_UNAVAILABLE")] * 100), t, budget=10))
+    fetcher = TransportFetcher(
+        _transport(Script(*[_503("STORAGE_UNAVAILABLE")] * 100), t, budget=10)
+    )
     with pytest.raises(ServerHTTPError) as info:
         fetcher._fetch(URL + "timestamp.json")
     error = map_tuf_error(info.value, "reg/app", "https://notary.example")
@@ -196,4 +206,6 @@ def test_a_server_failure_names_the_request_id_for_the_operator() -> None:
     with pytest.raises(ServerUnavailableError) as info:
         client.publish("reg/app", {"targets": b"{}"})
     assert "SIGNER_UNAVAILABLE" in info.value.message
-    assert "gave up after" in info.value.message and "request 9f2c4e1a7b3d5c60" in info.value.message
+    assert (
+        "gave up after" in info.value.message and "request 9f2c4e1a7b3d5c60" in info.value.message
+    )

@@ -32,16 +32,30 @@ def _budget(text: str) -> timedelta:
 
 
 @bundle_group.command("create", cls=TrustctlCommand)
-@click.option("--gun", "guns", multiple=True, required=True, help="A repository to include (repeat).")
-@click.option("--key", "key_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The bundle signing key: an encrypted Ed25519 PEM (passphrase in "
-              "TRUSTCTL_BUNDLE_PASSPHRASE).")
-@click.option("--sequence", required=True, type=click.IntRange(1), help="Above every earlier bundle's.")
+@click.option(
+    "--gun", "guns", multiple=True, required=True, help="A repository to include (repeat)."
+)
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The bundle signing key: an encrypted Ed25519 PEM (passphrase in "
+    "TRUSTCTL_BUNDLE_PASSPHRASE).",
+)
+@click.option(
+    "--sequence", required=True, type=click.IntRange(1), help="Above every earlier bundle's."
+)
 @click.option("--budget", default="7d", show_default=True, help="Offline budget (at most 90d).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @pass_ctx
 def create_cmd(
-    ctx: TrustContext, guns: tuple[str, ...], key_path: Path, sequence: int, budget: str, output: Path
+    ctx: TrustContext,
+    guns: tuple[str, ...],
+    key_path: Path,
+    sequence: int,
+    budget: str,
+    output: Path,
 ) -> None:
     """Write the byte-exact trust data of each GUN and a signed manifest to a tar.gz."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

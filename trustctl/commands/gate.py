@@ -29,23 +29,48 @@ def _listen(text: str) -> tuple[str, int]:
 
 
 @gate_group.command("serve", cls=TrustctlCommand)
-@click.option("--policy", "policy_path", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The policy file (YAML), reloaded when it changes.")
+@click.option(
+    "--policy",
+    "policy_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The policy file (YAML), reloaded when it changes.",
+)
 @click.option("--listen", default="0.0.0.0:8443", show_default=True, help="HOST:PORT to serve on.")
-@click.option("--tls-cert", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--tls-key", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--workers", default=32, show_default=True, type=click.IntRange(1, 1024),
-              help="Verifications running at once.")
-@click.option("--cache-seconds", default=1.0, show_default=True, type=click.FloatRange(0, 300),
-              help="How long a verified image is answered from memory (never past the expiry "
-              "of the metadata it rests on; 0: ask the trust server every time).")
-@click.option("--negative-cache-seconds", default=2.0, show_default=True,
-              type=click.FloatRange(0, 10),
-              help="How long a definitive denial (not signed, wrong digest) is remembered.")
-@click.option("--offline-bundle-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Offline mode: decide from the bundle imported here (`gate import-bundle`); "
-              "no connection to any trust server.")
+@click.option(
+    "--tls-cert", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--tls-key", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--workers",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Verifications running at once.",
+)
+@click.option(
+    "--cache-seconds",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0, 300),
+    help="How long a verified image is answered from memory (never past the expiry "
+    "of the metadata it rests on; 0: ask the trust server every time).",
+)
+@click.option(
+    "--negative-cache-seconds",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0, 10),
+    help="How long a definitive denial (not signed, wrong digest) is remembered.",
+)
+@click.option(
+    "--offline-bundle-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Offline mode: decide from the bundle imported here (`gate import-bundle`); "
+    "no connection to any trust server.",
+)
 @pass_ctx
 def serve_cmd(
     ctx: TrustContext,
@@ -71,7 +96,9 @@ def serve_cmd(
     from trustctl.gate.serve import GateServer
     from trustctl.gate.state import RootPins, StateGuard, offline_check
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     host, port = _listen(listen)
     try:
         policy = PolicyFile(policy_path)
@@ -101,7 +128,9 @@ def serve_cmd(
         srv = GateServer(gate, host, port, tls_cert, tls_key)
     except OSError as e:
         raise ConfigError(f"cannot serve on {listen}: {e}") from None
-    ctx.printer.message(f"trustctl gate: serving https://{host}:{srv.port} (/validate, /mutate, /metrics)")
+    ctx.printer.message(
+        f"trustctl gate: serving https://{host}:{srv.port} (/validate, /mutate, /metrics)"
+    )
     try:
         srv.serve_forever()
     finally:
@@ -111,11 +140,17 @@ def serve_cmd(
 @gate_group.command("manifest", cls=TrustctlCommand)
 @click.option("--namespace", default="trustctl-gate", show_default=True)
 @click.option("--image", required=True, help="The gate's own image (pin it by digest).")
-@click.option("--ca-bundle", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="PEM of the CA that signed the gate's serving certificate.")
+@click.option(
+    "--ca-bundle",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM of the CA that signed the gate's serving certificate.",
+)
 @click.option("--replicas", default=2, show_default=True, type=click.IntRange(1, 100))
 @pass_ctx
-def manifest_cmd(ctx: TrustContext, namespace: str, image: str, ca_bundle: Path, replicas: int) -> None:
+def manifest_cmd(
+    ctx: TrustContext, namespace: str, image: str, ca_bundle: Path, replicas: int
+) -> None:
     """Print the Deployment, Service and both webhook configurations (YAML)."""
     import yaml
 
@@ -125,20 +160,34 @@ def manifest_cmd(ctx: TrustContext, namespace: str, image: str, ca_bundle: Path,
     if b"BEGIN CERTIFICATE" not in pem:
         raise UsageError(f"{ca_bundle} holds no PEM certificate")
     docs = manifest(
-        namespace=namespace, image=image, ca_bundle=base64.b64encode(pem).decode(), replicas=replicas
+        namespace=namespace,
+        image=image,
+        ca_bundle=base64.b64encode(pem).decode(),
+        replicas=replicas,
     )
     click.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
 
 
 @gate_group.command("import-bundle", cls=TrustctlCommand)
 @click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--bundle-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="The gate's bundle directory (its --offline-bundle-dir).")
-@click.option("--bundle-key", "keys", multiple=True, required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A pinned bundle public key (Ed25519 PEM; repeat for several).")
+@click.option(
+    "--bundle-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The gate's bundle directory (its --offline-bundle-dir).",
+)
+@click.option(
+    "--bundle-key",
+    "keys",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A pinned bundle public key (Ed25519 PEM; repeat for several).",
+)
 @pass_ctx
-def import_bundle_cmd(ctx: TrustContext, bundle: Path, bundle_dir: Path, keys: tuple[Path, ...]) -> None:
+def import_bundle_cmd(
+    ctx: TrustContext, bundle: Path, bundle_dir: Path, keys: tuple[Path, ...]
+) -> None:
     """Check a bundle whole and make it the one in force (atomically)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from cryptography.hazmat.primitives.serialization import load_pem_public_key

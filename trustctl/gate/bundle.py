@@ -176,16 +176,22 @@ class BundleStore:
         manifest_bytes = members.pop("manifest.json", None)
         sig_bytes = members.pop("manifest.sig", None)
         if manifest_bytes is None or sig_bytes is None:
-            raise BundleRefusedError("the bundle has no signed manifest (manifest.json and manifest.sig)")
+            raise BundleRefusedError(
+                "the bundle has no signed manifest (manifest.json and manifest.sig)"
+            )
         self._check_signature(manifest_bytes, sig_bytes)
         manifest = Manifest.parse(manifest_bytes)
         given = {name.removeprefix("metadata/"): body for name, body in members.items()}
         if set(given) != set(manifest.files):
-            raise BundleRefusedError("the bundle's files differ from its manifest (a file added or missing)")
+            raise BundleRefusedError(
+                "the bundle's files differ from its manifest (a file added or missing)"
+            )
         for name, meta in manifest.files.items():
             body = given[name]
             if len(body) != meta["length"] or hashlib.sha256(body).hexdigest() != meta["sha256"]:
-                raise BundleRefusedError(f"{name} does not match the signed manifest: it may have been tampered with")
+                raise BundleRefusedError(
+                    f"{name} does not match the signed manifest: it may have been tampered with"
+                )
         current = self.current()
         if current is not None and manifest.sequence <= current.sequence:
             raise BundleRefusedError(
@@ -196,7 +202,10 @@ class BundleStore:
         staging = self.directory / f".incoming-{uuid.uuid4().hex}"
         final = self.directory / f"bundle-{manifest.sequence}"
         try:
-            for name, body in {"manifest.json": manifest_bytes, **{f"metadata/{k}": v for k, v in given.items()}}.items():
+            for name, body in {
+                "manifest.json": manifest_bytes,
+                **{f"metadata/{k}": v for k, v in given.items()},
+            }.items():
                 path = staging / name
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with open(path, "wb") as f:
@@ -240,7 +249,9 @@ class BundleStore:
         """
         manifest = self.current()
         if manifest is None:
-            raise BundleStaleError("no offline bundle has been imported", hint="`trustctl gate import-bundle`")
+            raise BundleStaleError(
+                "no offline bundle has been imported", hint="`trustctl gate import-bundle`"
+            )
         if now > manifest.not_after:
             raise BundleStaleError(
                 f"offline bundle {manifest.bundle_id} (sequence {manifest.sequence}) is stale since "
@@ -252,7 +263,9 @@ class BundleStore:
 WARN_FRACTION = 0.2  # warn in the last 20 % of a bundle's life
 
 
-def near_stale_warning(store: BundleStore, clock: Callable[[], datetime]) -> Callable[[], str | None]:
+def near_stale_warning(
+    store: BundleStore, clock: Callable[[], datetime]
+) -> Callable[[], str | None]:
     """A warning while the bundle in force is in the last 20 % of its life."""
 
     def warning() -> str | None:
@@ -285,7 +298,9 @@ def _read_members(data: bytes) -> dict[str, bytes]:
             for info in tar:
                 name = info.name
                 if not info.isfile() or name.startswith("/") or ".." in name.split("/"):
-                    raise BundleRefusedError(f"the bundle holds an entry that is not a plain file: {name!r}")
+                    raise BundleRefusedError(
+                        f"the bundle holds an entry that is not a plain file: {name!r}"
+                    )
                 if info.size > MAX_MEMBER:
                     raise BundleRefusedError(f"{name} is larger than {MAX_MEMBER} bytes")
                 if name in out:
@@ -321,7 +336,7 @@ class BundleTransport:
         path = urlsplit(url).path
         if method != "GET" or not path.startswith("/v2/") or _PREFIX not in path:
             return Response(404, {}, b"", url)
-        gun, _, name = path[len("/v2/"):].partition(_PREFIX)
+        gun, _, name = path[len("/v2/") :].partition(_PREFIX)
         if "/" in name or ".." in gun.split("/"):
             return Response(404, {}, b"", url)
         try:

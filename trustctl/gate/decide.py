@@ -41,7 +41,9 @@ DEFAULT_TIMEOUT = 10.0
 
 
 class VerifierLike(Protocol):
-    def verify(self, image: str | ImageRef, *, signers: Any = ..., registry_mode: str | None = ...) -> Any: ...
+    def verify(
+        self, image: str | ImageRef, *, signers: Any = ..., registry_mode: str | None = ...
+    ) -> Any: ...
 
 
 class PolicyFile:
@@ -195,7 +197,9 @@ class Gate:
                 else set()
             )
         except UnknownKind as e:
-            return Verdict(False, f"{e}; the gate refuses what it cannot check", reason="unknown-kind")
+            return Verdict(
+                False, f"{e}; the gate refuses what it cannot check", reason="unknown-kind"
+            )
         fresh = [s for s in sites if s.image not in old]
         if not fresh:
             return Verdict(True, reason="unchanged" if sites else "no-images")
@@ -260,7 +264,9 @@ class Gate:
                 out[image] = job.result(timeout=max(deadline - time.monotonic(), 0))
             except FutureTimeout:
                 out[image] = ImageResult(
-                    image, False, "TIMEOUT",
+                    image,
+                    False,
+                    "TIMEOUT",
                     "the trust server did not answer in time; the gate fails closed",
                     gun=job.gun,
                 )
@@ -274,18 +280,25 @@ class Gate:
         rule = policy.rule_for(ref)
         if rule is None:
             if policy.unmatched == "allow":
-                return ImageResult(image, True, "UNMATCHED", "no rule matches; the policy allows it")
+                return ImageResult(
+                    image, True, "UNMATCHED", "no rule matches; the policy allows it"
+                )
             return ImageResult(
-                image, False, "NO_RULE",
+                image,
+                False,
+                "NO_RULE",
                 "no policy rule matches this image and the policy denies unmatched images",
             )
         gun = rule.gun_for(ref)
         if ref.tag is None and ref.digest is not None:
             return ImageResult(
-                image, False, "NEEDS_TAG",
+                image,
+                False,
+                "NEEDS_TAG",
                 "a digest alone cannot be matched to a signature: deploy name:tag "
                 "(the gate pins it) or name:tag@sha256:...",
-                gun, rule,
+                gun,
+                rule,
             )
         tag = ref.tag or "latest"
         target = f"{gun}:{tag}" + (f"@{ref.digest}" if ref.digest else "")
@@ -341,7 +354,9 @@ class Gate:
             return result
         except Exception as e:
             logger.exception("verification of %s failed unexpectedly", target)
-            return ImageResult(image, False, "INTERNAL", f"verification failed: {type(e).__name__}", gun, rule)
+            return ImageResult(
+                image, False, "INTERNAL", f"verification failed: {type(e).__name__}", gun, rule
+            )
         pinned = f"{ref.registry}/{ref.repository}:{tag}@{verified.digest}"
         self.metrics.expiries(gun, verified.expires)
         result = ImageResult(image, True, "VERIFIED", "signed", gun, rule, pinned)
@@ -369,4 +384,3 @@ def _rebind(r: ImageResult, image: str) -> ImageResult:
     if r.image == image:
         return r
     return ImageResult(image, r.ok, r.code, r.message, r.gun, r.rule, r.pinned)
-

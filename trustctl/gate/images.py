@@ -46,7 +46,9 @@ def pod_spec_path(group: str, kind: str) -> tuple[str, ...]:
     try:
         return POD_SPEC_PATHS[(group, kind)]
     except KeyError:
-        raise UnknownKind(f"kind {group + '/' if group else ''}{kind} is not one the gate checks") from None
+        raise UnknownKind(
+            f"kind {group + '/' if group else ''}{kind} is not one the gate checks"
+        ) from None
 
 
 def _pointer(parts: tuple[str | int, ...]) -> str:

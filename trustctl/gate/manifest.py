@@ -14,8 +14,14 @@ from typing import Any
 __all__ = ["KINDS", "manifest"]
 
 KINDS: list[dict[str, Any]] = [
-    {"apiGroups": [""], "resources": ["pods", "pods/ephemeralcontainers", "replicationcontrollers", "podtemplates"]},
-    {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"]},
+    {
+        "apiGroups": [""],
+        "resources": ["pods", "pods/ephemeralcontainers", "replicationcontrollers", "podtemplates"],
+    },
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"],
+    },
     {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"]},
 ]
 
@@ -27,7 +33,9 @@ def _rules() -> list[dict[str, Any]]:
     ]
 
 
-def _webhook(name: str, path: str, namespace: str, ca_bundle: str, mutating: bool) -> dict[str, Any]:
+def _webhook(
+    name: str, path: str, namespace: str, ca_bundle: str, mutating: bool
+) -> dict[str, Any]:
     hook: dict[str, Any] = {
         "name": name,
         "admissionReviewVersions": ["v1"],
@@ -81,12 +89,18 @@ def manifest(
                             "name": "gate",
                             "image": image,
                             "args": [
-                                "--trust-dir", "/var/lib/trustctl-gate/trust",
-                                "gate", "serve",
-                                "--policy", "/etc/trustctl-gate/policy/policy.yaml",
-                                "--listen", "0.0.0.0:8443",
-                                "--tls-cert", "/etc/trustctl-gate/tls/tls.crt",
-                                "--tls-key", "/etc/trustctl-gate/tls/tls.key",
+                                "--trust-dir",
+                                "/var/lib/trustctl-gate/trust",
+                                "gate",
+                                "serve",
+                                "--policy",
+                                "/etc/trustctl-gate/policy/policy.yaml",
+                                "--listen",
+                                "0.0.0.0:8443",
+                                "--tls-cert",
+                                "/etc/trustctl-gate/tls/tls.crt",
+                                "--tls-key",
+                                "/etc/trustctl-gate/tls/tls.key",
                             ],
                             "ports": [{"name": "https", "containerPort": 8443}],
                             "readinessProbe": {
@@ -99,8 +113,16 @@ def manifest(
                                 "capabilities": {"drop": ["ALL"]},
                             },
                             "volumeMounts": [
-                                {"name": "policy", "mountPath": "/etc/trustctl-gate/policy", "readOnly": True},
-                                {"name": "tls", "mountPath": "/etc/trustctl-gate/tls", "readOnly": True},
+                                {
+                                    "name": "policy",
+                                    "mountPath": "/etc/trustctl-gate/policy",
+                                    "readOnly": True,
+                                },
+                                {
+                                    "name": "tls",
+                                    "mountPath": "/etc/trustctl-gate/tls",
+                                    "readOnly": True,
+                                },
                                 {"name": "state", "mountPath": "/var/lib/trustctl-gate"},
                             ],
                         }
@@ -130,6 +152,8 @@ def manifest(
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
         "metadata": {"name": "trustctl-gate"},
-        "webhooks": [_webhook("verify.gate.trustctl.dev", "/validate", namespace, ca_bundle, False)],
+        "webhooks": [
+            _webhook("verify.gate.trustctl.dev", "/validate", namespace, ca_bundle, False)
+        ],
     }
     return [deployment, service, mutating, validating]

@@ -67,16 +67,24 @@ class Metrics:
                     lines.append(
                         f'trustctl_gate_decision_seconds_bucket{{webhook="{hook}",le="{b}"}} {self._buckets[(hook, b)]}'
                     )
-                lines.append(f'trustctl_gate_decision_seconds_bucket{{webhook="{hook}",le="+Inf"}} {self._count[hook]}')
-                lines.append(f'trustctl_gate_decision_seconds_sum{{webhook="{hook}"}} {self._sum[hook]:.6f}')
-                lines.append(f'trustctl_gate_decision_seconds_count{{webhook="{hook}"}} {self._count[hook]}')
+                lines.append(
+                    f'trustctl_gate_decision_seconds_bucket{{webhook="{hook}",le="+Inf"}} {self._count[hook]}'
+                )
+                lines.append(
+                    f'trustctl_gate_decision_seconds_sum{{webhook="{hook}"}} {self._sum[hook]:.6f}'
+                )
+                lines.append(
+                    f'trustctl_gate_decision_seconds_count{{webhook="{hook}"}} {self._count[hook]}'
+                )
             lines += [
                 "# HELP trustctl_gate_trust_seconds_to_expiry Seconds until a trusted role expires.",
                 "# TYPE trustctl_gate_trust_seconds_to_expiry gauge",
             ]
             for (gun, role), moment in sorted(self._expiry.items()):
                 left = (moment - now).total_seconds()
-                lines.append(f'trustctl_gate_trust_seconds_to_expiry{{gun="{gun}",role="{role}"}} {left:.0f}')
+                lines.append(
+                    f'trustctl_gate_trust_seconds_to_expiry{{gun="{gun}",role="{role}"}} {left:.0f}'
+                )
         current = self.bundle() if self.bundle is not None else None
         if current is not None:
             sequence, not_after = current

@@ -182,7 +182,9 @@ class _Checker:
             if k.value in out:
                 raise self.fail(k, f"{what}: {k.value!r} given twice")
             if k.value not in allowed:
-                raise self.fail(k, f"{what}: unknown field {k.value!r} (known: {', '.join(sorted(allowed))})")
+                raise self.fail(
+                    k, f"{what}: unknown field {k.value!r} (known: {', '.join(sorted(allowed))})"
+                )
             out[k.value] = v
         return out
 
@@ -252,9 +254,16 @@ def load_policy(
             probe = gun.format(registry="r.example", repository="a/b")
             parse_reference(probe, allow_tag=False, allow_digest=False)
         except (KeyError, IndexError, ValueError, InvalidReferenceError) as e:
-            raise c.fail(f["gun"], f"rule: gun {gun!r} must name a repository using "
-                         f"{{registry}} and {{repository}} ({e})") from None
-        signers = tuple(c.scalar(s, "rule: signers[]") for s in c.seq(f["signers"], "rule: signers")) if "signers" in f else ()
+            raise c.fail(
+                f["gun"],
+                f"rule: gun {gun!r} must name a repository using "
+                f"{{registry}} and {{repository}} ({e})",
+            ) from None
+        signers = (
+            tuple(c.scalar(s, "rule: signers[]") for s in c.seq(f["signers"], "rule: signers"))
+            if "signers" in f
+            else ()
+        )
         mode = c.scalar(f["mode"], "rule: mode") if "mode" in f else "enforce"
         if mode not in MODES:
             raise c.fail(f["mode"], f"rule: mode must be one of {', '.join(MODES)}")
@@ -268,10 +277,14 @@ def load_policy(
                 root = path.read_bytes()
                 parse_root(root, what=f"the root of rule {pattern.text!r}")
             except OSError as e:
-                raise c.fail(f["root"], f"rule: root {root_source!r} cannot be read: {e.strerror}") from None
+                raise c.fail(
+                    f["root"], f"rule: root {root_source!r} cannot be read: {e.strerror}"
+                ) from None
             except TrustctlError as e:
                 raise c.fail(f["root"], f"rule: root {root_source!r}: {e}") from None
-        rules.append(Rule(pattern, server, gun, signers, mode, node.start_mark.line + 1, root, root_source))
+        rules.append(
+            Rule(pattern, server, gun, signers, mode, node.start_mark.line + 1, root, root_source)
+        )
     return Policy(servers, tuple(rules), unmatched, generation, source)
 
 

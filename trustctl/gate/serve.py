@@ -55,7 +55,9 @@ def make_app(gate: Gate) -> Flask:
         timeout = parse_timeout(request.args.get("timeout"))
         verdict = gate.validate(req, timeout) if which == "validate" else gate.mutate(req, timeout)
         if not verdict.allowed:
-            logger.warning("denied %s %s/%s: %s", req.kind, req.namespace, req.name, verdict.message)
+            logger.warning(
+                "denied %s %s/%s: %s", req.kind, req.namespace, req.name, verdict.message
+            )
         return jsonify(review_response(req.uid, verdict)), 200
 
     @app.post("/validate")

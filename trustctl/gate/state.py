@@ -55,7 +55,7 @@ class RootPins:
 
     def ensure(self, gun: str, root: bytes, source: str) -> None:
         """Raises:
-            RootMismatchError: another root is pinned for ``gun``.
+        RootMismatchError: another root is pinned for ``gun``.
         """
         with self._lock:
             if (gun, root) in self._done:

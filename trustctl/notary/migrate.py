@@ -441,7 +441,10 @@ def _owner_key_infos(
         return root, tctx.keystore.generate("targets", gun=dest_gun)
     root, _ = tctx.keystore.add_private(owner.root.private, role="root", gun=None, name=None)  # type: ignore[arg-type]
     targets, _ = tctx.keystore.add_private(
-        owner.targets.private, role="targets", gun=dest_gun, name=None  # type: ignore[arg-type]
+        owner.targets.private,  # type: ignore[arg-type]
+        role="targets",
+        gun=dest_gun,
+        name=None,
     )
     return root, targets
 

@@ -243,7 +243,11 @@ def inspect_notary(tctx: TrustContext, gun: str, tag: str | None = None) -> Repo
         deleg = trusted.delegations[name]
         report.roles.append(
             RoleReport(
-                name, info.file.version, info.file.expires, tuple(sorted(deleg.keys)), deleg.threshold
+                name,
+                info.file.version,
+                info.file.expires,
+                tuple(sorted(deleg.keys)),
+                deleg.threshold,
             )
         )
     releases = trusted.delegations.get(RELEASES)

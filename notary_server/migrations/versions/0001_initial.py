@@ -30,9 +30,7 @@ def upgrade() -> None:
         sa.Column("data", sa.LargeBinary(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_tuf_files"),
-        sa.UniqueConstraint(
-            "gun", "role", "version", name="uq_tuf_files_gun_role_version"
-        ),
+        sa.UniqueConstraint("gun", "role", "version", name="uq_tuf_files_gun_role_version"),
     )
     op.create_index("ix_tuf_files_gun_role_sha256", "tuf_files", ["gun", "role", "sha256"])
     op.create_table(
