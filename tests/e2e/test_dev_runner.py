@@ -17,37 +17,50 @@ import urllib3
 from tests.procs import ROOT, free_port
 
 
-def test_dev_command_brings_up_signer_and_server_and_ctrl_c_stops_both(tmp_path: Path) -> None:
+def _start_dev(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, int]:
+    """``notary-server dev`` on free ports, in its own session, with no NOTARY_ settings
+    from the caller's environment. Its output goes to ``tmp_path/dev.log`` (read by
+    :func:`_output`), where the session's secrets scan reads it too."""
     port, signer_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_")}
+    with (tmp_path / "dev.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "notary_server",
+                "dev",
+                "--keys-dir",
+                str(tmp_path / "keys"),
+                "--var-dir",
+                str(tmp_path / "var"),
+                "--port",
+                str(port),
+                "--signer-port",
+                str(signer_port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return proc, port, signer_port
+
+
+def _output(tmp_path: Path) -> str:
+    return (tmp_path / "dev.log").read_text(errors="replace")
+
+
+def test_dev_command_brings_up_signer_and_server_and_ctrl_c_stops_both(tmp_path: Path) -> None:
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "notary_server",
-            "dev",
-            "--keys-dir",
-            str(tmp_path / "keys"),
-            "--var-dir",
-            str(tmp_path / "var"),
-            "--port",
-            str(port),
-            "--signer-port",
-            str(signer_port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc, port, signer_port = _start_dev(tmp_path)
     try:
         ca = tmp_path / "keys" / "dev-ca.pem"
         healthy = None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and healthy is None:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            assert proc.poll() is None, _output(tmp_path)
             if ca.exists():
                 try:
                     pool = urllib3.PoolManager(ca_certs=str(ca))
@@ -75,7 +88,8 @@ def test_dev_command_brings_up_signer_and_server_and_ctrl_c_stops_both(tmp_path:
         assert (tmp_path / "var" / "notary-signer.db").exists()
 
         os.kill(proc.pid, signal.SIGINT)  # Ctrl-C
-        output = proc.communicate(timeout=30)[0].decode()
+        proc.wait(timeout=30)
+        output = _output(tmp_path)
         assert proc.returncode == 0, output
         assert f"https://127.0.0.1:{port}" in output and "Traceback" not in output
         # both children are gone: nothing listens any more
@@ -119,29 +133,7 @@ def _cmdline(pid: int) -> str:
 
 def test_dev_command_gives_the_signers_passphrase_to_the_signer_only(tmp_path: Path) -> None:
     """Issue 10, row 11: the trust server's processes never see the signer's passphrase."""
-    port, signer_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "notary_server",
-            "dev",
-            "--keys-dir",
-            str(tmp_path / "keys"),
-            "--var-dir",
-            str(tmp_path / "var"),
-            "--port",
-            str(port),
-            "--signer-port",
-            str(signer_port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc, port, _ = _start_dev(tmp_path)
     try:
         deadline = time.monotonic() + 60
         healthy = False
