@@ -33,7 +33,10 @@ import asyncio
 import io
 import json
 import logging
+import mmap
+import socket
 import ssl
+import struct
 import sys
 import tempfile
 import time
@@ -44,7 +47,7 @@ from email.utils import formatdate
 from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
-__all__ = ["ERRORS", "FrontLimits", "WSGIApp"]
+__all__ = ["ERRORS", "Balance", "FrontLimits", "WSGIApp"]
 
 logger = logging.getLogger(__name__)
 
@@ -221,6 +224,42 @@ def _parse_head(raw: bytes) -> _Request:
     return _Request(method, target, version, headers, keep_alive, length or 0)
 
 
+class Balance:
+    """How many connections each worker of one front holds, in memory the workers share.
+
+    A worker asked to accept a connection while another holds fewer leaves it to that
+    one once (for :data:`_DEFER_S`), then takes it if it is still waiting: a burst of
+    keep-alive connections is spread over the workers, and a stuck or restarting worker
+    delays a connection by at most that much.
+    """
+
+    _SLOT = struct.Struct("q")
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._mem = mmap.mmap(-1, self._SLOT.size * workers)  # anonymous, shared on fork
+        self.slot = 0
+
+    def set(self, held: int) -> None:
+        self._SLOT.pack_into(self._mem, self.slot * self._SLOT.size, held)
+
+    def gone(self, slot: int) -> None:
+        """Worker ``slot`` has died: nobody leaves a connection to it."""
+        self._SLOT.pack_into(self._mem, slot * self._SLOT.size, 2**62)
+
+    def fewer_elsewhere(self, held: int) -> bool:
+        size = self._SLOT.size
+        return any(
+            self._SLOT.unpack_from(self._mem, i * size)[0] < held
+            for i in range(self.workers)
+            if i != self.slot
+        )
+
+
+#: How long a busier worker leaves a new connection to a less busy one.
+_DEFER_S = 0.002
+
+
 class _Worker:
     """One worker process: the accept loop, connection tasks and the WSGI thread pool."""
 
@@ -233,8 +272,11 @@ class _Worker:
         host: str,
         port: int,
         access_log: bool = False,
+        balance: Balance | None = None,
     ) -> None:
         self.app = app
+        self.balance = balance
+        self._deferred = False
         self.access_log = access_log
         self.limits = limits
         self.ssl_context = ssl_context
@@ -246,12 +288,71 @@ class _Worker:
         self.refused = 0
         self.clock = _Clock()
         self.tasks: set[asyncio.Task[None]] = set()
+        #: Accepted connections not yet in ``tasks`` (a strong reference to each).
+        self.starting: set[asyncio.Task[None]] = set()
         #: Connections with a request in flight (head read, answer not yet written).
         self.busy: set[asyncio.Task[None]] = set()
         self.stopping = False
         self._last_refusal_log = 0.0
 
     # -- connections ----------------------------------------------------------------
+
+    def listen(self, sock: socket.socket) -> None:
+        """Accept connections from ``sock``, the listening socket every worker shares.
+
+        One connection per wake-up: each worker is woken for a new connection and the
+        one that gets to it first takes it, so an idle worker takes more than a busy
+        one. (asyncio's own server takes every pending connection at once, and a burst
+        of keep-alive connections could all land on one worker.)
+        """
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept, sock)
+
+    def stop_listening(self, sock: socket.socket) -> None:
+        asyncio.get_running_loop().remove_reader(sock.fileno())
+
+    def _accept(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        held = self.open + len(self.starting)
+        if self.balance is not None:
+            if not self._deferred and self.balance.fewer_elsewhere(held):
+                self._deferred = True
+                loop.remove_reader(sock.fileno())
+                loop.call_later(_DEFER_S, self.listen, sock)
+                return
+            self._deferred = False
+        try:
+            conn, _addr = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return  # another worker took it
+        except OSError as e:  # out of files or buffers: pause, as asyncio's server does
+            logger.warning("accept failed (%s); pausing for a second", e)
+            loop.remove_reader(sock.fileno())
+            loop.call_later(1.0, self.listen, sock)
+            return
+        conn.setblocking(False)
+        task = loop.create_task(self._start(conn))
+        self.starting.add(task)
+        task.add_done_callback(self._started)
+        self._publish()
+
+    def _started(self, task: asyncio.Task[None]) -> None:
+        self.starting.discard(task)
+        self._publish()
+
+    def _publish(self) -> None:
+        if self.balance is not None:
+            self.balance.set(self.open + len(self.starting))
+
+    async def _start(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=self.limits.max_header_bytes)
+        # with a callback the protocol is server-side (start_tls needs that) and runs
+        # self.connection in a task of its own once the transport is made
+        protocol = asyncio.StreamReaderProtocol(reader, self.connection)
+        try:
+            await loop.connect_accepted_socket(lambda: protocol, conn)
+        except OSError:
+            conn.close()
 
     def admit(self, client: str) -> bool:
         limits = self.limits
@@ -276,10 +377,12 @@ class _Worker:
             return False
         self.per_client[client] = per_client + 1
         self.open += 1
+        self._publish()
         return True
 
     def release(self, client: str) -> None:
         self.open -= 1
+        self._publish()
         left = self.per_client[client] - 1
         if left:
             self.per_client[client] = left

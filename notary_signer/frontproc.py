@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from notary_signer.front import FrontLimits, WSGIApp, _Worker
+from notary_signer.front import Balance, FrontLimits, WSGIApp, _Worker
 
 __all__ = ["serve"]
 
@@ -36,24 +36,31 @@ def _run_worker(
     port: int,
     graceful_timeout: float,
     access_log: bool,
+    balance: Balance,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     app = load()
     worker = _Worker(
-        app, limits, ssl_factory() if ssl_factory else None, threads, host, port, access_log
+        app,
+        limits,
+        ssl_factory() if ssl_factory else None,
+        threads,
+        host,
+        port,
+        access_log,
+        balance,
     )
+    balance.set(0)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        server = await asyncio.start_server(
-            worker.connection, sock=sock, limit=limits.max_header_bytes, backlog=1024
-        )
+        worker.listen(sock)
         await stop.wait()
-        server.close()
+        worker.stop_listening(sock)
         await worker.drain(graceful_timeout)
 
     asyncio.run(main())
@@ -99,6 +106,7 @@ def serve(
     logger.info(
         "%s listening on %s:%d (%d workers x %d threads)", name, host, port, workers, threads
     )
+    balance = Balance(workers)
     children: dict[int, int] = {}  # pid -> slot
     stopping = False
 
@@ -108,6 +116,7 @@ def serve(
             code = 0
             try:
                 _set_parent_death_signal()
+                balance.slot = slot
                 _run_worker(
                     sock,
                     load,
@@ -118,6 +127,7 @@ def serve(
                     port,
                     graceful_timeout,
                     access_log,
+                    balance,
                 )
             except BaseException:
                 logger.exception("%s worker %d failed", name, os.getpid())
@@ -155,6 +165,7 @@ def serve(
             time.sleep(0.1)
             continue
         slot = children.pop(pid)
+        balance.gone(slot)
         if stopping:
             continue
         logger.warning("%s worker %d exited (status %d); restarting it", name, pid, status)
