@@ -147,6 +147,9 @@ def test_reads_current_version_and_checksum(store: MetadataStore) -> None:
     assert by_hash is not None and by_hash.version == 1
     assert store.get_checksum(GUN, "targets", sha256_hex(body(GUN, "root", 1))) is None
     assert store.get_checksum(OTHER, "root", sha256_hex(body(GUN, "root", 1))) is None
+    # every way to one file gives the same file, down to its UTC timestamp
+    assert store.get_version(GUN, "root", 2) == current
+    assert store.get_checksum(GUN, "root", current.sha256) == current
 
     assert snapshot(store) == {"root": 2, "targets": 1, "snapshot": None, "timestamp": None}
     assert snapshot(store, OTHER)["root"] == 7
