@@ -288,7 +288,7 @@ class _Worker:
         self.refused = 0
         self.clock = _Clock()
         self.tasks: set[asyncio.Task[None]] = set()
-        #: Accepted connections not yet in ``tasks`` (a strong reference to each).
+        #: Admitted connections in their TLS handshake (a strong reference to each).
         self.starting: set[asyncio.Task[None]] = set()
         #: Connections with a request in flight (head read, answer not yet written).
         self.busy: set[asyncio.Task[None]] = set()
@@ -312,16 +312,15 @@ class _Worker:
 
     def _accept(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        held = self.open + len(self.starting)
         if self.balance is not None:
-            if not self._deferred and self.balance.fewer_elsewhere(held):
+            if not self._deferred and self.balance.fewer_elsewhere(self.open):
                 self._deferred = True
                 loop.remove_reader(sock.fileno())
                 loop.call_later(_DEFER_S, self.listen, sock)
                 return
             self._deferred = False
         try:
-            conn, _addr = sock.accept()
+            conn, peer = sock.accept()
         except (BlockingIOError, InterruptedError):
             return  # another worker took it
         except OSError as e:  # out of files or buffers: pause, as asyncio's server does
@@ -329,30 +328,43 @@ class _Worker:
             loop.remove_reader(sock.fileno())
             loop.call_later(1.0, self.listen, sock)
             return
+        client = str(peer[0]) if isinstance(peer, tuple) else ""
+        if not self.admit(client):  # before the TLS handshake
+            conn.close()
+            return
         conn.setblocking(False)
-        task = loop.create_task(self._start(conn))
+        port = int(peer[1]) if isinstance(peer, tuple) and len(peer) > 1 else 0
+        task = loop.create_task(self._start(conn, client, port))
         self.starting.add(task)
-        task.add_done_callback(self._started)
-        self._publish()
-
-    def _started(self, task: asyncio.Task[None]) -> None:
-        self.starting.discard(task)
-        self._publish()
+        task.add_done_callback(self.starting.discard)
 
     def _publish(self) -> None:
         if self.balance is not None:
-            self.balance.set(self.open + len(self.starting))
+            self.balance.set(self.open)
 
-    async def _start(self, conn: socket.socket) -> None:
+    async def _start(self, conn: socket.socket, client: str, port: int) -> None:
+        """The TLS handshake (within its deadline), then :meth:`connection` in a task
+        of the stream protocol's."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=self.limits.max_header_bytes)
-        # with a callback the protocol is server-side (start_tls needs that) and runs
-        # self.connection in a task of its own once the transport is made
-        protocol = asyncio.StreamReaderProtocol(reader, self.connection)
+
+        def connected(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> Any:
+            return self.connection(r, w, client, port)
+
+        # with a callback the protocol is server-side and runs it in a task of its own
+        protocol = asyncio.StreamReaderProtocol(reader, connected)
         try:
-            await loop.connect_accepted_socket(lambda: protocol, conn)
-        except OSError:
+            await loop.connect_accepted_socket(
+                lambda: protocol,
+                conn,
+                ssl=self.ssl_context,
+                ssl_handshake_timeout=self.limits.handshake_timeout if self.ssl_context else None,
+            )
+        except BaseException as e:  # a failed or stalled handshake, or a stop
             conn.close()
+            self.release(client)
+            if not isinstance(e, Exception):
+                raise
 
     def admit(self, client: str) -> bool:
         limits = self.limits
@@ -389,21 +401,15 @@ class _Worker:
         else:
             del self.per_client[client]
 
-    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername") or ("", 0)
-        client = str(peer[0])
-        if not self.admit(client):
-            writer.transport.abort()
-            return
+    async def connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str, port: int
+    ) -> None:
+        """Serve the requests of one admitted connection (its TLS, if any, is up)."""
         task = asyncio.current_task()
         assert task is not None
         self.tasks.add(task)
         try:
-            if self.ssl_context is not None:
-                await writer.start_tls(
-                    self.ssl_context, ssl_handshake_timeout=self.limits.handshake_timeout
-                )
-            await self.requests(reader, writer, client, int(peer[1]) if len(peer) > 1 else 0)
+            await self.requests(reader, writer, client, port)
         except (OSError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             pass
         except asyncio.CancelledError:
@@ -418,7 +424,7 @@ class _Worker:
         """Stop: close idle connections at once, give requests in flight ``timeout``
         seconds to be answered, then cancel what is left."""
         self.stopping = True
-        for task in self.tasks - self.busy:
+        for task in (self.tasks - self.busy) | self.starting:
             task.cancel()
         if self.busy:
             await asyncio.wait(set(self.busy), timeout=timeout)

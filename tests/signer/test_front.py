@@ -43,19 +43,26 @@ def echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [answer]
 
 
+def listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
     loop = asyncio.new_event_loop()
     worker = _Worker(echo, LIMITS, None, 2, "127.0.0.1", 0)
-    server = loop.run_until_complete(
-        asyncio.start_server(worker.connection, "127.0.0.1", 0, limit=LIMITS.max_header_bytes)
-    )
+    sock = listening_socket()
+    loop.call_soon(worker.listen, sock)
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    yield int(server.sockets[0].getsockname()[1])
+    yield int(sock.getsockname()[1])
 
     async def shutdown() -> None:
-        server.close()
+        worker.stop_listening(sock)
         for task in list(worker.tasks):
             task.cancel()
         await asyncio.gather(*worker.tasks, return_exceptions=True)
@@ -64,6 +71,7 @@ def port() -> Iterator[int]:
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
     loop.close()
+    sock.close()
 
 
 def exchange(port: int, raw: bytes) -> bytes:
@@ -185,10 +193,9 @@ def test_a_stop_closes_idle_connections_at_once_and_answers_requests_in_flight()
 
     loop = asyncio.new_event_loop()
     worker = _Worker(slow, LIMITS, None, 2, "127.0.0.1", 0)
-    server = loop.run_until_complete(
-        asyncio.start_server(worker.connection, "127.0.0.1", 0, limit=LIMITS.max_header_bytes)
-    )
-    port = int(server.sockets[0].getsockname()[1])
+    sock = listening_socket()
+    loop.call_soon(worker.listen, sock)
+    port = int(sock.getsockname()[1])
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
@@ -207,10 +214,11 @@ def test_a_stop_closes_idle_connections_at_once_and_answers_requests_in_flight()
         busy.close()
     finally:
         release.set()
-        server.close()
+        loop.call_soon_threadsafe(worker.stop_listening, sock)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+        sock.close()
 
 
 def test_the_open_file_limit_is_raised_for_max_connections() -> None:
