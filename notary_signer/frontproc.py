@@ -15,13 +15,14 @@ import signal
 import socket
 import ssl
 import sys
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from notary_signer.front import Balance, FrontLimits, WSGIApp, _Worker
 
-__all__ = ["serve"]
+__all__ = ["InProcessFront", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +193,95 @@ def serve(
         spawn(slot)
     sock.close()
     logger.info("%s stopped", name)
+
+
+class InProcessFront:
+    """One front worker serving ``app`` in this process, with no fork: for a service
+    whose state lives in its process (the deploy gate keeps TUF rollback state and a
+    verdict cache, which worker processes would each keep apart).
+
+    :meth:`serve_forever` runs the loop in the calling thread until SIGTERM or SIGINT
+    (in the main thread) or :meth:`stop`; :meth:`start` runs it in a thread of its own.
+    The socket is bound at construction (``port`` 0: any free port, see ``port``).
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        limits: FrontLimits,
+        threads: int,
+        name: str,
+        graceful_timeout: float = 10.0,
+        access_log: bool = False,
+    ) -> None:
+        limits.check()
+        _allow_open_files(limits.max_connections + 256)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind((host.strip("[]"), port))
+            self.sock.listen(1024)
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.setblocking(False)
+        self.port = int(self.sock.getsockname()[1])
+        self.name = name
+        self.threads = threads
+        self.graceful_timeout = graceful_timeout
+        self.worker = _Worker(app, limits, ssl_context, threads, host, self.port, access_log)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    async def _main(self, signals: bool) -> None:
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._loop = loop
+        if signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stop.set)
+        self.worker.listen(self.sock)
+        self._ready.set()
+        logger.info("%s listening on port %d (%d threads)", self.name, self.port, self.threads)
+        await self._stop.wait()
+        self.worker.stop_listening(self.sock)
+        await self.worker.drain(self.graceful_timeout)
+
+    def serve_forever(self, *, signals: bool = True) -> None:
+        """Serve until stopped; ``signals``: SIGTERM and SIGINT stop it gracefully
+        (main thread only)."""
+        try:
+            run_loop(self._main(signals))
+        finally:
+            self._ready.set()
+            self.worker.pool.shutdown(wait=False, cancel_futures=True)
+            self.sock.close()
+            logger.info("%s stopped", self.name)
+
+    def start(self) -> InProcessFront:
+        """Serve in a daemon thread; return once connections are accepted."""
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"signals": False}, name=self.name, daemon=True
+        )
+        self._thread.start()
+        self._ready.wait(30)
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop accepting, let requests in flight finish, and wait for the loop to end."""
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
+                loop.call_soon_threadsafe(stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
 
 
 def _allow_open_files(wanted: int) -> None:

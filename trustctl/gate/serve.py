@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-import threading
 from pathlib import Path
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.serving import ThreadedWSGIServer
 
+from notary_signer.front import FrontLimits
+from notary_signer.frontproc import InProcessFront
 from trustctl.gate.decide import Gate
 from trustctl.gate.review import MAX_BODY, BadReview, parse_review, review_response
 
@@ -91,45 +91,64 @@ def make_app(gate: Gate) -> Flask:
     return app
 
 
-#: Seconds a connection may take for its TLS handshake and each read.
-SOCKET_TIMEOUT = 30.0
-
-
-class _TLSServer(ThreadedWSGIServer):
-    """TLS with the handshake in the connection's own thread: a client that connects
-    and stalls holds one thread, never the accept loop (so never the other requests)."""
-
-    def __init__(self, host: str, port: int, app: Flask, ctx: ssl.SSLContext) -> None:
-        super().__init__(host, port, app)
-        self.tls = ctx
-
-    def get_request(self) -> tuple[ssl.SSLSocket, object]:
-        sock, addr = self.socket.accept()
-        sock.settimeout(SOCKET_TIMEOUT)
-        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+#: Deadlines and bounds for the API server's connections (notary_signer.front).
+LIMITS = FrontLimits(
+    handshake_timeout=10.0,
+    header_timeout=10.0,
+    body_timeout=10.0,
+    write_timeout=10.0,
+    keepalive_timeout=90.0,  # the API server keeps its connections to webhooks alive
+    max_header_bytes=16 * 1024,
+    max_body_bytes=MAX_BODY,
+    max_connections_per_client=0,  # every request comes from a few API servers
+    max_connections=4096,
+)
+#: Threads running the app: a request waiting for a verification holds one, so there
+#: are many (a waiting thread costs memory, not CPU).
+THREADS = 128
 
 
 class GateServer:
-    """The app over TLS on ``host:port``, in threads (one per connection)."""
+    """The app over TLS on ``host:port``, served by the project's HTTP front
+    (:mod:`notary_signer.front`: an asyncio loop reads each request whole, with
+    deadlines, before a thread runs the app) in this one process, so the verdict
+    cache and the Verifier's state are shared by every request."""
 
-    def __init__(self, gate: Gate, host: str, port: int, cert: Path, key: Path) -> None:
+    def __init__(
+        self,
+        gate: Gate,
+        host: str,
+        port: int,
+        cert: Path,
+        key: Path,
+        *,
+        threads: int = THREADS,
+        limits: FrontLimits = LIMITS,
+    ) -> None:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(str(cert), str(key))
         self.gate = gate
-        self.server = _TLSServer(host, port, make_app(gate), ctx)
-        self.port = self.server.server_port
-        self._thread: threading.Thread | None = None
+        self.front = InProcessFront(
+            make_app(gate),
+            host=host,
+            port=port,
+            ssl_context=ctx,
+            limits=limits,
+            threads=threads,
+            name="trustctl gate",
+        )
+        self.port = self.front.port
 
     def serve_forever(self) -> None:
-        self.server.serve_forever()
+        """Serve in this thread until SIGTERM or SIGINT."""
+        self.front.serve_forever()
 
     def start(self) -> GateServer:
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-        self._thread.start()
+        """Serve in a thread of its own."""
+        self.front.start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.front.stop()
         self.gate.close()
