@@ -18,6 +18,13 @@ and, on every call, does what the TUF client workflow does first:
    checks), exactly as a fresh ``trustctl verify`` would. :meth:`Verifier.refresh`
    does this on demand.
 
+Calls for one repository run one at a time; a call that arrives while another asks
+the trust server waits for that check and shares its outcome (the state, or the
+error) instead of asking again, so a burst of calls for one repository fetches each
+metadata file once. As with any single flight, the shared answer may have left the
+server up to one check's duration before the waiting call arrived; a call that
+arrives after a check has ended makes its own.
+
 Every answer is checked against the clock once more: an expired role in it fails the
 call (a freeze attack). The answer is the CLI's own :class:`~trustctl.verify.VerifiedTag`
 (digest, who signed, expiry, and ``target``: the entry python-tuf verified), made by
@@ -36,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +55,7 @@ from tuf.api import exceptions as tuf_exc
 from tuf.ngclient import UpdaterConfig
 
 from trustctl.context import Overrides, Settings, TrustContext
-from trustctl.errors import InvalidReferenceError
+from trustctl.errors import InvalidReferenceError, TrustctlError
 from trustctl.fetcher import TransportFetcher
 from trustctl.reference import ImageRef, parse_reference
 from trustctl.trusted import TrustedRepository, map_tuf_error
@@ -108,6 +116,8 @@ class VerifierStats:
 
     reused: int = 0
     refreshed: int = 0
+    #: Calls that shared the check of a call running when they arrived.
+    shared: int = 0
 
 
 @dataclass
@@ -128,6 +138,10 @@ class _Repository:
     metadata_url: str
     lock: threading.Lock = field(default_factory=threading.Lock)
     state: _State | None = None
+    #: The tick at which the last check of the trust server that succeeded ended.
+    checked: int = -1
+    #: The tick at which the last check that failed ended, and its error.
+    failed: tuple[int, TrustctlError] | None = None
 
 
 class Verifier:
@@ -181,6 +195,7 @@ class Verifier:
         self._layout = layout or Layout()
         self._repos: dict[str, _Repository] = {}
         self._lock = threading.Lock()
+        self._ticks = itertools.count()  # orders arrivals and checks (next() is atomic)
         self.stats = VerifierStats()
 
     def verify(
@@ -222,8 +237,9 @@ class Verifier:
                 f"registry_mode {mode!r} needs a registry client (Verifier(registry=...))"
             )
         repo = self._repository(ref.gun)
+        arrived = next(self._ticks)
         with repo.lock, self._ctx.trust.lock(ref.gun):
-            state = self._current(repo)
+            state = self._current(repo, arrived)
             result = verify_tag(
                 state.repo.fork(),
                 ref,
@@ -247,6 +263,7 @@ class Verifier:
         with repo.lock, self._ctx.trust.lock(gun):
             repo.state = None
             repo.state = self._refresh(repo)
+            repo.checked, repo.failed = next(self._ticks), None
             self.stats.refreshed += 1
 
     def view(self, gun: str) -> TrustedRepository:
@@ -255,8 +272,9 @@ class Verifier:
         view across calls; check ``expiries()`` of what it answered against the clock.
         """
         repo = self._repository(gun)
+        arrived = next(self._ticks)
         with repo.lock, self._ctx.trust.lock(gun):
-            return self._current(repo).repo.fork()
+            return self._current(repo, arrived).repo.fork()
 
     def check_fresh(self, view: TrustedRepository) -> None:
         """Refuse an answer of ``view`` resting on a role expired by the clock.
@@ -289,15 +307,28 @@ class Verifier:
                 repo = self._repos[gun] = _Repository(gun, fetcher, url)
             return repo
 
-    def _current(self, repo: _Repository) -> _State:
+    def _current(self, repo: _Repository, arrived: int) -> _State:
+        """The state to answer a call that arrived at tick ``arrived`` (repo lock held)."""
         state = repo.state
-        answers: dict[str, bytes | int] = {}
-        if state is not None and self._still_current(repo, state, answers):
-            self.stats.reused += 1
+        failed = repo.failed
+        if failed is not None and failed[0] > arrived:
+            self.stats.shared += 1
+            raise failed[1]  # a check that ended after this call arrived failed
+        if state is not None and repo.checked > arrived and self._locally_current(repo, state):
+            self.stats.shared += 1
             return state
-        repo.state = None
-        state = repo.state = self._refresh(repo, answers)
-        self.stats.refreshed += 1
+        try:
+            answers: dict[str, bytes | int] = {}
+            if state is not None and self._still_current(repo, state, answers):
+                self.stats.reused += 1
+            else:
+                repo.state = None
+                state = repo.state = self._refresh(repo, answers)
+                self.stats.refreshed += 1
+        except TrustctlError as e:
+            repo.failed = (next(self._ticks), e)
+            raise
+        repo.checked, repo.failed = next(self._ticks), None
         return state
 
     def _refresh(self, repo: _Repository, answers: dict[str, bytes | int] | None = None) -> _State:
@@ -364,6 +395,11 @@ class Verifier:
             raise map_tuf_error(e, repo.gun, self._server) from e
         if served != state.timestamp:
             return False
+        return self._locally_current(repo, state)
+
+    def _locally_current(self, repo: _Repository, state: _State) -> bool:
+        """The checks of :meth:`_still_current` that ask no server: the same pinned
+        root, no other process moved the trust dir on, nothing verified has expired."""
         if self._ctx.trust.pinned_bytes(repo.gun) != state.repo.pinned_root:
             return False  # unpinned or re-pinned meanwhile
         if state.repo.stored_marker() != state.marker:

@@ -9,9 +9,13 @@ whose transport counts what travels. Attacks go through
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tuf.api.metadata import SuccinctRoles
@@ -237,3 +241,50 @@ def test_unpinning_is_noticed_by_a_warm_verifier(
         api.verify(f"{GUN}:v1")
     with pytest.raises(ValueError, match="registry client"):
         api.verify(f"{GUN}:v1", registry_mode="tag")
+
+
+class HoldFirst:
+    """The trust server's transport, holding its first request until ``release``."""
+
+    def __init__(self, inner: FlaskTransport) -> None:
+        self.inner = inner
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        with self._lock:
+            first = not self.holding.is_set()
+            self.holding.set()
+        if first:
+            self.release.wait(30)
+        return self.inner.request(method, url, **kwargs)
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["cold-repository", "warm-repository"])
+def test_concurrent_calls_for_one_repository_fetch_each_metadata_file_once(
+    person: MakePerson, owner: Person, server: FlaskTransport, tmp_path: Path, warm: bool
+) -> None:
+    """Calls that arrive while another call of the same repository asks the trust server
+    share its answer (an admission webhook gets bursts for one repository)."""
+    tags = [f"v{n}" for n in range(1, 6)]
+    for n, tag in enumerate(tags, 1):
+        sign(owner, tag, n)
+    d = deployer(person, tmp_path, server)
+    hold = HoldFirst(server)
+    api = verifier(d, hold)
+    if warm:
+        for tag in tags:
+            api.verify(f"{GUN}:{tag}")
+        hold.holding.clear()
+    server.requests.clear()
+    with ThreadPoolExecutor(len(tags)) as ex:
+        futures = [ex.submit(api.verify, f"{GUN}:{tag}") for tag in tags]
+        assert hold.holding.wait(30)  # one call is asking the trust server...
+        time.sleep(0.5)  # ...while the others arrive (synchronisation, nothing timed)
+        hold.release.set()
+        answers = [f.result(timeout=60) for f in futures]
+    assert [a.digest for a in answers] == [f"sha256:{n:064x}" for n in range(1, 6)]
+    files = fetched(server.requests)
+    assert "timestamp" in files
+    assert sorted(files) == sorted(set(files)), files
