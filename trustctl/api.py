@@ -58,6 +58,7 @@ from trustctl.context import Overrides, Settings, TrustContext
 from trustctl.errors import InvalidReferenceError, TrustctlError
 from trustctl.fetcher import TransportFetcher
 from trustctl.reference import ImageRef, parse_reference
+from trustctl.retry import DEFAULT_BUDGET
 from trustctl.trusted import TrustedRepository, map_tuf_error
 from trustctl.verify import (
     REGISTRY_DIGEST,
@@ -165,6 +166,9 @@ class Verifier:
             cannot make expired metadata acceptable; run the process under
             ``faketime`` for that (the conformance runner does).
         timeout: seconds for connecting and for each read.
+        retry_budget: seconds one request to the trust server may spend on retries
+            (:mod:`trustctl.retry`; default trustctl's 30 s, 0: no retries). A caller
+            with a deadline of its own (an admission webhook) passes a smaller one.
         layout: where metadata is served and kept (:class:`Layout`).
 
     Raises:
@@ -181,10 +185,15 @@ class Verifier:
         transport: Transport | None = None,
         clock: Callable[[], datetime] | None = None,
         timeout: float = 30.0,
+        retry_budget: float = DEFAULT_BUDGET,
         layout: Layout | None = None,
     ) -> None:
         settings = Settings(
-            server=server, trust_dir=Path(trust_dir), tls_ca=tls_ca, timeout=timeout
+            server=server,
+            trust_dir=Path(trust_dir),
+            tls_ca=tls_ca,
+            timeout=timeout,
+            retry_budget=retry_budget,
         )
         self._ctx = TrustContext(settings, overrides=Overrides(server_transport=transport))
         self._server = self._ctx.server  # validated now, not at the first call

@@ -9,6 +9,7 @@ and clock are passed in (:class:`Switch` turns the trust server off or stalls it
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from trustctl.api import Verifier
 from trustctl.errors import NetworkError
 from trustctl.gate.bundle import BundleStore, bundle_state, near_stale_warning
 from trustctl.gate.cache import VerdictCache
-from trustctl.gate.decide import Gate, PolicyFile
+from trustctl.gate.decide import Budget, Gate, PolicyFile
 from trustctl.gate.policy import Server
 from trustctl.gate.serve import GateServer
 from trustctl.gate.state import RootPins, StateGuard, offline_check
@@ -86,11 +87,13 @@ class Clock:
 
 
 class Switch:
-    """A transport to the trust server that can be cut (``down``) or stalled (``stall``)."""
+    """A transport to the trust server that can be cut (``down``), answer 503 to
+    everything (``unavailable``: its signer restarting) or stall (``stalled``)."""
 
     def __init__(self, inner: Transport) -> None:
         self.inner = inner
         self.down = False
+        self.unavailable = False
         self.stalled = threading.Event()  # set: requests hang until released
         self.release = threading.Event()
         self.calls = 0
@@ -99,6 +102,11 @@ class Switch:
         self.calls += 1
         if self.down:
             raise NetworkError(f"cannot reach the trust server at {url}: connection refused")
+        if self.unavailable:
+            envelope = {"errors": [{"code": "SIGNER_UNAVAILABLE", "message": "restarting",
+                                    "detail": None}]}  # fmt: skip
+            return Response(503, {"content-type": "application/json"},
+                            json.dumps(envelope).encode(), url)  # fmt: skip
         if self.stalled.is_set():
             self.release.wait(30)
         return self.inner.request(method, url, **kwargs)
@@ -144,12 +152,14 @@ def start_gate(
     clock = Clock()
     switch = transport if isinstance(transport, Switch) else Switch(transport)
 
-    def verifier_for(server: Server) -> Verifier:
-        return Verifier(server.url, trust_dir=trust_dir, transport=switch, clock=clock)
+    def verifier_for(server: Server, budget: Budget) -> Verifier:
+        return Verifier(server.url, trust_dir=trust_dir, transport=switch, clock=clock,
+                        timeout=budget.read_timeout, retry_budget=budget.retry)  # fmt: skip
 
     gate = Gate(
         PolicyFile(policy_path),
         verifier_for,
+        timeout_seconds=timeout_seconds,
         state_check=offline_check(StateGuard(trust_dir), bundle, clock),
         cache=VerdictCache(ttl=cache_ttl, clock=clock),
         pin=RootPins(trust_dir).ensure,

@@ -383,6 +383,20 @@ def test_a_stalled_trust_server_is_answered_in_time(
         g.stop()
 
 
+def test_a_trust_server_answering_503_is_denied_with_its_answer_in_time(
+    tmp_path: Path, deployer: Person, server: FlaskTransport
+) -> None:
+    """The gate's own budget, not trustctl's 30 s retry budget, bounds the Verifier's
+    retries: the denial comes before the deadline and names what the server said."""
+    g = start_gate(tmp_path, deployer.trust_dir, server, timeout_seconds=4)
+    g.transport.unavailable = True
+    try:
+        denied(g.admit(workload("Pod", pod_spec(SIGNED))), SIGNED, f"repository {GUN}",
+               "SERVER_UNAVAILABLE", "HTTP 503 SIGNER_UNAVAILABLE", "gave up after")  # fmt: skip
+    finally:
+        g.stop()
+
+
 # --- pinned roots from the policy ----------------------------------------------------------
 
 

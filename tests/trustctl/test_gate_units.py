@@ -324,7 +324,7 @@ def test_a_verification_finished_before_it_is_registered_does_not_deadlock() -> 
     )
     gate = Gate(
         lambda: policy,
-        lambda _s: InstantRefusal(),
+        lambda _s, _b: InstantRefusal(),
         workers=4,
         cache=VerdictCache(ttl=0, negative_ttl=0),
     )

@@ -51,6 +51,21 @@ def _listen(text: str) -> tuple[str, int]:
     help="Verifications running at once.",
 )
 @click.option(
+    "--timeout-seconds",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(3, 30),
+    help="The webhook configurations' timeoutSeconds: requests are answered 2 s "
+    "before it, and the trust server's retries stop well within it.",
+)
+@click.option(
+    "--threads",
+    default=128,
+    show_default=True,
+    type=click.IntRange(4, 4096),
+    help="Threads answering requests (a request waiting for a verification holds one).",
+)
+@click.option(
     "--cache-seconds",
     default=1.0,
     show_default=True,
@@ -79,6 +94,8 @@ def serve_cmd(
     tls_cert: Path,
     tls_key: Path,
     workers: int,
+    timeout_seconds: float,
+    threads: int,
     cache_seconds: float,
     negative_cache_seconds: float,
     offline_bundle_dir: Path | None,
@@ -91,7 +108,7 @@ def serve_cmd(
     from trustctl.api import Verifier
     from trustctl.gate.bundle import BundleStore, BundleTransport, bundle_state, near_stale_warning
     from trustctl.gate.cache import VerdictCache
-    from trustctl.gate.decide import Gate, PolicyFile
+    from trustctl.gate.decide import Budget, Gate, PolicyFile
     from trustctl.gate.policy import PolicyError, Server
     from trustctl.gate.serve import GateServer
     from trustctl.gate.state import RootPins, StateGuard, offline_check
@@ -109,13 +126,14 @@ def serve_cmd(
     bundle = BundleStore(offline_bundle_dir, []) if offline_bundle_dir else None
     offline = BundleTransport(bundle) if bundle else None
 
-    def verifier_for(server: Server) -> Verifier:
-        return Verifier(server.url, trust_dir=trust_dir, tls_ca=server.tls_ca, timeout=5.0,
-                        transport=offline)  # fmt: skip
+    def verifier_for(server: Server, budget: Budget) -> Verifier:
+        return Verifier(server.url, trust_dir=trust_dir, tls_ca=server.tls_ca, transport=offline,
+                        timeout=budget.read_timeout, retry_budget=budget.retry)  # fmt: skip
 
     gate = Gate(
         policy,
         verifier_for,
+        timeout_seconds=timeout_seconds,
         workers=workers,
         state_check=offline_check(StateGuard(trust_dir), bundle, lambda: datetime.now(UTC)),
         cache=VerdictCache(ttl=cache_seconds, negative_ttl=negative_cache_seconds),
@@ -125,7 +143,7 @@ def serve_cmd(
         gate.freshness_warning = near_stale_warning(bundle, lambda: datetime.now(UTC))
         gate.metrics.bundle = bundle_state(bundle)
     try:
-        srv = GateServer(gate, host, port, tls_cert, tls_key)
+        srv = GateServer(gate, host, port, tls_cert, tls_key, threads=threads)
     except OSError as e:
         raise ConfigError(f"cannot serve on {listen}: {e}") from None
     ctx.printer.message(

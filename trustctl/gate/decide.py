@@ -5,7 +5,9 @@ repository (GUN) and the signers for an image, and the Verifier's answer (or its
 error) is the verdict. Around it the gate adds what a webhook needs:
 
 * a deadline: every request is answered before ``timeoutSeconds - 2 s``, whatever
-  the trust server does (a verification still running then is a deny);
+  the trust server does (a verification still running then is a deny), and the
+  Verifier gets a budget within it (:class:`Budget`: its retries and reads end well
+  before, so a failing trust server is named as the cause rather than a timeout);
 * shared work: concurrent requests for the same image share one verification;
 * the admission rules: DELETE, UPDATEs of objects being deleted and UPDATEs that
   change no image reference pass; every new or changed reference is verified.
@@ -31,13 +33,35 @@ from trustctl.gate.policy import Policy, PolicyError, Rule, Server, load_policy
 from trustctl.gate.review import AdmissionRequest, Verdict
 from trustctl.reference import ImageRef, parse_reference
 
-__all__ = ["Gate", "ImageResult", "PolicyFile"]
+__all__ = ["Budget", "Gate", "ImageResult", "PolicyFile"]
 
 logger = logging.getLogger(__name__)
 
 MARGIN = 2.0  # seconds kept back from the API server's timeout
 MIN_BUDGET = 0.5
 DEFAULT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one verification may spend on the trust server, from the webhook's
+    ``timeoutSeconds``: the gate answers within ``deadline``; the Verifier's retries
+    of one request stop after half of it, and each connect or read after a quarter
+    (at most 5 s). trustctl's own 30 s retry budget would outlive any webhook."""
+
+    timeout_seconds: float = DEFAULT_TIMEOUT
+
+    @property
+    def deadline(self) -> float:
+        return max(self.timeout_seconds - MARGIN, MIN_BUDGET)
+
+    @property
+    def retry(self) -> float:
+        return self.deadline / 2
+
+    @property
+    def read_timeout(self) -> float:
+        return min(5.0, self.deadline / 4)
 
 
 class VerifierLike(Protocol):
@@ -117,7 +141,10 @@ class Gate:
 
     Args:
         policy: the policy (a :class:`PolicyFile`, or a callable returning a Policy).
-        verifier_for: builds the :class:`~trustctl.api.Verifier` for a trust server.
+        verifier_for: builds the :class:`~trustctl.api.Verifier` for a trust server,
+            within the gate's :class:`Budget` (its retry budget and read timeout).
+        timeout_seconds: the webhook configurations' ``timeoutSeconds``: the deadline
+            of a request that names none (``?timeout=``) and the Verifier's budget.
         workers: verifications running at once (the rest queue, within the deadline).
         state_check: called with the GUN before each verification; raises a
             TrustctlError when the persisted trusted state cannot be relied on
@@ -131,8 +158,9 @@ class Gate:
     def __init__(
         self,
         policy: PolicyFile | Callable[[], Policy],
-        verifier_for: Callable[[Server], VerifierLike],
+        verifier_for: Callable[[Server, Budget], VerifierLike],
         *,
+        timeout_seconds: float = DEFAULT_TIMEOUT,
         workers: int = 32,
         metrics: Metrics | None = None,
         state_check: Callable[[str], None] | None = None,
@@ -141,6 +169,7 @@ class Gate:
     ) -> None:
         self._policy = policy.current if isinstance(policy, PolicyFile) else policy
         self._verifier_for = verifier_for
+        self.budget = Budget(timeout_seconds)
         self._verifiers: dict[str, VerifierLike] = {}
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gate-verify")
         self._flights: dict[tuple[Any, ...], _Flight] = {}
@@ -174,10 +203,10 @@ class Gate:
         self.metrics.decided("mutate", verdict, time.monotonic() - start)
         return verdict
 
-    @staticmethod
-    def _deadline(start: float, timeout: float | None) -> float:
-        budget = max((timeout or DEFAULT_TIMEOUT) - MARGIN, MIN_BUDGET)
-        return start + budget
+    def _deadline(self, start: float, timeout: float | None) -> float:
+        if timeout is None:
+            return start + self.budget.deadline
+        return start + Budget(timeout).deadline
 
     def _sites(self, req: AdmissionRequest) -> tuple[str, list[ImageSite]] | Verdict:
         """The image sites to check, or the verdict when there is nothing to check."""
@@ -328,7 +357,7 @@ class Gate:
         with self._verifiers_lock:
             v = self._verifiers.get(server.name)
             if v is None:
-                v = self._verifiers[server.name] = self._verifier_for(server)
+                v = self._verifiers[server.name] = self._verifier_for(server, self.budget)
             return v
 
     def _verify(
