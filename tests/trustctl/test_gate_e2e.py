@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import socket
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -448,14 +449,43 @@ def test_a_dry_run_is_answered_like_any_request(gate: GateUnderTest) -> None:
 # --- the verdict cache ------------------------------------------------------------------
 
 
-def test_a_verified_image_is_answered_from_the_cache(own_gate: GateUnderTest) -> None:
-    assert own_gate.admit(
-        workload("Pod", pod_spec(SIGNED))
-    ).allowed  # mutate verifies, validate hits
-    calls, hits = own_gate.transport.calls, own_gate.server.gate.cache.hits
-    assert hits >= 1
-    assert own_gate.admit(workload("Deployment", pod_spec(SIGNED))).allowed
-    assert own_gate.transport.calls == calls and own_gate.server.gate.cache.hits > hits
+def test_a_verified_image_is_answered_from_the_cache(
+    tmp_path: Path, deployer: Person, server: FlaskTransport
+) -> None:
+    g = start_gate(tmp_path, deployer.trust_dir, server, mutators=(sidecar_injector(SIDECAR),),
+                   cache_ttl=600)  # no renewal within the test  # fmt: skip
+    try:
+        assert g.admit(workload("Pod", pod_spec(SIGNED))).allowed  # mutate verifies, validate hits
+        calls, hits = g.transport.calls, g.server.gate.cache.hits
+        assert hits >= 1
+        assert g.admit(workload("Deployment", pod_spec(SIGNED))).allowed
+        assert g.transport.calls == calls and g.server.gate.cache.hits > hits
+    finally:
+        g.stop()
+
+
+def test_a_hot_verdict_is_renewed_in_the_background_and_never_served_past_its_time(
+    tmp_path: Path, deployer: Person, server: FlaskTransport
+) -> None:
+    """A warm request never waits for the trust server: in the second half of a
+    verdict's time a hit answers at once and starts a renewal; past its time the
+    verdict answers nothing (the renewal hangs here: the request fails closed)."""
+    g = start_gate(tmp_path, deployer.trust_dir, server, cache_ttl=60, timeout_seconds=3)
+    try:
+        assert g.admit(workload("Pod", pod_spec(SIGNED))).allowed
+        calls = g.transport.calls
+        g.transport.stalled.set()  # the trust server hangs from now on
+        g.clock.offset = timedelta(seconds=40)
+        assert g.admit(workload("Pod", pod_spec(SIGNED))).allowed  # from the cache...
+        for _ in range(200):  # ...while a renewal asks the trust server
+            if g.transport.calls > calls:
+                break
+            time.sleep(0.05)
+        assert g.transport.calls > calls, "no renewal asked the trust server"
+        g.clock.offset = timedelta(seconds=61)
+        denied(g.admit(workload("Pod", pod_spec(SIGNED))), SIGNED, "TIMEOUT")
+    finally:
+        g.stop()
 
 
 def test_a_cached_verdict_never_outlives_the_metadata_it_rests_on(

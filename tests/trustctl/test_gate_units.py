@@ -342,3 +342,22 @@ def test_a_verification_finished_before_it_is_registered_does_not_deadlock() -> 
     gate.close()
     assert not worker.is_alive(), f"deadlocked after {len(codes)} requests"
     assert set(codes) == {"NOT_SIGNED"}
+
+
+def test_a_cache_entry_is_renewed_once_in_its_second_half_and_never_served_after() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from trustctl.gate.cache import VerdictCache
+
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    cache: VerdictCache[str] = VerdictCache(ttl=10, clock=lambda: now[0])
+    cache.put_positive("k", "verified", now[0] + timedelta(days=1))
+    assert cache.lookup("k") == ("verified", False)
+    now[0] += timedelta(seconds=5)
+    assert cache.lookup("k") == ("verified", True)  # the first hit of the second half renews
+    assert cache.lookup("k") == ("verified", False)  # ...once
+    now[0] += timedelta(seconds=5)
+    assert cache.lookup("k") is None  # its time is up, renewed or not
+    cache.put_positive("k", "renewed", now[0] + timedelta(seconds=4))  # metadata expiry first
+    now[0] += timedelta(seconds=2)
+    assert cache.lookup("k") == ("renewed", True)

@@ -6,6 +6,13 @@ answered from an older verdict. A positive entry lives at most ``ttl`` seconds a
 never past the earliest expiry of the metadata it rests on (``fresh_until``); a
 negative entry only for a definitive verdict (the trust data says no) and at most
 :data:`NEGATIVE_MAX` seconds; errors of transport, time or state are never cached.
+
+Renewal ahead of time: the first hit in the second half of an entry's life is told to
+renew it (:meth:`VerdictCache.lookup`), so the gate verifies again in the background
+while that hit, and the ones after it, are answered at once; a steady stream of
+requests for one image never waits for the trust server. An entry is never answered
+past its own time: if the renewal has not landed by then, requests wait for it (and
+fail closed at their deadline).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["DEFINITIVE", "NEGATIVE_MAX", "VerdictCache"]
 
@@ -42,12 +49,20 @@ class VerdictCache(Generic[V]):
         self.negative_ttl = min(negative_ttl, NEGATIVE_MAX)
         self.size = size
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._entries: OrderedDict[Hashable, tuple[datetime, V]] = OrderedDict()
+        #: key -> [until, value, renew_at] (renew_at: the first hit from then renews)
+        self._entries: OrderedDict[Hashable, list[Any]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self.renewals = 0
 
     def get(self, key: Hashable) -> V | None:
+        hit = self.lookup(key)
+        return None if hit is None else hit[0]
+
+    def lookup(self, key: Hashable) -> tuple[V, bool] | None:
+        """The live entry for ``key`` and whether the caller should renew it now
+        (true once per entry, for the first hit in the second half of its life)."""
         now = self._clock()
         with self._lock:
             entry = self._entries.get(key)
@@ -58,7 +73,11 @@ class VerdictCache(Generic[V]):
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
-            return entry[1]
+            renew = entry[2] is not None and entry[2] <= now
+            if renew:
+                entry[2] = None
+                self.renewals += 1
+            return entry[1], renew
 
     def put_positive(self, key: Hashable, value: V, fresh_until: datetime) -> None:
         if self.ttl > 0:
@@ -69,10 +88,11 @@ class VerdictCache(Generic[V]):
             self._put(key, value, self._clock() + timedelta(seconds=self.negative_ttl))
 
     def _put(self, key: Hashable, value: V, until: datetime) -> None:
-        if until <= self._clock():
+        now = self._clock()
+        if until <= now:
             return
         with self._lock:
-            self._entries[key] = (until, value)
+            self._entries[key] = [until, value, now + (until - now) / 2]
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)

@@ -332,21 +332,37 @@ class Gate:
         tag = ref.tag or "latest"
         target = f"{gun}:{tag}" + (f"@{ref.digest}" if ref.digest else "")
         key = (policy.generation, rule.server, target, rule.signers)
-        cached = self.cache.get(key)
-        if cached is not None:
+        hit = self.cache.lookup(key)
+        if hit is not None:
+            cached, renew = hit
+            if renew:  # verify again in the background; this request does not wait
+                self._flight(key, policy.servers[rule.server], target, rule, ref, tag, image)
             return _rebind(cached, image)
+        flight = self._flight(key, policy.servers[rule.server], target, rule, ref, tag, image)
+        return _Rebound(flight.future, image, gun)
+
+    def _flight(
+        self,
+        key: tuple[Any, ...],
+        server: Server,
+        target: str,
+        rule: Rule,
+        ref: ImageRef,
+        tag: str,
+        image: str,
+    ) -> _Flight:
+        """The verification of ``key`` in flight, started now if there is none."""
         started = False
         with self._lock:
             flight = self._flights.get(key)
             if flight is None:
-                server = policy.servers[rule.server]
                 fut = self._pool.submit(self._verify, server, target, rule, ref, tag, image, key)
                 flight = self._flights[key] = _Flight(fut)
                 started = True
         if started:
             # outside the lock: a verification already finished runs the callback here
             flight.future.add_done_callback(lambda _f: self._land(key))
-        return _Rebound(flight.future, image, gun)
+        return flight
 
     def _land(self, key: tuple[Any, ...]) -> None:
         with self._lock:
