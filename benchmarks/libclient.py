@@ -142,7 +142,7 @@ def warm_api(url: str, ca: str, gun: str, state: Path, tag: str, reps: int) -> i
     """Verify ``tag`` ``reps`` times in this process through trustctl's library API."""
     from trustctl.api import Verifier
     from trustctl.errors import TrustctlError
-    from trustctl.trust import TrustStore
+    from trustctl.truststore import TrustStore
 
     trust_dir = state / "trustctl"
     TrustStore(trust_dir).pin(gun, (state / "root.json").read_bytes(), source="benchmark")

@@ -43,8 +43,8 @@ from trustctl.errors import (
 )
 from trustctl.keys import KeyStore
 from trustctl.layout import DEFAULT_HASH_BINS, bit_length_for, owner_bins, owner_bins_delegations
-from trustctl.trust import TrustStore
-from trustctl.trusted import TrustedRepository
+from trustctl.truststore import TrustStore
+from trustctl.tufview import TrustedRepository
 
 __all__ = ["BINS_KEY_NAME", "ROTATABLE", "InitResult", "initialize", "key_doc", "rotation_changes"]
 

@@ -2,7 +2,7 @@
 
 An admission controller or a deploy daemon verifies many tags, over hours. A
 :class:`Verifier` is a TUF client (python-tuf's ngclient decides; see
-:mod:`trustctl.trusted`) that keeps the verified state of each repository in memory
+:mod:`trustctl.tufview`) that keeps the verified state of each repository in memory
 and, on every call, does what the TUF client workflow does first:
 
 1. asks the trust server for root N+1 (a 404 on the fast path): a new root, e.g. one
@@ -59,7 +59,7 @@ from trustctl.errors import InvalidReferenceError, TrustctlError
 from trustctl.fetcher import TransportFetcher
 from trustctl.reference import ImageRef, parse_reference
 from trustctl.retry import DEFAULT_BUDGET
-from trustctl.trusted import TrustedRepository, map_tuf_error
+from trustctl.tufview import TrustedRepository, map_tuf_error
 from trustctl.verify import (
     REGISTRY_DIGEST,
     REGISTRY_SKIP,

@@ -36,8 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from trustctl.atomicfile import write_atomic
 from trustctl.errors import UsageError
-from trustctl.trust import write_atomic
 
 __all__ = ["ACTIONS", "Change", "Changelist"]
 

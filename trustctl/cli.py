@@ -337,7 +337,7 @@ main.lazy_modules = {
     ),
     "signer": "signers",
     "key": "keys",
-    "trust": "trust",
+    "trust": "roots",
     "pending": "pending",
     "migrate": "migrate",
     "gate": "gate",

@@ -91,7 +91,7 @@ def _verifier(metadata_dir: str, metadata_url: str) -> Verifier:
 
 def init(metadata_dir: str, trusted_root: str) -> None:
     """Pin the given root (as ``trustctl trust pin`` stores it); no requests."""
-    from trustctl.trust import write_atomic
+    from trustctl.atomicfile import write_atomic
 
     data = Path(trusted_root).read_bytes()
     write_atomic(_trust_dir(metadata_dir) / "tuf" / GUN / "pinned_root.json", data)

@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from trustctl.repo import Publisher
     from trustctl.retry import RetryPolicy
     from trustctl.transport import Transport
-    from trustctl.trust import TrustStore
-    from trustctl.trusted import TrustedRepository
+    from trustctl.truststore import TrustStore
+    from trustctl.tufview import TrustedRepository
 
 __all__ = ["Overrides", "Settings", "TrustContext", "load_config_file"]
 
@@ -135,7 +135,7 @@ class TrustContext:
 
     @cached_property
     def trust(self) -> TrustStore:
-        from trustctl.trust import TrustStore
+        from trustctl.truststore import TrustStore
 
         return TrustStore(self.settings.trust_dir)
 
@@ -260,7 +260,7 @@ class TrustContext:
             NoPinnedRootError: nothing pinned for ``gun``.
         """
         from trustctl.fetcher import TransportFetcher
-        from trustctl.trusted import TrustedRepository
+        from trustctl.tufview import TrustedRepository
 
         pinned = self.trust.require_pinned(gun)
         fetcher = TransportFetcher(self.server_transport, scope=f"repository:{gun}:pull")

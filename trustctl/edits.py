@@ -2,7 +2,7 @@
 
 A :class:`Plan` holds, for one publish attempt, editable copies of root, targets and
 the delegated roles, made from the *verified* metadata of a
-:class:`~trustctl.trusted.TrustedRepository`, and records what changed. Each change
+:class:`~trustctl.tufview.TrustedRepository`, and records what changed. Each change
 action (:mod:`trustctl.changes`) has an ``apply`` function in :data:`APPLY`; they
 are idempotent, so a publish can re-apply them on top of a newer server state (the
 rebase after a version conflict).
@@ -61,7 +61,7 @@ from trustctl.layout import (
 
 if TYPE_CHECKING:
     from trustctl.keys import KeyStore
-    from trustctl.trusted import TrustedRepository
+    from trustctl.tufview import TrustedRepository
 
 __all__ = [
     "APPLY",

@@ -43,8 +43,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from securesystemslib.signer import CryptoSigner, Key, SSlibKey
 
+from trustctl.atomicfile import write_atomic
 from trustctl.errors import MissingKeyError, PassphraseError, UsageError, WrongPassphraseError
-from trustctl.trust import write_atomic
 
 if TYPE_CHECKING:
     from trustctl.kdf import Derivation, Pbes2Params

@@ -34,10 +34,10 @@ from urllib.parse import quote
 from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.api.serialization import DeserializationError
 
+from trustctl.atomicfile import write_atomic
 from trustctl.client import ServerClient
 from trustctl.errors import TrustctlError
-from trustctl.trust import write_atomic
-from trustctl.trusted import TrustedRepository
+from trustctl.tufview import TrustedRepository
 
 __all__ = [
     "DirectoryPendingStore",

@@ -2,7 +2,7 @@
 
 :class:`Publisher` is trustctl's local repository editor. A publish is one loop:
 
-1. open a fresh :class:`~trustctl.trusted.TrustedRepository` (the full TUF client
+1. open a fresh :class:`~trustctl.tufview.TrustedRepository` (the full TUF client
    workflow from the pinned root: never sign on top of unverified metadata);
 2. re-apply every change (intent, not diff: see :mod:`trustctl.changes`) to working
    copies of root, targets and delegated roles;
@@ -55,7 +55,7 @@ from trustctl.errors import (
 from trustctl.keys import KeyStore
 from trustctl.pending import PendingStore, content_of, read_pending
 from trustctl.retry import Backoff, RetryPolicy
-from trustctl.trusted import TrustedRepository, prefetch_bins
+from trustctl.tufview import TrustedRepository, prefetch_bins
 
 __all__ = [
     "EXPIRY_DAYS",

@@ -1,6 +1,6 @@
 """Verify before deploy: is this tag signed, by whom, until when, and still served?
 
-:func:`verify_tag` takes a :class:`~trustctl.trusted.TrustedRepository` (python-tuf's
+:func:`verify_tag` takes a :class:`~trustctl.tufview.TrustedRepository` (python-tuf's
 client workflow from the pinned root) and answers with a :class:`VerifiedTag`, or
 raises a :class:`~trustctl.errors.TrustError` saying exactly what failed:
 
@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # imported where used: `verify` needs none of them on its way
 
     from trustctl.pending import PendingRole, PendingStore
     from trustctl.registry import RegistryClient
-    from trustctl.trusted import FoundTarget, TrustedRepository
+    from trustctl.tufview import FoundTarget, TrustedRepository
 
 __all__ = [
     "REGISTRY_DIGEST",
@@ -311,7 +311,7 @@ def verify_tag(
     """
     if ref.tag is None:
         raise ValueError("verify_tag needs a tag")
-    from trustctl.trusted import UnpublishedRoleError
+    from trustctl.tufview import UnpublishedRoleError
 
     repo.refresh()
     stop = ""
@@ -482,7 +482,7 @@ def inspect_repository(
     if tag is None:
         found, failures = repo.all_targets()
     else:
-        from trustctl.trusted import UnpublishedRoleError
+        from trustctl.tufview import UnpublishedRoleError
 
         try:
             hit = repo.lookup(tag)

@@ -186,7 +186,7 @@ def test_a_publish_whose_outcome_is_unknown_says_so(
 
 def test_a_read_that_ran_out_of_budget_says_why_and_how_long() -> None:
     from trustctl.fetcher import ServerHTTPError, TransportFetcher
-    from trustctl.trusted import map_tuf_error
+    from trustctl.tufview import map_tuf_error
 
     t = FakeTime()
     fetcher = TransportFetcher(

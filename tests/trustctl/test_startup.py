@@ -73,7 +73,7 @@ def test_verify_loads_no_key_store_publisher_or_skopeo(
         "--no-registry-check",
     )
     assert code == 3
-    assert {"trustctl.trusted", "tuf.ngclient"} <= modules  # it did run the TUF client
+    assert {"trustctl.tufview", "tuf.ngclient"} <= modules  # it did run the TUF client
     unneeded = {
         "trustctl.keys",
         "trustctl.keyformat",

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from trustctl.context import TrustContext
     from trustctl.layout import TagPolicy
     from trustctl.repo import PublishResult
-    from trustctl.trust import PinnedRoot
+    from trustctl.truststore import PinnedRoot
     from trustctl.verify import VerifiedTag
 
 __all__ = [

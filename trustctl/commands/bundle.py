@@ -61,8 +61,8 @@ def create_cmd(
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+    from trustctl.atomicfile import write_atomic
     from trustctl.gate.bundle import collect, create_bundle
-    from trustctl.trust import write_atomic
 
     passphrase = ctx.environ.get("TRUSTCTL_BUNDLE_PASSPHRASE")
     if not passphrase:

@@ -15,7 +15,7 @@ from trustctl.reference import parse_reference
 if TYPE_CHECKING:
     from trustctl.context import TrustContext
     from trustctl.pending import PendingRole
-    from trustctl.trusted import TrustedRepository
+    from trustctl.tufview import TrustedRepository
 
 __all__ = ["register"]
 

@@ -256,7 +256,7 @@ def _verify_all(
     Raises:
         TrustctlError: only what makes every answer impossible with one reference.
     """
-    from trustctl.trusted import prefetch_bins
+    from trustctl.tufview import prefetch_bins
     from trustctl.verify import verify_tag
 
     answers: dict[int, VerifiedTag | TrustctlError] = {}

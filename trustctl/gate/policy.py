@@ -35,7 +35,7 @@ import yaml
 
 from trustctl.errors import InvalidReferenceError, TrustctlError
 from trustctl.reference import DEFAULT_REGISTRY, ImageRef, parse_reference
-from trustctl.trust import parse_root
+from trustctl.rootchain import parse_root
 
 __all__ = ["MODES", "Pattern", "Policy", "PolicyError", "Rule", "Server", "load_policy"]
 

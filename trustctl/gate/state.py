@@ -24,7 +24,7 @@ from tuf.api.exceptions import RepositoryError
 from tuf.api.metadata import Metadata
 
 from trustctl.errors import TrustError
-from trustctl.trust import TrustStore
+from trustctl.truststore import TrustStore
 
 if TYPE_CHECKING:
     from trustctl.gate.bundle import BundleStore

@@ -465,7 +465,7 @@ def _ensure_repository(
     if pinned is None:
         existing = tctx.client.get_file(dest_gun, "1.root.json")
         if existing is not None:
-            from trustctl.trust import parse_root
+            from trustctl.rootchain import parse_root
 
             md = parse_root(existing, what=f"the server's root of {dest_gun}")
             check = md.signed.get_verification_result("root", md.signed_bytes, md.signatures)

@@ -21,7 +21,7 @@ from trustctl.notary.verify import notary_state, open_notary
 
 if TYPE_CHECKING:
     from trustctl.context import TrustContext
-    from trustctl.trust import PinnedRoot
+    from trustctl.truststore import PinnedRoot
 
 __all__ = ["PinResult", "notary_pinned_guns", "pin_notary", "pinned_notary"]
 
@@ -105,7 +105,7 @@ def pin_notary(
 def pinned_notary(tctx: TrustContext, gun: str) -> PinnedRoot | None:
     """The Notary pin of ``gun`` in ``trust show``'s terms (None when there is none):
     the newest verified root's certificates, or the pinned ids before any verification."""
-    from trustctl.trust import PinnedRoot
+    from trustctl.truststore import PinnedRoot
 
     state = notary_state(tctx, gun)
     pin = state.pin()

@@ -31,9 +31,9 @@ from typing import Any
 
 from cryptography import x509
 
+from trustctl.atomicfile import write_atomic
 from trustctl.errors import UsageError
 from trustctl.notary.model import RootCert, certificate_problem, chains_to
-from trustctl.trust import write_atomic
 
 __all__ = ["NotaryPin", "NotaryState", "load_ca_bundle"]
 

@@ -11,13 +11,8 @@ from trustctl.cli import TrustctlCommand, TrustctlGroup, pass_ctx
 from trustctl.commands._common import gun_arg
 from trustctl.errors import UnknownRepositoryError, UntrustedSignatureError, UsageError
 from trustctl.output import table
-from trustctl.trust import (
-    MAX_ROOT_ROTATIONS,
-    PinnedRoot,
-    parse_root,
-    parse_root_chain,
-    verify_root_chain,
-)
+from trustctl.rootchain import MAX_ROOT_ROTATIONS, parse_root, parse_root_chain, verify_root_chain
+from trustctl.truststore import PinnedRoot
 
 if TYPE_CHECKING:
     from trustctl.context import TrustContext
