@@ -47,11 +47,15 @@ from email.utils import formatdate
 from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
-__all__ = ["ERRORS", "Balance", "FrontLimits", "WSGIApp"]
+__all__ = ["ERRORS", "RECEIVED", "Balance", "FrontLimits", "WSGIApp"]
 
 logger = logging.getLogger(__name__)
 
 WSGIApp = Callable[..., Any]
+
+#: WSGI environ key: ``time.monotonic()`` when the request was read whole, before it
+#: waited for a thread (an app with a deadline of its own counts from it).
+RECEIVED = "notary.front.received"
 
 #: Bodies larger than this are spooled to a temporary file while they arrive.
 SPOOL_BYTES = 1024 * 1024
@@ -490,6 +494,7 @@ class _Worker:
                 return
             self.busy.add(task)  # from here, a stop lets the answer be written
             environ = self.environ(request, body, client, port, ssl_object)
+            environ[RECEIVED] = time.monotonic()
             loop = asyncio.get_running_loop()
             try:
                 response = await loop.run_in_executor(self.pool, self.call_app, environ, request)

@@ -26,7 +26,7 @@ from trustctl.gate.bundle import BundleStore, bundle_state, near_stale_warning
 from trustctl.gate.cache import VerdictCache
 from trustctl.gate.decide import Budget, Gate, PolicyFile
 from trustctl.gate.policy import Server
-from trustctl.gate.serve import GateServer
+from trustctl.gate.serve import THREADS, GateServer
 from trustctl.gate.state import RootPins, StateGuard, offline_check
 from trustctl.transport import Response, Transport
 
@@ -144,6 +144,7 @@ def start_gate(
     mutators: tuple[Mutator, ...] = (),
     cache_ttl: float = 1.0,
     bundle: BundleStore | None = None,
+    threads: int = THREADS,
 ) -> GateUnderTest:
     pki = ensure_dev_pki(tmp_path / "gate-pki")
     policy_path = tmp_path / "policy.yaml"
@@ -167,7 +168,7 @@ def start_gate(
     if bundle is not None:
         gate.freshness_warning = near_stale_warning(bundle, clock)
         gate.metrics.bundle = bundle_state(bundle)
-    srv = GateServer(gate, "127.0.0.1", 0, pki.server_cert, pki.server_key).start()
+    srv = GateServer(gate, "127.0.0.1", 0, pki.server_cert, pki.server_key, threads=threads).start()
     base = f"https://127.0.0.1:{srv.port}"
     mutate = Webhook("pin.gate.trustctl.dev", f"{base}/mutate", pki.ca_cert, True, timeout_seconds)
     validate = Webhook(

@@ -384,6 +384,24 @@ def test_a_stalled_trust_server_is_answered_in_time(
         g.stop()
 
 
+def test_requests_waiting_for_a_thread_are_answered_in_time(
+    tmp_path: Path, deployer: Person, server: FlaskTransport
+) -> None:
+    """More requests than threads, the trust server stalled: a request's deadline runs
+    from its arrival, not from when a thread took it up, so those that waited for a
+    thread are answered in time too (4 threads, 16 requests, 1 s to answer each)."""
+    g = start_gate(tmp_path, deployer.trust_dir, server, timeout_seconds=3, threads=4)
+    g.transport.stalled.set()
+    try:
+        objs = [workload("Pod", pod_spec(f"{GUN}:v{i}")) for i in range(16)]
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(g.admit, objs))
+        for r in results:
+            denied(r, "TIMEOUT", f"repository {GUN}")
+    finally:
+        g.stop()
+
+
 def test_a_trust_server_answering_503_is_denied_with_its_answer_in_time(
     tmp_path: Path, deployer: Person, server: FlaskTransport
 ) -> None:

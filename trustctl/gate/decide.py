@@ -184,9 +184,13 @@ class Gate:
 
     # --- requests -----------------------------------------------------------------
 
-    def validate(self, req: AdmissionRequest, timeout: float | None = None) -> Verdict:
-        """The validating webhook: deny unless every new image verifies (or warns)."""
-        start = time.monotonic()
+    def validate(
+        self, req: AdmissionRequest, timeout: float | None = None, *, received: float | None = None
+    ) -> Verdict:
+        """The validating webhook: deny unless every new image verifies (or warns).
+        ``received``: ``time.monotonic()`` at the request's arrival (default: now);
+        the deadline and the latency metric run from it."""
+        start = time.monotonic() if received is None else received
         verdict = self._validate(req, self._deadline(start, timeout))
         if verdict.allowed and self.freshness_warning is not None:
             note = self.freshness_warning()
@@ -195,10 +199,12 @@ class Gate:
         self.metrics.decided("validate", verdict, time.monotonic() - start)
         return verdict
 
-    def mutate(self, req: AdmissionRequest, timeout: float | None = None) -> Verdict:
+    def mutate(
+        self, req: AdmissionRequest, timeout: float | None = None, *, received: float | None = None
+    ) -> Verdict:
         """The mutating webhook: pin each verified ``name:tag`` to ``name:tag@digest``.
         It never denies: the validating webhook decides, after every mutator."""
-        start = time.monotonic()
+        start = time.monotonic() if received is None else received
         verdict = self._mutate(req, self._deadline(start, timeout))
         self.metrics.decided("mutate", verdict, time.monotonic() - start)
         return verdict

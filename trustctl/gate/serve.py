@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flask import Flask, Response, jsonify, request
 
-from notary_signer.front import FrontLimits
+from notary_signer.front import RECEIVED, FrontLimits
 from notary_signer.frontproc import InProcessFront
 from trustctl.gate.decide import Gate
 from trustctl.gate.review import MAX_BODY, BadReview, parse_review, review_response
@@ -53,7 +53,10 @@ def make_app(gate: Gate) -> Flask:
         except BadReview as e:
             return _bad("BAD_REVIEW", f"not an admission.k8s.io/v1 AdmissionReview: {e}")
         timeout = parse_timeout(request.args.get("timeout"))
-        verdict = gate.validate(req, timeout) if which == "validate" else gate.mutate(req, timeout)
+        # the deadline runs from the request's arrival, not from when a thread took it
+        received = request.environ.get(RECEIVED)
+        decide = gate.validate if which == "validate" else gate.mutate
+        verdict = decide(req, timeout, received=received)
         if not verdict.allowed:
             logger.warning(
                 "denied %s %s/%s: %s", req.kind, req.namespace, req.name, verdict.message
