@@ -59,7 +59,6 @@ class TransportFetcher(FetcherInterface):
     def __init__(self, transport: Transport, *, scope: str | None = None) -> None:
         self._transport = transport
         self._scope = scope
-        self.requests: list[str] = []
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         """Download ``url``; raise DownloadHTTPError for any HTTP error status.
@@ -67,7 +66,6 @@ class TransportFetcher(FetcherInterface):
         Transport failures (refused connection, TLS) propagate and are wrapped in
         ``DownloadError`` by ``FetcherInterface.fetch``.
         """
-        self.requests.append(url)
         resp = self._transport.request("GET", url, scope=self._scope, max_bytes=MAX_METADATA_BYTES)
         if resp.status >= 400:
             code = None

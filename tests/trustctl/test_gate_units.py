@@ -361,3 +361,21 @@ def test_a_cache_entry_is_renewed_once_in_its_second_half_and_never_served_after
     cache.put_positive("k", "renewed", now[0] + timedelta(seconds=4))  # metadata expiry first
     now[0] += timedelta(seconds=2)
     assert cache.lookup("k") == ("renewed", True)
+
+
+def test_the_cache_lets_dead_entries_go_as_new_ones_arrive() -> None:
+    """100,000 distinct references (each denied once) must not leave 100,000 dead
+    entries in memory: a put drops least recently used entries whose time is up."""
+    from datetime import UTC, datetime, timedelta
+
+    from trustctl.gate.cache import VerdictCache
+
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    cache: VerdictCache[str] = VerdictCache(negative_ttl=2, clock=lambda: now[0])
+    for i in range(100):
+        cache.put_negative(("old", i), "denied", "NOT_SIGNED")
+    now[0] += timedelta(seconds=3)
+    for i in range(100):
+        cache.put_negative(("new", i), "denied", "NOT_SIGNED")
+    assert len(cache) == 100
+    assert cache.get(("new", 0)) == "denied" and cache.get(("old", 0)) is None

@@ -91,11 +91,20 @@ class VerdictCache(Generic[V]):
         now = self._clock()
         if until <= now:
             return
+        entries = self._entries
         with self._lock:
-            self._entries[key] = [until, value, now + (until - now) / 2]
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+            entries[key] = [until, value, now + (until - now) / 2]
+            entries.move_to_end(key)
+            while len(entries) > self.size:
+                entries.popitem(last=False)
+            # the least recently used entries go once their time is up (lookups drop
+            # only the entries they ask for): a stream of distinct references keeps
+            # only the entries still alive, not up to ``size`` dead ones
+            for _ in range(2):
+                oldest = next(iter(entries.values()), None)
+                if oldest is None or oldest[0] > now:
+                    break
+                entries.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._entries)
