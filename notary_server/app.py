@@ -21,6 +21,7 @@ from notary_server.api import bp, tuf_file
 from notary_server.auth import Access, TokenAuth
 from notary_server.config import ServerConfig
 from notary_server.errors import REQUEST_ID_HEADER
+from notary_server.generation import CurrentHints, Generation
 from notary_server.metrics import Metrics
 from notary_server.service import Clock, TrustService, utcnow
 from notary_server.storage import MetadataStore
@@ -97,12 +98,21 @@ def build_service(
     store: MetadataStore | None = None,
     keys: KeyService | None = None,
     clock: Clock = utcnow,
+    generation: Generation | None = None,
 ) -> TrustService:
-    """Default collaborators from the configuration, for any not given."""
+    """Default collaborators from the configuration, for any not given.
+
+    With ``generation`` (shared by the server's worker processes) and no ``store``
+    given, the store bumps it after every write and reads of current files reuse
+    their answer until the next write (:mod:`notary_server.generation`).
+    """
+    hints = None
     if store is None:
         from notary_server.storage.sql import open_store
 
-        store = open_store(config.database_url)
+        if generation is not None and config.current_recheck_seconds > 0:
+            hints = CurrentHints(generation, config.current_recheck_seconds)
+        store = open_store(config.database_url, on_change=generation.bump if generation else None)
     if keys is None:
         from notary_signer.client import SignerClient
 
@@ -113,7 +123,7 @@ def build_service(
             key_file=config.signer_client_key,
             timeout=config.signer_timeout_seconds,
         )
-    return TrustService(store, keys, config, clock=clock)
+    return TrustService(store, keys, config, clock=clock, hints=hints)
 
 
 def create_app(
@@ -124,9 +134,12 @@ def create_app(
     keys: KeyService | None = None,
     clock: Clock = utcnow,
     auth: TokenAuth | None = None,
+    generation: Generation | None = None,
 ) -> Flask:
     config = config or (service.config if service else ServerConfig())
-    service = service or build_service(config, store=store, keys=keys, clock=clock)
+    service = service or build_service(
+        config, store=store, keys=keys, clock=clock, generation=generation
+    )
     if auth is None and config.auth_type == "token":
         auth = TokenAuth.from_bundle(
             config.auth_root_cert_bundle,

@@ -41,8 +41,9 @@ class Bounded(Generic[K, V]):
 
 class FileCache:
     """Stored files by (gun, role, sha256), bounded in bytes. Correct across replicas:
-    a file's bytes never change, and "which file is current" is always asked of the
-    database (a cheap query of version and checksum)."""
+    a file's bytes never change, and "which file is current" is asked of the database
+    (a cheap query of version and checksum), or reused until the next write
+    (notary_server/generation.py)."""
 
     def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
         self._items: OrderedDict[tuple[str, str, str], StoredFile] = OrderedDict()

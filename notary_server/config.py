@@ -98,6 +98,10 @@ class ServerConfig:
 
     #: Cache lifetime of "current" files (role.json); versioned files are immutable.
     current_max_age_seconds: int = 30
+    #: How long a worker may reuse its answer to "which file is current" while no
+    #: write has happened in this server (notary_server/generation.py); a replica on
+    #: the same database sees another's write within this. 0: ask every time.
+    current_recheck_seconds: float = 1.0
     changefeed_max_records: int = 1000
     log_level: str = "INFO"
 
@@ -174,6 +178,8 @@ class ServerConfig:
             for name in ("auth_realm", "auth_service", "auth_issuer", "auth_root_cert_bundle"):
                 if not getattr(self, name):
                     raise ConfigError(f"{name} is required when auth_type is token")
+        if not 0 <= self.current_recheck_seconds <= 60:
+            raise ConfigError("current_recheck_seconds must be between 0 and 60")
         for p in self.gun_prefixes:
             if not p.endswith("/"):
                 raise ConfigError(f"gun_prefixes entries must end with '/': {p!r}")

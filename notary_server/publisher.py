@@ -41,6 +41,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: After a failed renewal, reads serve the still valid timestamp this long before
+#: one of them tries to renew again (both dialects).
+RENEWAL_RETRY = timedelta(seconds=5)
+
 P = ParamSpec("P")
 R = TypeVar("R")
 

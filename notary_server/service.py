@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from typing import cast
 
 from securesystemslib.signer import Key
 from tuf.api.metadata import Metadata, Root, Snapshot, Timestamp
@@ -21,10 +22,17 @@ from notary_server import errors
 from notary_server.caches import Bounded, FileCache
 from notary_server.clientview import check_client_view
 from notary_server.config import ServerConfig
+from notary_server.generation import MISSING, CurrentHints
 from notary_server.names import check_gun, check_role
 from notary_server.notary.dialect import NOTARY, file_dialect, request_wants_notary, upload_dialect
 from notary_server.notary.service import NotaryRepos
-from notary_server.publisher import Expiries, OnlineSigning, Publisher, signer_call
+from notary_server.publisher import (
+    RENEWAL_RETRY,
+    Expiries,
+    OnlineSigning,
+    Publisher,
+    signer_call,
+)
 from notary_server.repostate import ReadState, TxState
 from notary_server.storage import (
     ChangeRecord,
@@ -49,9 +57,6 @@ __all__ = ["Clock", "TrustService"]
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-#: After a failed renewal, reads serve the still valid timestamp this long before
-#: one of them tries to renew again.
-RENEWAL_RETRY = timedelta(seconds=5)
 #: Change record ids are 64-bit signed integers in every store.
 MAX_CHANGE_ID = 2**63 - 1
 
@@ -74,8 +79,11 @@ class TrustService:
         config: ServerConfig | None = None,
         *,
         clock: Clock = utcnow,
+        hints: CurrentHints | None = None,
     ) -> None:
         self.store = store
+        #: Reused answers to "which file is current" (None: ask the store every time).
+        self.hints = hints
         self.config = config or ServerConfig()
         self._expiries_of_config: ServerConfig | None = None
         self._expiries = self.config.expiries
@@ -135,8 +143,19 @@ class TrustService:
         return self._found(self._current(gun, role), gun, role)
 
     def _current(self, gun: str, role: str) -> StoredFile | None:
-        """The current file, from the cache when the database says it is still current."""
-        digest = self.store.current_digest(gun, role)
+        """The current file, from the cache when the database says it is still current
+        (or, with :attr:`hints`, said so since the last write)."""
+        hints = self.hints
+        if hints is None:
+            digest = self.store.current_digest(gun, role)
+        else:
+            hint = hints.get(gun, role)
+            if hint is MISSING:
+                started = hints.start()
+                digest = self.store.current_digest(gun, role)
+                hints.put(gun, role, started, digest)
+            else:
+                digest = cast("tuple[int, str] | None", hint)
         if digest is None:
             return None
         cached = self._files.get(gun, role, digest[1])
@@ -195,6 +214,16 @@ class TrustService:
             NotaryError: the named rule the upload breaks; nothing is stored.
         """
         self.check_gun(gun)
+        try:
+            self._publish(gun, uploads)
+        except errors.OldVersionError:
+            # the upload was made on a view older than the database: the client
+            # fetches again to rebase, so what this server remembers must go too
+            if self.hints is not None:
+                self.hints.generation.bump()
+            raise
+
+    def _publish(self, gun: str, uploads: Mapping[str, bytes]) -> None:
         if upload_dialect(uploads) == NOTARY:
             self.notary.publish(gun, uploads)
             return

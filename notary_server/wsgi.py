@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from notary_server.config import ServerConfig, load_config
+from notary_server.generation import SharedGeneration
 
 __all__ = ["CONFIG_FILE_ENV", "app_from_environment", "serve"]
 
@@ -75,7 +76,12 @@ def app_from_environment() -> Any:
 
     config = load_config(os.environ.get(CONFIG_FILE_ENV) or None, os.environ)
     configure_logging(config.log_level)
-    return create_app(config)
+    return create_app(config, generation=_shared_generation)
+
+
+#: Made by :func:`serve` before the front forks its workers, so that all of them share
+#: one (notary_server/generation.py); granian's and gunicorn's workers have none.
+_shared_generation: SharedGeneration | None = None
 
 
 def serve(config: ServerConfig, config_path: str | None) -> None:
@@ -90,6 +96,9 @@ def serve(config: ServerConfig, config_path: str | None) -> None:
     if config.wsgi_server == "front":
         from notary_signer.frontproc import serve as serve_front
         from notary_signer.serving import make_ssl_context
+
+        global _shared_generation
+        _shared_generation = SharedGeneration()
 
         cert, key = config.tls_cert_file, config.tls_key_file
         serve_front(

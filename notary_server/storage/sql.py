@@ -243,6 +243,8 @@ class SQLStore(MetadataStore):
         engine_options: extra keyword arguments for ``create_engine``
             (``connect_args`` is merged with the defaults).
         create: run the migrations (:func:`migrate`) before first use.
+        on_change: called after every committed write (a
+            :class:`notary_server.generation.Generation`'s ``bump``).
 
     Raises:
         StorageUnavailableError: ``create`` is set and the database cannot be reached.
@@ -250,8 +252,14 @@ class SQLStore(MetadataStore):
     """
 
     def __init__(
-        self, url: str, *, engine_options: dict[str, Any] | None = None, create: bool = False
+        self,
+        url: str,
+        *,
+        engine_options: dict[str, Any] | None = None,
+        create: bool = False,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
+        self._on_change = on_change
         parsed = normalize_url(url)
         self.dialect = parsed.get_backend_name()
         if self.dialect == "sqlite" and parsed.database in (None, "", ":memory:"):
@@ -364,6 +372,8 @@ class SQLStore(MetadataStore):
                 session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEED_LOCK})
             session.add_all(changes)
         session.commit()
+        if self._on_change is not None:
+            self._on_change()
 
     @_db_errors()
     def delete(self, gun: str) -> bool:
@@ -502,8 +512,11 @@ def migrate(url: str | URL) -> None:
             raise StorageUnavailableError(f"cannot migrate the metadata database: {cause}") from e
 
 
-def open_store(url: str, *, create: bool = False) -> MetadataStore:
-    """``memory://`` gives a fresh MemoryStore; any other URL an SQLStore."""
+def open_store(
+    url: str, *, create: bool = False, on_change: Callable[[], None] | None = None
+) -> MetadataStore:
+    """``memory://`` gives a fresh MemoryStore; any other URL an SQLStore (which calls
+    ``on_change`` after every write, :class:`SQLStore`)."""
     if url.startswith("memory://"):
         return MemoryStore()
-    return SQLStore(url, create=create)
+    return SQLStore(url, create=create, on_change=on_change)

@@ -74,7 +74,11 @@ def own_cluster() -> Iterator[PostgresCluster]:
 def test_database_stopped_gives_503_and_no_partial_write(
     tmp_path: Path, own_cluster: PostgresCluster
 ) -> None:
-    stack = start_stack(tmp_path, own_cluster.create_database("faults"))
+    # every read asks the database (by default a worker may answer a current file for
+    # up to a second from its last answer: notary_server/generation.py)
+    stack = start_stack(
+        tmp_path, own_cluster.create_database("faults"), current_recheck_seconds="0"
+    )
     try:
         remote = Remote(stack.url, GUN, str(stack.pki.ca_cert))
         owner = remote.new_owner()
