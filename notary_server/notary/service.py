@@ -34,7 +34,7 @@ from notary_server.notary.model import (
     parse_expires,
 )
 from notary_server.notary.validation import validate_update
-from notary_server.publisher import signer_call
+from notary_server.publisher import RENEWAL_RETRY, signer_call
 from notary_server.storage import MetaUpdate, StoredFile
 
 if TYPE_CHECKING:
@@ -274,6 +274,10 @@ class NotaryRepos:
         now = self._clock()
         if not self._needs_renewal(gun, ts, now):
             return ts
+        failed_at = self._trust._renewal_failed
+        failed = failed_at.get(gun)
+        if failed is not None and now - failed < RENEWAL_RETRY and self._expiries(gun, ts)[0] > now:
+            return ts  # renewal failed moments ago: a read does not wait for the signer again
         try:
             self.renew(gun)
             return self._trust._current(gun, "timestamp") or ts
@@ -287,6 +291,7 @@ class NotaryRepos:
                     f"the timestamp of {gun} has expired and could not be renewed: {e.message}",
                     gun=gun,
                 ) from e
+            failed_at.put(gun, now)  # serve the still valid one; spare the next reads the wait
             logger.warning("could not renew the timestamp of %s yet: %s", gun, e.message)
             return ts
 

@@ -114,8 +114,15 @@ class World:
         assert upload(self.client, GUN, files).status_code == 200
         return owner
 
-    def timestamp_version(self) -> int:
-        resp = self.client.get(f"/v2/{GUN}/_trust/tuf/timestamp.json")
+    def publish_notary(self) -> str:
+        """A repository in Notary v1's dialect (server-held timestamp); its GUN."""
+        from tests.server.test_notary_dialect import NGUN, init
+
+        init(self.client, NGUN)
+        return NGUN
+
+    def timestamp_version(self, gun: str = GUN) -> int:
+        resp = self.client.get(f"/v2/{gun}/_trust/tuf/timestamp.json")
         assert resp.status_code == 200, resp.data
         return int(json.loads(resp.data)["signed"]["version"])
 
@@ -238,20 +245,27 @@ def test_a_client_request_id_is_kept(world: World) -> None:
     assert forged.headers["X-Request-ID"] != "ok; level=ERROR fake"  # replaced by our own id
 
 
-def test_reads_do_not_wait_for_a_signer_that_just_failed_to_renew(world: World) -> None:
-    world.publish()
-    first = world.timestamp_version()
+@pytest.mark.parametrize("dialect", ["tuf", "notary"])
+def test_reads_do_not_wait_for_a_signer_that_just_failed_to_renew(
+    world: World, dialect: str
+) -> None:
+    if dialect == "tuf":
+        world.publish()
+        gun = GUN
+    else:
+        gun = world.publish_notary()
+    first = world.timestamp_version(gun)
     down = SignerDown()
     world.service.keys = down
     world.clock.advance(hours=20)  # inside the renewal window, not expired
 
-    assert world.timestamp_version() == first  # renewal failed: the valid one is served
+    assert world.timestamp_version(gun) == first  # renewal failed: the valid one is served
     tried = down.calls
     assert tried > 0
     for _ in range(3):
-        assert world.timestamp_version() == first
+        assert world.timestamp_version(gun) == first
     assert down.calls == tried  # and the next reads did not ask the signer again
 
     world.clock.advance(seconds=RENEWAL_RETRY.total_seconds() + 1)
-    assert world.timestamp_version() == first
+    assert world.timestamp_version(gun) == first
     assert down.calls > tried  # until a while later one read tries again
