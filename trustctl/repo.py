@@ -42,7 +42,15 @@ from tuf.api.metadata import Delegations, Metadata, Role, Root, Targets
 
 from trustctl.changes import Change
 from trustctl.client import ServerClient, VersionConflictError
-from trustctl.edits import APPLY, EXPIRY_DAYS, RELEASES, Plan, check_signer_name, signer_roles
+from trustctl.edits import (
+    EXPIRY_DAYS,
+    RELEASES,
+    Plan,
+    Published,
+    check_signer_name,
+    edit_for,
+    signer_roles,
+)
 from trustctl.errors import (
     MissingKeyError,
     PendingConflictError,
@@ -150,6 +158,7 @@ class Publisher:
             TrustctlError: verification, network or server errors.
         """
         result = PublishResult()
+        edits = [edit_for(change) for change in changes]
         sent: tuple[Plan, _Prepared] | None = None  # an upload whose outcome is unknown
         backoff: Backoff | None = None
         for attempt in range(1, self.max_attempts + 1):
@@ -171,9 +180,11 @@ class Publisher:
                     if c.action in ("add-target", "remove-target")
                 ],
             )
-            plan = Plan(repo, self.services.keystore, self.services.clock())
-            for change in changes:
-                result.roles_for_change[change.id] = APPLY[change.action](plan, dict(change.data))
+            # fetch everything the edits read, then edit without network access
+            published = Published.fetch(repo, edits)
+            plan = Plan(published, self.services.keystore, self.services.clock())
+            for change, edit in zip(changes, edits, strict=True):
+                result.roles_for_change[change.id] = edit.apply(plan)
             prepared = self._prepare(plan, replace_pending=replace_pending)
             _expiry_warnings(plan)
             if prepared.files:

@@ -1,57 +1,90 @@
-"""Applying staged changes to working copies of a repository's metadata.
+"""Staged changes as typed edits of a repository's metadata.
 
-A :class:`Plan` holds, for one publish attempt, editable copies of root, targets and
-the delegated roles, made from the *verified* metadata of a
-:class:`~trustctl.tufview.TrustedRepository`, and records what changed. Each change
-action (:mod:`trustctl.changes`) has an ``apply`` function in :data:`APPLY`; they
-are idempotent, so a publish can re-apply them on top of a newer server state (the
-rebase after a version conflict).
+Each staged change (:class:`trustctl.changes.Change`: an action and its data, as
+stored) becomes one small :class:`Edit` (:func:`edit_for`). A publish attempt runs
+them in three steps: fetch everything they read from the verified repository
+(:meth:`Published.fetch`), apply them to working copies without network access
+(:class:`Plan`, :meth:`Edit.apply`), then sign and publish (:mod:`trustctl.repo`).
 
-Conventions (Docker's, see docs/cli.md "How trust works"): tags signed by team
-members go into ``targets/releases`` (paths ``*``, every signer's keys, threshold K);
-each signer also has a ``targets/<name>`` delegation with **no paths**, which only
-names whose key is whose.
+==================  =================================  ===========================
+action              edit                               module
+==================  =================================  ===========================
+``add-target``      :class:`AddTarget`                 :mod:`~trustctl.edits.tags`
+``remove-target``   :class:`RemoveTarget`              :mod:`~trustctl.edits.tags`
+``add-signer``      :class:`AddSigner`                 :mod:`~trustctl.edits.signers`
+``remove-signer``   :class:`RemoveSigner`              :mod:`~trustctl.edits.signers`
+``set-threshold``   :class:`SetThreshold`              :mod:`~trustctl.edits.signers`
+``set-paths``       :class:`SetPaths`                  :mod:`~trustctl.edits.signers`
+``witness``         :class:`Witness`                   :mod:`~trustctl.edits.witness`
+``rotate-root``     :class:`RotateRoot`                :mod:`~trustctl.edits.rotation`
+``rotate-top``      :class:`RotateTop`                 :mod:`~trustctl.edits.rotation`
+``rotate-bins``     :class:`RotateBins`                :mod:`~trustctl.edits.rotation`
+==================  =================================  ===========================
 
 Example:
-    >>> plan = Plan(repo, keystore, now)  # doctest: +SKIP
-    >>> APPLY["add-target"](plan, {"tag": "v1", "sha256": "..", "length": 528, "media_type": "..", "role": None})  # doctest: +SKIP
+    >>> edits = [edit_for(change) for change in changes]  # doctest: +SKIP
+    >>> plan = Plan(Published.fetch(repo, edits), keystore, now)  # doctest: +SKIP
+    >>> changed = [edit.apply(plan) for edit in edits]  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from trustctl.edits.plan import EXPIRY_DAYS, Plan
-from trustctl.edits.rotation import _apply_rotate_bins, _apply_rotate_root, _apply_rotate_top
-from trustctl.edits.signers import (
-    _apply_add_signer,
-    _apply_remove_signer,
-    _apply_set_paths,
-    _apply_set_threshold,
-)
-from trustctl.edits.tags import _apply_add_target, _apply_remove_target
-from trustctl.edits.witness import _apply_witness
+from trustctl.edits.plan import EXPIRY_DAYS, Edit, Plan
+from trustctl.edits.published import NotFetchedError, Published
+from trustctl.edits.rotation import RotateBins, RotateRoot, RotateTop
+from trustctl.edits.signers import AddSigner, RemoveSigner, SetPaths, SetThreshold
+from trustctl.edits.tags import AddTarget, RemoveTarget
+from trustctl.edits.witness import Witness
 from trustctl.layout import RELEASES, check_signer_name, signer_roles
 
+if TYPE_CHECKING:
+    from trustctl.changes import Change
+
 __all__ = [
-    "APPLY",
+    "EDITS",
     "EXPIRY_DAYS",
     "RELEASES",
+    "AddSigner",
+    "AddTarget",
+    "Edit",
+    "NotFetchedError",
     "Plan",
+    "Published",
+    "RemoveSigner",
+    "RemoveTarget",
+    "RotateBins",
+    "RotateRoot",
+    "RotateTop",
+    "SetPaths",
+    "SetThreshold",
+    "Witness",
     "check_signer_name",
+    "edit_for",
     "signer_roles",
 ]
 
-APPLY: dict[str, Callable[[Plan, dict[str, Any]], list[str]]] = {
-    "add-target": _apply_add_target,
-    "remove-target": _apply_remove_target,
-    "add-signer": _apply_add_signer,
-    "remove-signer": _apply_remove_signer,
-    "set-threshold": _apply_set_threshold,
-    "set-paths": _apply_set_paths,
-    "witness": _apply_witness,
-    "rotate-root": _apply_rotate_root,
-    "rotate-top": _apply_rotate_top,
-    "rotate-bins": _apply_rotate_bins,
+# The edit of each staged action: its ``from_data`` reads a change's stored data.
+EDITS: dict[str, Callable[[Mapping[str, Any]], Edit]] = {
+    AddTarget.action: AddTarget.from_data,
+    RemoveTarget.action: RemoveTarget.from_data,
+    AddSigner.action: AddSigner.from_data,
+    RemoveSigner.action: RemoveSigner.from_data,
+    SetThreshold.action: SetThreshold.from_data,
+    SetPaths.action: SetPaths.from_data,
+    Witness.action: Witness.from_data,
+    RotateRoot.action: RotateRoot.from_data,
+    RotateTop.action: RotateTop.from_data,
+    RotateBins.action: RotateBins.from_data,
 }
+
+
+def edit_for(change: Change) -> Edit:
+    """The typed edit of a staged change.
+
+    Raises:
+        KeyError: an unknown action.
+    """
+    return EDITS[change.action](change.data)

@@ -1,11 +1,12 @@
-"""Working copies of a repository's metadata for one publish attempt.
+"""Working copies of a repository's metadata for one publish attempt, and what an edit is.
 
 A :class:`Plan` holds, for one publish attempt, editable copies of root, targets and
-the delegated roles, made from the *verified* metadata of a
-:class:`~trustctl.tufview.TrustedRepository`, and records what changed. Each change
-action (:mod:`trustctl.changes`) has an ``apply`` function in :data:`APPLY`; they
-are idempotent, so a publish can re-apply them on top of a newer server state (the
-rebase after a version conflict).
+the delegated roles, made from the *verified* metadata the attempt fetched first
+(:class:`~trustctl.edits.published.Published`), and records what changed. Each staged
+change (:mod:`trustctl.changes`) becomes one :class:`Edit` (:func:`trustctl.edits.edit_for`):
+``fetch`` asks for what it reads, then ``apply`` changes the plan without any network
+access. Edits are idempotent, so a publish can re-apply them on top of a newer server
+state (the rebase after a version conflict).
 
 Conventions (Docker's, see docs/cli.md "How trust works"): tags signed by team
 members go into ``targets/releases`` (paths ``*``, every signer's keys, threshold K);
@@ -13,15 +14,17 @@ each signer also has a ``targets/<name>`` delegation with **no paths**, which on
 names whose key is whose.
 
 Example:
-    >>> plan = Plan(repo, keystore, now)  # doctest: +SKIP
-    >>> APPLY["add-target"](plan, {"tag": "v1", "sha256": "..", "length": 528, "media_type": "..", "role": None})  # doctest: +SKIP
+    >>> edit = AddTarget(tag="v1", sha256="..", length=528, media_type="..")  # doctest: +SKIP
+    >>> plan = Plan(Published.fetch(repo, [edit]), keystore, now)  # doctest: +SKIP
+    >>> edit.apply(plan)  # doctest: +SKIP
+    ['bins-0a']
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from securesystemslib.signer import Key
 from tuf.api.metadata import DelegatedRole, Delegations, Metadata, Root, Targets
@@ -30,23 +33,40 @@ from trustctl.errors import MissingKeyError, UntrustedSignatureError, UsageError
 from trustctl.layout import RELEASES, delegates, parent_candidates, succinct_to_named
 
 if TYPE_CHECKING:
+    from trustctl.edits.published import Published
     from trustctl.keys import KeyStore
     from trustctl.tufview import TrustedRepository
 
-__all__ = ["EXPIRY_DAYS", "Plan", "load_key"]
+__all__ = ["EXPIRY_DAYS", "Edit", "Plan", "load_key"]
 
 EXPIRY_DAYS = {"root": 365, "targets": 365, "delegation": 365}
 
 
-class Plan:
-    """Working copies of one attempt's metadata, and what changed."""
+class Edit(Protocol):
+    """One staged change, typed: what it reads, and how it changes a plan."""
 
-    def __init__(self, repo: TrustedRepository, keystore: KeyStore, now: datetime) -> None:
-        self.repo = repo
+    def fetch(self, published: Published) -> None:
+        """Ask ``published`` for every role :meth:`apply` may read (network allowed)."""
+
+    def apply(self, plan: Plan) -> list[str]:
+        """Change ``plan`` (no network access); the roles it changed."""
+        ...
+
+
+class Plan:
+    """Working copies of one attempt's metadata, and what changed.
+
+    Edits read the published state through :attr:`published` only; :attr:`repo` (the
+    verified repository) is for signing and publishing, after the edits.
+    """
+
+    def __init__(self, published: Published, keystore: KeyStore, now: datetime) -> None:
+        self.published = published
+        self.repo: TrustedRepository = published.repo
         self.keystore = keystore
         self.now = now
-        self.prev_root = Metadata[Root].from_bytes(repo.root_bytes).signed
-        self.root_md = Metadata[Root].from_bytes(repo.root_bytes)
+        self.prev_root = Metadata[Root].from_bytes(published.root_bytes).signed
+        self.root_md = Metadata[Root].from_bytes(published.root_bytes)
         self.root_dirty = False
         self.roles: dict[str, Metadata[Targets]] = {}
         self.base_version: dict[str, int] = {}
@@ -62,27 +82,27 @@ class Plan:
     def working(self, role: str) -> Targets:
         if role not in self.roles:
             if role == "targets":
-                md = Metadata[Targets].from_bytes(self.repo.role_bytes("targets"))
+                md = Metadata[Targets].from_bytes(self.published.role_bytes("targets"))
                 self.base_version[role] = md.signed.version
             else:
                 try:
-                    current = self.repo.role(role)
+                    current = self.published.role(role)
                 except UntrustedSignatureError:
                     # Its signatures no longer meet the threshold (keys removed, threshold
                     # raised): never re-sign content nobody can vouch for; start it over.
                     self.warnings.append(
-                        f"{role} v{self.repo.version_of(role)} no longer verifies; starting it over "
+                        f"{role} v{self.published.version_of(role)} no longer verifies; starting it over "
                         "empty: sign again the tags it carried that are still in use"
                     )
                     current = None
-                    self.base_version[role] = self.repo.version_of(role)
+                    self.base_version[role] = self.published.version_of(role)
                 if current is not None:
-                    md = Metadata[Targets].from_bytes(self.repo.role_bytes(role))
+                    md = Metadata[Targets].from_bytes(self.published.role_bytes(role))
                     self.base_version[role] = md.signed.version
                 else:
                     md = Metadata(Targets(version=1, expires=self.now))
                     # a role dropped from the delegations earlier may still be published
-                    self.base_version.setdefault(role, self.repo.version_of(role))
+                    self.base_version.setdefault(role, self.published.version_of(role))
             self.roles[role] = md
         return self.roles[role].signed
 
@@ -97,7 +117,7 @@ class Plan:
         for candidate in parent_candidates(role):
             if candidate != role and delegates(self.working(candidate), role):
                 return candidate
-        raise UsageError(f"{role} is not delegated in {self.repo.gun}")
+        raise UsageError(f"{role} is not delegated in {self.published.gun}")
 
     def delegator(self, role: str) -> Root | Targets:
         parent = self.parent(role)
@@ -148,22 +168,22 @@ class Plan:
         """
         targets = self.working("targets")
         names = succinct_to_named(targets)
-        missing = [n for n in names if self.repo.version_of(n) == 0]
+        missing = [n for n in names if self.published.version_of(n) == 0]
         if missing and not self.holds(self.keyids_for(names[0])):
             raise MissingKeyError(
-                f"adding the first signer to {self.repo.gun} creates its {len(missing)} empty hash bins, "
+                f"adding the first signer to {self.published.gun} creates its {len(missing)} empty hash bins, "
                 "which needs the owner's bins key",
                 hint="run this where `trustctl init` ran, or import the bins key (`trustctl key import`)",
             )
         for name in missing:
             self.mark(name)
         self.warnings.append(
-            f"the owner's hash bins of {self.repo.gun} are now delegated by name next to the signers"
+            f"the owner's hash bins of {self.published.gun} are now delegated by name next to the signers"
             + (f" ({len(missing)} empty bins created)" if missing else "")
         )
 
 
-def load_key(doc: dict[str, Any]) -> Key:
+def load_key(doc: Mapping[str, Any]) -> Key:
     body = dict(doc)
     keyid = body.pop("keyid")
     return Key.from_dict(keyid, body)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from securesystemslib.signer import Key
 from tuf.api.metadata import Root
 
 from trustctl.edits.plan import Plan, load_key
@@ -11,9 +14,31 @@ from trustctl.edits.signers import _binned
 from trustctl.errors import UsageError
 from trustctl.layout import RELEASES, named_owner_bins, owner_bins
 
+if TYPE_CHECKING:
+    from trustctl.edits.published import Published
 
-def _apply_rotate_root(plan: Plan, d: dict[str, Any]) -> list[str]:
-    key = load_key(d["key"])
+__all__ = ["RotateBins", "RotateRoot", "RotateTop"]
+
+
+@dataclass(frozen=True)
+class RotateRoot:
+    """A new root key (the only one, threshold 1); root is signed by the old and the new."""
+
+    action: ClassVar[str] = "rotate-root"
+    key: Mapping[str, Any]
+
+    @classmethod
+    def from_data(cls, d: Mapping[str, Any]) -> RotateRoot:
+        return cls(key=d["key"])
+
+    def fetch(self, published: Published) -> None:
+        pass  # root only
+
+    def apply(self, plan: Plan) -> list[str]:
+        return _rotate_root(plan, load_key(self.key))
+
+
+def _rotate_root(plan: Plan, key: Key) -> list[str]:
     role = plan.root.roles[Root.type]
     for keyid in list(role.keyids):
         plan.root.revoke_key(keyid, Root.type)
@@ -23,9 +48,26 @@ def _apply_rotate_root(plan: Plan, d: dict[str, Any]) -> list[str]:
     return ["root"]
 
 
-def _apply_rotate_top(plan: Plan, d: dict[str, Any]) -> list[str]:
+@dataclass(frozen=True)
+class RotateTop:
     """Replace the keys of targets, snapshot or timestamp in root."""
-    role_name, key = d["role"], load_key(d["key"])
+
+    action: ClassVar[str] = "rotate-top"
+    role: str
+    key: Mapping[str, Any]
+
+    @classmethod
+    def from_data(cls, d: Mapping[str, Any]) -> RotateTop:
+        return cls(role=d["role"], key=d["key"])
+
+    def fetch(self, published: Published) -> None:
+        published.load(RELEASES)
+
+    def apply(self, plan: Plan) -> list[str]:
+        return _rotate_top(plan, self.role, load_key(self.key))
+
+
+def _rotate_top(plan: Plan, role_name: str, key: Key) -> list[str]:
     role = plan.root.roles[role_name]
     old = list(role.keyids)
     for keyid in old:
@@ -50,14 +92,30 @@ def _apply_rotate_top(plan: Plan, d: dict[str, Any]) -> list[str]:
     return changed
 
 
-def _apply_rotate_bins(plan: Plan, d: dict[str, Any]) -> list[str]:
+@dataclass(frozen=True)
+class RotateBins:
     """A new owner bins key: every published owner bin is re-signed with it (reads
     and signs every bin: an administrative step)."""
-    key = load_key(d["key"])
+
+    action: ClassVar[str] = "rotate-bins"
+    key: Mapping[str, Any]
+
+    @classmethod
+    def from_data(cls, d: Mapping[str, Any]) -> RotateBins:
+        return cls(key=d["key"])
+
+    def fetch(self, published: Published) -> None:
+        published.load_owner_bins()
+
+    def apply(self, plan: Plan) -> list[str]:
+        return _rotate_bins(plan, load_key(self.key))
+
+
+def _rotate_bins(plan: Plan, key: Key) -> list[str]:
     targets = plan.working("targets")
     owner = owner_bins(targets)
     if owner is None or targets.delegations is None:
-        raise UsageError(f"{plan.repo.gun} has no hash bins")
+        raise UsageError(f"{plan.published.gun} has no hash bins")
     succinct = targets.delegations.succinct_roles
     if succinct is not None:
         for keyid in list(succinct.keyids):
@@ -73,7 +131,7 @@ def _apply_rotate_bins(plan: Plan, d: dict[str, Any]) -> list[str]:
     plan.mark("targets")
     changed = ["targets"]
     for name in owner.names():
-        if plan.repo.version_of(name) > 0:
+        if plan.published.version_of(name) > 0:
             plan.mark(name)
             changed.append(name)
     return changed

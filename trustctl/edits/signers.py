@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tuf.api.metadata import DelegatedRole, Delegations, Role, SuccinctRoles, Targets
 
+from trustctl.edits.plan import Plan, load_key
 from trustctl.errors import ThresholdError, TrustctlError, UsageError
 from trustctl.layout import (
     RELEASES,
@@ -19,8 +21,9 @@ from trustctl.layout import (
 )
 
 if TYPE_CHECKING:
-    from trustctl.tufview import TrustedRepository
-from trustctl.edits.plan import Plan, load_key
+    from trustctl.edits.published import Published
+
+__all__ = ["AddSigner", "RemoveSigner", "SetPaths", "SetThreshold"]
 
 
 def _binned(plan: Plan) -> bool:
@@ -44,17 +47,48 @@ def _signer_bins(plan: Plan) -> SuccinctRoles:
     return d.succinct_roles
 
 
-def _apply_add_signer(plan: Plan, d: dict[str, Any]) -> list[str]:
-    name = check_signer_name(d["name"])
+@dataclass(frozen=True)
+class AddSigner:
+    """Add signer ``name`` with ``keys`` (TUF key dicts with ``keyid``) to the signers
+    of ``targets/releases``; ``paths`` (tag patterns) and ``threshold`` when given."""
+
+    action: ClassVar[str] = "add-signer"
+    name: str
+    keys: tuple[Mapping[str, Any], ...]
+    threshold: int | None = None
+    paths: tuple[str, ...] | None = None
+    force: bool = False
+
+    @classmethod
+    def from_data(cls, d: Mapping[str, Any]) -> AddSigner:
+        return cls(
+            name=d["name"],
+            keys=tuple(d["keys"]),
+            threshold=int(d["threshold"]) if d.get("threshold") else None,
+            paths=tuple(d["paths"]) if d.get("paths") else None,
+            force=bool(d.get("force")),
+        )
+
+    def fetch(self, published: Published) -> None:
+        published.load(RELEASES)
+        if not self.force:  # the signers' tags may change: see _check_lost_tags
+            _load_signed_tags(published)
+
+    def apply(self, plan: Plan) -> list[str]:
+        return _add_signer(plan, self)
+
+
+def _add_signer(plan: Plan, d: AddSigner) -> list[str]:
+    name = check_signer_name(d.name)
     binned = _binned(plan)
     roles = plan.delegations()
     targets = plan.working("targets")
-    paths = _signer_paths(d["paths"]) if d.get("paths") else None
+    paths = _signer_paths(d.paths) if d.paths else None
     if RELEASES not in roles:
         # listed first; with bins also terminating, so the signers' tags are theirs alone
         # (see trustctl.layout); with bins it only delegates the signers' bins, and the
         # owner signs it
-        _check_lost_tags(plan, paths or ["*"], force=bool(d.get("force")))
+        _check_lost_tags(plan, paths or ["*"], force=d.force)
         existing = dict(roles)
         roles.clear()
         roles[RELEASES] = DelegatedRole(RELEASES, [], 1, binned, paths=paths or ["*"])
@@ -63,7 +97,7 @@ def _apply_add_signer(plan: Plan, d: dict[str, Any]) -> list[str]:
             for keyid in plan.root.roles["targets"].keyids:
                 targets.add_key(plan.root.get_key(keyid), RELEASES)
     elif paths is not None:
-        _set_signer_paths(plan, paths, force=bool(d.get("force")))
+        _set_signer_paths(plan, paths, force=d.force)
     role_name = f"targets/{name}"
     if role_name not in roles:
         # paths=[]: the role names a signer and matches no tag, so no single signer can
@@ -71,7 +105,7 @@ def _apply_add_signer(plan: Plan, d: dict[str, Any]) -> list[str]:
         roles[role_name] = DelegatedRole(role_name, [], 1, False, paths=[])
     owners = signer_roles(targets)
     signer_bins = _signer_bins(plan) if binned else None
-    for doc in d["keys"]:
+    for doc in d.keys:
         key = load_key(doc)
         for other, ids in owners.items():
             if other != name and key.keyid in ids:
@@ -82,10 +116,10 @@ def _apply_add_signer(plan: Plan, d: dict[str, Any]) -> list[str]:
             plan.working(RELEASES).add_key(key)
         targets.add_key(key, role_name)
     threshold_role: Role = signer_bins if signer_bins is not None else roles[RELEASES]
-    if d.get("threshold"):
-        threshold_role.threshold = int(d["threshold"])
+    if d.threshold:
+        threshold_role.threshold = d.threshold
     _check_threshold(threshold_role)
-    plan.force = plan.force or bool(d.get("force"))
+    plan.force = plan.force or d.force
     plan.mark("targets")
     if signer_bins is not None:
         plan.mark(RELEASES)
@@ -93,20 +127,49 @@ def _apply_add_signer(plan: Plan, d: dict[str, Any]) -> list[str]:
     return ["targets"]
 
 
-def _apply_remove_signer(plan: Plan, d: dict[str, Any]) -> list[str]:
-    name = d["name"]
+@dataclass(frozen=True)
+class RemoveSigner:
+    """Remove signer ``name``'s keys (``keyids``, or all but ``except_keyids``); the
+    signer goes when no key is left; ``threshold`` when given."""
+
+    action: ClassVar[str] = "remove-signer"
+    name: str
+    keyids: tuple[str, ...] | None = None
+    except_keyids: tuple[str, ...] = ()
+    threshold: int | None = None
+    force: bool = False
+
+    @classmethod
+    def from_data(cls, d: Mapping[str, Any]) -> RemoveSigner:
+        return cls(
+            name=d["name"],
+            keyids=tuple(d["keyids"]) if d.get("keyids") else None,
+            except_keyids=tuple(d.get("except_keyids") or ()),
+            threshold=int(d["threshold"]) if d.get("threshold") else None,
+            force=bool(d.get("force")),
+        )
+
+    def fetch(self, published: Published) -> None:
+        published.load(RELEASES)
+
+    def apply(self, plan: Plan) -> list[str]:
+        return _remove_signer(plan, self)
+
+
+def _remove_signer(plan: Plan, d: RemoveSigner) -> list[str]:
+    name = d.name
     targets = plan.working("targets")
     role_name = f"targets/{name}"
     if targets.delegations is None or role_name not in (targets.delegations.roles or {}):
         raise UsageError(
-            f"{plan.repo.gun} has no signer named {name!r}",
-            hint=f"see `trustctl signer list {plan.repo.gun}`",
+            f"{plan.published.gun} has no signer named {name!r}",
+            hint=f"see `trustctl signer list {plan.published.gun}`",
         )
     roles = plan.delegations()
     signer_bins = releases_bins(plan.working(RELEASES)) if RELEASES in roles else None
     releases_md = plan.working(RELEASES) if signer_bins is not None else None
-    keep = set(d.get("except_keyids") or ())
-    keyids = [k for k in (d.get("keyids") or list(roles[role_name].keyids)) if k not in keep]
+    keep = set(d.except_keyids)
+    keyids = [k for k in (d.keyids or list(roles[role_name].keyids)) if k not in keep]
     for keyid in keyids:
         if keyid not in roles[role_name].keyids:
             raise UsageError(f"key {keyid[:12]}… does not belong to signer {name}")
@@ -127,14 +190,14 @@ def _apply_remove_signer(plan: Plan, d: dict[str, Any]) -> list[str]:
     threshold_role: Role | None = releases
     if releases_md is not None:
         threshold_role = _signer_bins(plan)
-    if d.get("threshold"):
+    if d.threshold:
         if threshold_role is None:
             raise UsageError("there is no signer threshold to set: no signers are left")
-        threshold_role.threshold = int(d["threshold"])
+        threshold_role.threshold = d.threshold
     changed = ["targets"]
     if threshold_role is not None and not threshold_role.keyids:
         del roles[RELEASES]
-        published = plan.repo.version_of(RELEASES) > 0
+        published = plan.published.version_of(RELEASES) > 0
         if published:
             plan.warnings.append(
                 f"no signers are left: tags signed in {RELEASES} are no longer trusted; sign them again with "
@@ -146,23 +209,43 @@ def _apply_remove_signer(plan: Plan, d: dict[str, Any]) -> list[str]:
             plan.mark(RELEASES)
             changed.append(RELEASES)
     _drop_unused_keys(targets)
-    plan.force = plan.force or bool(d.get("force"))
+    plan.force = plan.force or d.force
     plan.mark("targets")
     return changed
 
 
-def _apply_set_threshold(plan: Plan, d: dict[str, Any]) -> list[str]:
+@dataclass(frozen=True)
+class SetThreshold:
+    """How many signer keys must sign a tag."""
+
+    action: ClassVar[str] = "set-threshold"
+    threshold: int
+
+    @classmethod
+    def from_data(cls, d: Mapping[str, Any]) -> SetThreshold:
+        return cls(threshold=int(d["threshold"]))
+
+    def fetch(self, published: Published) -> None:
+        published.load(RELEASES)
+
+    def apply(self, plan: Plan) -> list[str]:
+        return _set_threshold(plan, self.threshold)
+
+
+def _set_threshold(plan: Plan, threshold: int) -> list[str]:
     roles = plan.delegations()
     if RELEASES not in roles:
-        raise UsageError(f"{plan.repo.gun} has no signers yet: add one with `trustctl signer add`")
+        raise UsageError(
+            f"{plan.published.gun} has no signers yet: add one with `trustctl signer add`"
+        )
     signer_bins = releases_bins(plan.working(RELEASES))
     if signer_bins is not None:
         succinct = _signer_bins(plan)
-        succinct.threshold = int(d["threshold"])
+        succinct.threshold = threshold
         _check_threshold(succinct)
         plan.mark(RELEASES)
         return [RELEASES]
-    roles[RELEASES].threshold = int(d["threshold"])
+    roles[RELEASES].threshold = threshold
     _check_threshold(roles[RELEASES])
     plan.mark("targets")
     return ["targets"]
@@ -192,14 +275,14 @@ def _check_lost_tags(plan: Plan, paths: Sequence[str], *, force: bool) -> None:
     """
     if force or not plan.holds(plan.root.roles["targets"].keyids):
         return  # without the targets key the change is refused when it is signed
-    repo = plan.repo
+    repo = plan.published
     new = DelegatedRole(RELEASES, [], 1, False, paths=list(paths))
     before = tag_policy(repo.targets.signed)
     owner = owner_bins(repo.targets.signed)
     hidden_before = before is not None and before.signers_first and before.terminating
     owner_names = [n for n in owner.names() if repo.version_of(n) > 0] if owner else []
     try:
-        releases = repo.role(RELEASES, "targets") if before is not None else None
+        releases = repo.role(RELEASES) if before is not None else None
     except TrustctlError:
         releases = None
     signer_bins = releases_bins(releases.signed if releases is not None else None)
@@ -208,7 +291,6 @@ def _check_lost_tags(plan: Plan, paths: Sequence[str], *, force: bool) -> None:
         if signer_bins is not None
         else ([RELEASES] if releases is not None else [])
     )
-    repo.prefetch([*owner_names, *signer_names])
     lost: set[str] = set()
     for name in owner_names:
         for tag in _tags_of(repo, name):
@@ -230,7 +312,13 @@ def _check_lost_tags(plan: Plan, paths: Sequence[str], *, force: bool) -> None:
         )
 
 
-def _tags_of(repo: TrustedRepository, role: str) -> list[str]:
+def _load_signed_tags(published: Published) -> None:
+    """Fetch what :func:`_check_lost_tags` reads: every published owner and signers' bin."""
+    published.load_owner_bins()
+    published.load_signer_bins()
+
+
+def _tags_of(repo: Published, role: str) -> list[str]:
     try:
         md = repo.role(role)
     except TrustctlError:
@@ -253,15 +341,36 @@ def _set_signer_paths(plan: Plan, paths: list[str], *, force: bool) -> None:
     roles.update(existing)
 
 
-def _apply_set_paths(plan: Plan, d: dict[str, Any]) -> list[str]:
+@dataclass(frozen=True)
+class SetPaths:
+    """Which tags the signers hold (tag patterns)."""
+
+    action: ClassVar[str] = "set-paths"
+    paths: tuple[str, ...] = ()
+    force: bool = False
+
+    @classmethod
+    def from_data(cls, d: Mapping[str, Any]) -> SetPaths:
+        return cls(paths=tuple(d.get("paths") or ()), force=bool(d.get("force")))
+
+    def fetch(self, published: Published) -> None:
+        published.load(RELEASES)
+        if not self.force:
+            _load_signed_tags(published)
+
+    def apply(self, plan: Plan) -> list[str]:
+        return _set_paths(plan, self)
+
+
+def _set_paths(plan: Plan, d: SetPaths) -> list[str]:
     roles = plan.delegations()
     if RELEASES not in roles:
         raise UsageError(
-            f"{plan.repo.gun} has no signers yet",
+            f"{plan.published.gun} has no signers yet",
             hint="add one with `trustctl signer add NAME --key NAME.pub GUN --paths PATTERN`",
         )
-    _set_signer_paths(plan, _signer_paths(d.get("paths") or []), force=bool(d.get("force")))
-    plan.force = plan.force or bool(d.get("force"))
+    _set_signer_paths(plan, _signer_paths(d.paths), force=d.force)
+    plan.force = plan.force or d.force
     plan.mark("targets")
     return ["targets"]
 

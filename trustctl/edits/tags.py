@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tuf.api.metadata import Role, TargetFile, Targets
 
@@ -18,6 +20,11 @@ from trustctl.layout import (
     tag_policy,
 )
 
+if TYPE_CHECKING:
+    from trustctl.edits.published import Published
+
+__all__ = ["AddTarget", "RemoveTarget"]
+
 
 def _signer_keyids(targets: Targets) -> list[str]:
     return [k for ids in signer_roles(targets).values() for k in ids]
@@ -30,7 +37,7 @@ def _choose_role(plan: Plan, tag: str) -> str:
     targets = plan.working("targets")
     roles = targets.delegations.roles if targets.delegations is not None else None
     releases = roles.get(RELEASES) if roles else None
-    gun = plan.repo.gun
+    gun = plan.published.gun
     if (
         releases is not None
         and releases.is_delegated_path(tag)
@@ -85,25 +92,52 @@ def _resolve_role(plan: Plan, role: str, tag: str) -> str:
     return role
 
 
-def _apply_add_target(plan: Plan, d: dict[str, Any]) -> list[str]:
-    role = _resolve_role(plan, d["role"], d["tag"]) if d.get("role") else None
-    role = role or _choose_role(plan, d["tag"])
-    target = TargetFile(
-        length=int(d["length"]),
-        hashes={"sha256": str(d["sha256"])},
-        path=d["tag"],
-        # a tag carried from elsewhere (trustctl migrate) keeps its own custom data
-        unrecognized_fields={
-            "custom": d["custom"] if "custom" in d else {"mediaType": d["media_type"]}
-        },
-    )
-    _check_signers_hold(plan, role, d["tag"], target)
-    targets = plan.working(role)
-    if targets.targets.get(d["tag"]) == target:
-        return []  # already signed so
-    targets.targets[d["tag"]] = target
-    plan.mark(role)
-    return [role]
+@dataclass(frozen=True)
+class AddTarget:
+    """Sign ``tag`` as this artifact, into ``role`` (None: the role this user signs
+    tags into, see :func:`_choose_role`)."""
+
+    action: ClassVar[str] = "add-target"
+    tag: str
+    sha256: str
+    length: int
+    media_type: str | None = None
+    role: str | None = None
+    custom: Any = None  # a tag carried from elsewhere (trustctl migrate) keeps its own
+
+    @classmethod
+    def from_data(cls, d: Mapping[str, Any]) -> AddTarget:
+        carried = "custom" in d
+        return cls(
+            tag=d["tag"],
+            sha256=str(d["sha256"]),
+            length=int(d["length"]),
+            media_type=d.get("media_type") if carried else d["media_type"],
+            role=d.get("role") or None,
+            custom=d["custom"] if carried else None,
+        )
+
+    def fetch(self, published: Published) -> None:
+        published.load_tag(self.tag, self.role)
+
+    def apply(self, plan: Plan) -> list[str]:
+        role = _resolve_role(plan, self.role, self.tag) if self.role else None
+        role = role or _choose_role(plan, self.tag)
+        target = TargetFile(
+            length=self.length,
+            hashes={"sha256": self.sha256},
+            path=self.tag,
+            unrecognized_fields={
+                "custom": self.custom if self.custom is not None else {"mediaType": self.media_type}
+            },
+        )
+        _check_signers_hold(plan, role, self.tag, target)
+        targets = plan.working(role)
+        if targets.targets.get(self.tag) == target:
+            return []  # already signed so
+        targets.targets[self.tag] = target
+        plan.mark(role)
+        return [role]
 
 
 def _is_signers_role(role: str) -> bool:
@@ -120,10 +154,10 @@ def _signer_threshold_text(plan: Plan) -> str:
 def _signers_entry(plan: Plan, tag: str) -> TargetFile | None:
     """The signers' published entry for ``tag`` (None: none, or unreadable)."""
     try:
-        releases = plan.repo.role(RELEASES, "targets")
+        releases = plan.published.role(RELEASES)
         bins = releases_bins(releases.signed if releases is not None else None)
         where = bins.bin_for(tag) if bins is not None else RELEASES
-        md = plan.repo.role(where)
+        md = plan.published.role(where)
     except (TrustctlError, KeyError):
         return None
     return md.signed.targets.get(tag) if md is not None else None
@@ -144,7 +178,7 @@ def _check_signers_hold(plan: Plan, role: str, tag: str, target: TargetFile) -> 
     policy = tag_policy(plan.working("targets"))
     if policy is None or _is_signers_role(role) or not policy.holds(tag):
         return
-    gun = plan.repo.gun
+    gun = plan.published.gun
     paths = " ".join(policy.signer_paths) or "(none)"
     who = f"{RELEASES} (tags {paths}; {_signer_threshold_text(plan)})"
     key = "targets key" if role == "targets" else "bins key"
@@ -172,16 +206,35 @@ def _check_signers_hold(plan: Plan, role: str, tag: str, target: TargetFile) -> 
         )
 
 
-def _apply_remove_target(plan: Plan, d: dict[str, Any]) -> list[str]:
-    tag = d["tag"]
-    if d.get("role"):
-        candidates = [_resolve_role(plan, d["role"], tag)]
+@dataclass(frozen=True)
+class RemoveTarget:
+    """Revoke ``tag`` from ``role`` (None: from every role a lookup of it visits and
+    this user can sign)."""
+
+    action: ClassVar[str] = "remove-target"
+    tag: str
+    role: str | None = None
+
+    @classmethod
+    def from_data(cls, d: Mapping[str, Any]) -> RemoveTarget:
+        return cls(tag=d["tag"], role=d.get("role") or None)
+
+    def fetch(self, published: Published) -> None:
+        published.load_tag(self.tag, self.role)
+
+    def apply(self, plan: Plan) -> list[str]:
+        return _remove_target(plan, self.tag, self.role)
+
+
+def _remove_target(plan: Plan, tag: str, role_asked: str | None) -> list[str]:
+    if role_asked:
+        candidates = [_resolve_role(plan, role_asked, tag)]
     else:
         # the roles a lookup of the tag visits: one bin per bin set, never all bins
-        candidates = [name for name, _parent in plan.repo.roles_for(tag)]
+        candidates = [name for name, _parent in plan.published.roles_for(tag)]
     removed, blocked = [], []
     for role in candidates:
-        if role != "targets" and plan.repo.version_of(role) == 0 and role not in plan.roles:
+        if role != "targets" and plan.published.version_of(role) == 0 and role not in plan.roles:
             continue
         try:
             keyids = plan.keyids_for(role)
@@ -201,5 +254,5 @@ def _apply_remove_target(plan: Plan, d: dict[str, Any]) -> list[str]:
             hint="ask a signer of that role, or the repository owner, to revoke it",
         )
     if not removed:
-        plan.warnings.append(f"{tag} is not signed in {plan.repo.gun}; nothing to revoke")
+        plan.warnings.append(f"{tag} is not signed in {plan.published.gun}; nothing to revoke")
     return removed
