@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -31,6 +34,7 @@ from tests.secrets import remember
 pytestmark = pytest.mark.e2e
 
 A, B = "127.0.0.1:5000/team/app", "127.0.0.1:5000/team/lib"
+C = "127.0.0.1:5000/team/web"  # made by `docker trust`
 PASSPHRASES = {
     "NOTARY_ROOT_PASSPHRASE": remember("mig root passphrase"),
     "NOTARY_TARGETS_PASSPHRASE": remember("mig targets passphrase"),
@@ -99,6 +103,51 @@ def fill(config: Path, work: Path) -> None:
     ok(notary(config, "addhash", B, "v1", "4", "--sha256", "b" * 64, "-p"))
 
 
+class DockerTrust:
+    """The docker CLI's trust commands with one DOCKER_CONFIG (its trust directory is
+    ``<config>/trust``), pointed at one server or another; no engine is needed."""
+
+    def __init__(self, config: Path) -> None:
+        found = shutil.which("docker")
+        if not found:
+            pytest.fail(
+                "needs a docker client with `docker trust` (Debian's docker.io, or docker 28): "
+                "run scripts/install-system-deps.sh"
+            )
+        self.docker, self.config = found, config
+        self.env = {
+            **base_env(),
+            "DOCKER_CONFIG": str(config),
+            "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": PASSPHRASES["NOTARY_ROOT_PASSPHRASE"],
+            "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": PASSPHRASES["NOTARY_TARGETS_PASSPHRASE"],
+        }
+
+    def use(self, url: str, ca: Path) -> None:
+        host = urlparse(url).netloc
+        (self.config / "tls" / host).mkdir(parents=True, exist_ok=True)
+        shutil.copy(ca, self.config / "tls" / host / "ca.crt")
+        self.env["DOCKER_CONTENT_TRUST_SERVER"] = url
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.docker, "trust", *args], capture_output=True, text=True, env=self.env,
+            cwd=self.config.parent, timeout=120, check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def delegate_signs(self, url: str, ca: Path, tag: str, digest: str) -> None:
+        """A delegate signs ``tag`` of C with the notary CLI on docker's trust
+        directory (`docker trust sign` needs an engine)."""
+        ok(
+            subprocess.run(
+                [NOTARY_BIN, "-d", str(self.config / "trust"), "-s", url, "--tlscacert", str(ca),
+                 "addhash", C, tag, "100", "--sha256", digest,
+                 "--roles", "targets/releases", "--roles", "targets/alice", "-p"],
+                capture_output=True, text=True, timeout=120, check=False,
+                env={**base_env(), "NOTARY_DELEGATION_PASSPHRASE": PASSPHRASES["NOTARY_TARGETS_PASSPHRASE"]},
+            )
+        )  # fmt: skip
+
+
 def cli(module: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT,
@@ -140,12 +189,19 @@ def source(
 
 def test_a_notary_deployment_moves_over_and_its_clients_keep_working(source, tmp_path: Path):
     theirs, source_server, source_signer = source
+    docker = DockerTrust(tmp_path / "docker")
     try:
         fill(theirs.client_config, tmp_path)
+        docker.use(theirs.url, theirs.ca)
+        ok(docker("key", "generate", "alice", "--dir", str(tmp_path)))
+        ok(docker("signer", "add", "--key", str(tmp_path / "alice.pub"), "alice", C))
+        docker.delegate_signs(theirs.url, theirs.ca, "v1", "e" * 64)
+        docker_before = ok(docker("inspect", "--pretty", C))
         ts_keys = {
             g: timestamp_keyid(theirs.trust_dir / "tuf" / g / "metadata" / "root.json")
             for g in (A, B)
         }
+        ts_keys[C] = timestamp_keyid(docker.config / "trust" / "tuf" / C / "metadata" / "root.json")
         before = {g: ok(notary(theirs.client_config, "list", g)) for g in (A, B)}
     finally:
         theirs.stop()
@@ -213,7 +269,17 @@ def test_a_notary_deployment_moves_over_and_its_clients_keep_working(source, tmp
         listed = ok(notary(config, "list", A))
         assert "v3" in listed and "v2" in listed and "targets/releases" in listed
 
-        for g in (A, B):
+        # docker's trust directory too: what it showed, then a new signer and tag
+        docker.use(ours.url, ours.pki.ca_cert)
+        assert ok(docker("inspect", "--pretty", C)) == docker_before
+        assert re.search(r"v1\s+e{64}\s+alice", docker_before), docker_before
+        ok(docker("key", "generate", "bob", "--dir", str(tmp_path)))
+        ok(docker("signer", "add", "--key", str(tmp_path / "bob.pub"), "bob", C))
+        docker.delegate_signs(ours.url, ours.pki.ca_cert, "v2", "f" * 64)
+        after = ok(docker("inspect", "--pretty", C))
+        assert re.search(r"v2\s+f{64}\s+alice", after) and "bob" in after, after
+
+        for g in (A, B, C):
             ts = json.loads(
                 pool.request("GET", f"{ours.url}/v2/{g}/_trust/tuf/timestamp.json").data
             )
