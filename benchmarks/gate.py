@@ -41,6 +41,12 @@ MEDIA = "application/vnd.oci.image.manifest.v1+json"
 REGISTRY = "127.0.0.1:5999"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(len(s) * p / 100))] if s else float("nan")
@@ -174,6 +180,7 @@ def main() -> None:
             s, ok = post(warm)
             return s, time.perf_counter() - due, ok
 
+        cpu = cpu_seconds(proc.pid)
         start = time.perf_counter()
         with ThreadPoolExecutor(64) as ex:
             futures = []
@@ -189,10 +196,13 @@ def main() -> None:
                 late.append(d)
                 errors += not ok
         took = time.perf_counter() - start
+        cpu = cpu_seconds(proc.pid) - cpu
         rows.append((f"warm: {n} requests, target {args.rate:.0f}/s, achieved {n / took:.0f}/s",
                      f"p50 {percentile(lat, 50) * 1000:.1f} ms, p99 {percentile(lat, 99) * 1000:.1f} ms, errors {errors}"))  # fmt: skip
         rows.append(("warm, from each request's due time (client queueing included)",
                      f"p50 {percentile(late, 50) * 1000:.1f} ms, p99 {percentile(late, 99) * 1000:.1f} ms"))  # fmt: skip
+        rows.append(("warm: the gate's CPU time per request (user + system)",
+                     f"{cpu / n * 1000:.2f} ms ({cpu / took * 100:.0f} % of one core)"))  # fmt: skip
 
         if args.cold:
             cold = [post([f"{g}:c{i}" for i in range(3)]) for g in cold_guns[: args.cold]]
