@@ -787,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
         (
             f"- ours: notary-server under {WSGI_LABEL.get(main_wsgi, main_wsgi)} (server profile"
             f" {args.server_profile}: {stacks.SERVER_ENV or 'its configured default'}),"
-            " notary-signer under gunicorn, 1 worker; notary: notary-server +"
+            " notary-signer under the front, 1 worker x 8 threads; notary: notary-server +"
             " notary-signer 0.7.0 (Debian), log level warn; PostgreSQL: one throwaway cluster (fsync off) for both"
         ),
         "",
