@@ -59,6 +59,8 @@ def exit_with_supervisor(environ: dict[str, str] | os._Environ[str] = os.environ
     supervisor = environ.get(SUPERVISOR_ENV)
     if not supervisor or not sys.platform.startswith("linux"):
         return
+    if supervisor == str(os.getpid()):  # one worker, served by the supervisor itself
+        return
     import ctypes
     import signal
 
