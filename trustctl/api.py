@@ -46,7 +46,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,6 +65,7 @@ from trustctl.verify import (
     REGISTRY_SKIP,
     REGISTRY_TAG,
     SignedBy,
+    TrustedVersions,
     VerifiedTag,
     verify_tag,
 )
@@ -75,7 +76,7 @@ if TYPE_CHECKING:
     from trustctl.registry import RegistryClient
     from trustctl.transport import Transport
 
-__all__ = ["Layout", "Verifier", "VerifierStats"]
+__all__ = ["Layout", "TrustedVersions", "Verifier", "VerifierStats"]
 
 _CONFIG = UpdaterConfig()
 
@@ -129,6 +130,7 @@ class _State:
     timestamp: bytes
     marker: bytes
     root_version: int
+    versions: TrustedVersions
     signed_by: SignedBy = field(default_factory=dict)
 
 
@@ -258,7 +260,7 @@ class Verifier:
                 signed_by=state.signed_by,
             )
             self._check_fresh(result.expires, ref.gun)  # the roles this answer rests on
-            return result
+            return replace(result, versions=state.versions)
 
     def refresh(self, gun: str) -> None:
         """Run the whole TUF client workflow for ``gun`` now and keep the new state
@@ -284,6 +286,16 @@ class Verifier:
         arrived = next(self._ticks)
         with repo.lock, self._ctx.trust.lock(gun):
             return self._current(repo, arrived).repo.fork()
+
+    def trusted_versions(self, gun: str) -> TrustedVersions | None:
+        """The versions of the verified state of ``gun`` held in memory (None: none
+        yet), without asking the trust server or waiting for a call in progress. A
+        cache of answers keyed by them misses as soon as any call has seen the
+        repository move on (a new timestamp, a new root)."""
+        with self._lock:
+            repo = self._repos.get(gun)
+        state = repo.state if repo is not None else None
+        return state.versions if state is not None else None
 
     def check_fresh(self, view: TrustedRepository) -> None:
         """Refuse an answer of ``view`` resting on a role expired by the clock.
@@ -358,11 +370,18 @@ class Verifier:
         )
         trusted.refresh()
         self._check_fresh(trusted.expiries(), gun)
+        versions = TrustedVersions(
+            root=trusted.root.signed.version,
+            timestamp=trusted.timestamp.version,
+            snapshot=trusted.snapshot.version,
+            targets=trusted.version_of("targets"),
+        )
         return _State(
             trusted,
             trusted.timestamp_bytes,
             trusted.state_marker,
-            trusted.root.signed.version,
+            versions.root,
+            versions,
         )
 
     def _check_fresh(self, expires: Mapping[str, datetime], gun: str) -> None:

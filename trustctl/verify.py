@@ -111,6 +111,16 @@ class TagReport:
 
 
 @dataclass(frozen=True)
+class TrustedVersions:
+    """The versions of the top-level roles a repository's verified state rests on."""
+
+    root: int
+    timestamp: int
+    snapshot: int
+    targets: int
+
+
+@dataclass(frozen=True)
 class VerifiedTag:
     """The answer of :func:`verify_tag`."""
 
@@ -124,6 +134,8 @@ class VerifiedTag:
     warnings: tuple[str, ...] = ()
     requested_digest: str | None = None  # the digest the reference named (it equals digest)
     target: TargetFile | None = None  # the entry python-tuf verified for the tag
+    #: The state the answer rests on (set by :class:`trustctl.api.Verifier`).
+    versions: TrustedVersions | None = None
 
     @property
     def digest(self) -> str:

@@ -288,3 +288,23 @@ def test_concurrent_calls_for_one_repository_fetch_each_metadata_file_once(
     files = fetched(server.requests)
     assert "timestamp" in files
     assert sorted(files) == sorted(set(files)), files
+
+
+def test_the_trusted_versions_follow_the_state_in_memory(
+    person: MakePerson, owner: Person, server: FlaskTransport, tmp_path: Path
+) -> None:
+    sign(owner, "v1", 1)
+    d = deployer(person, tmp_path, server)
+    api = verifier(d, server)
+    assert api.trusted_versions(GUN) is None  # nothing verified yet
+    first = api.verify(f"{GUN}:v1")
+    held = api.trusted_versions(GUN)
+    assert held is not None and first.versions == held and held.root == 1
+    sign(owner, "v2", 2)
+    server.requests.clear()
+    assert api.trusted_versions(GUN) == held  # read from memory: the server was not asked
+    assert fetched(server.requests) == []
+    second = api.verify(f"{GUN}:v2")
+    moved = api.trusted_versions(GUN)
+    assert moved == second.versions and moved is not None
+    assert moved.timestamp > held.timestamp and moved.snapshot > held.snapshot

@@ -524,6 +524,24 @@ def test_a_cached_verdict_never_outlives_the_metadata_it_rests_on(
         g.stop()
 
 
+def test_a_new_repository_state_seen_by_any_verification_ends_every_cached_verdict_of_it(
+    tmp_path: Path, deployer: Person, owner: Person, server: FlaskTransport
+) -> None:
+    """Cache keys carry the trusted metadata versions: once a verification of any tag
+    has seen the repository move on (here: v1 re-signed to another digest), no verdict
+    resting on the older state answers, however long the cache would keep it."""
+    g = start_gate(tmp_path, deployer.trust_dir, server, cache_ttl=600)
+    try:
+        pinned = g.admit(workload("Pod", pod_spec(SIGNED))).object["spec"]["containers"][0]
+        assert pinned["image"] == f"{SIGNED}@{SIGNED_DIGEST}"
+        new_digest = sign(owner, "v1", 77)
+        denied(g.admit(workload("Pod", pod_spec(UNSIGNED))), "NOT_SIGNED")  # sees the new state
+        again = g.admit(workload("Pod", pod_spec(SIGNED))).object["spec"]["containers"][0]
+        assert again["image"] == f"{SIGNED}@{new_digest}"
+    finally:
+        g.stop()
+
+
 def test_transport_errors_are_never_cached(own_gate: GateUnderTest) -> None:
     own_gate.transport.down = True
     denied(own_gate.admit(workload("Pod", pod_spec(SIGNED))), "SERVER_UNAVAILABLE")

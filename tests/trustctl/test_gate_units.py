@@ -309,6 +309,9 @@ class InstantRefusal:
 
         raise TagNotSignedError(f"{image} is not signed")
 
+    def trusted_versions(self, gun: str) -> None:
+        return None
+
 
 def test_a_verification_finished_before_it_is_registered_does_not_deadlock() -> None:
     """A verification can finish before the request registers its completion callback

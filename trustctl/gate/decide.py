@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -68,6 +68,8 @@ class VerifierLike(Protocol):
     def verify(
         self, image: str | ImageRef, *, signers: Any = ..., registry_mode: str | None = ...
     ) -> Any: ...
+
+    def trusted_versions(self, gun: str) -> Hashable | None: ...
 
 
 class PolicyFile:
@@ -337,15 +339,25 @@ class Gate:
             )
         tag = ref.tag or "latest"
         target = f"{gun}:{tag}" + (f"@{ref.digest}" if ref.digest else "")
-        key = (policy.generation, rule.server, target, rule.signers)
+        server = policy.servers[rule.server]
+        # the trusted versions as the Verifier holds them now: a verdict resting on an
+        # older state of the repository is never answered (read before verifying, so
+        # an entry is never keyed by a state newer than the one it rests on)
+        key = (policy.generation, rule.server, target, rule.signers, self._versions(server, gun))
         hit = self.cache.lookup(key)
         if hit is not None:
             cached, renew = hit
             if renew:  # verify again in the background; this request does not wait
-                self._flight(key, policy.servers[rule.server], target, rule, ref, tag, image)
+                self._flight(key, server, target, rule, ref, tag, image)
             return _rebind(cached, image)
-        flight = self._flight(key, policy.servers[rule.server], target, rule, ref, tag, image)
+        flight = self._flight(key, server, target, rule, ref, tag, image)
         return _Rebound(flight.future, image, gun)
+
+    def _versions(self, server: Server, gun: str) -> Hashable | None:
+        try:
+            return self._verifier(server).trusted_versions(gun)
+        except TrustctlError:
+            return None  # no Verifier (bad configuration): the verification says why
 
     def _flight(
         self,
@@ -411,6 +423,11 @@ class Gate:
         pinned = f"{ref.registry}/{ref.repository}:{tag}@{verified.digest}"
         self.metrics.expiries(gun, verified.expires)
         result = ImageResult(image, True, "VERIFIED", "signed", gun, rule, pinned)
+        # keyed by the state the answer rests on (the key's own versions were read
+        # before verifying: none yet for a cold repository, or an older state)
+        versions = getattr(verified, "versions", None)
+        if versions is not None:
+            key = (*key[:-1], versions)
         self.cache.put_positive(key, result, verified.fresh_until)
         return result
 
