@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 #: After a failed renewal, reads serve the still valid timestamp this long before
 #: one of them tries to renew again (both dialects).
 RENEWAL_RETRY = timedelta(seconds=5)
+#: Times a publish is checked again when the repository changed while it was checked (both dialects).
+PUBLISH_ATTEMPTS = 3
 
 P = ParamSpec("P")
 R = TypeVar("R")

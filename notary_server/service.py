@@ -27,6 +27,7 @@ from notary_server.names import check_gun, check_role
 from notary_server.notary.dialect import NOTARY, file_dialect, request_wants_notary, upload_dialect
 from notary_server.notary.service import NotaryRepos
 from notary_server.publisher import (
+    PUBLISH_ATTEMPTS,
     RENEWAL_RETRY,
     Expiries,
     OnlineSigning,
@@ -61,8 +62,6 @@ Clock = Callable[[], datetime]
 MAX_CHANGE_ID = 2**63 - 1
 
 
-#: Times a publish is checked again when the repository changed while it was checked.
-PUBLISH_ATTEMPTS = 3
 #: Uploads larger than this count against ``max_parallel_large_uploads``.
 LARGE_UPLOAD_BYTES = 1024 * 1024
 

@@ -34,7 +34,8 @@ from notary_server.notary.model import (
     parse_expires,
 )
 from notary_server.notary.validation import validate_update
-from notary_server.publisher import RENEWAL_RETRY, signer_call
+from notary_server.publisher import PUBLISH_ATTEMPTS, RENEWAL_RETRY, signer_call
+from notary_server.repostate import ReadState, TxState
 from notary_server.storage import MetaUpdate, StoredFile
 
 if TYPE_CHECKING:
@@ -138,67 +139,81 @@ class NotaryRepos:
             self._publish(gun, uploads)
 
     def _publish(self, gun: str, uploads: Mapping[str, bytes]) -> None:
-        now = self._clock()
-        with self._trust.store.transaction(gun) as tx:
-            cache: dict[str, StoredFile | None] = {}
-
-            def stored(role: str) -> bytes | None:
-                if role not in cache:
-                    cache[role] = tx.current(role)
-                f = cache[role]
-                return f.data if f is not None else None
-
-            fresh = "root" in uploads  # a new root is checked against what the signer says now
-            held = self.held(gun, fresh=fresh)
-            try:
-                checked = validate_update(
-                    gun, uploads, stored, held={r: set(k) for r, k in held.items()}, now=now
-                )
-            except (errors.BadHierarchyError, errors.BadRootError):
-                if fresh:
-                    raise
-                held = self.held(gun)  # a stale hint? ask the signer once
-                checked = validate_update(
-                    gun, uploads, stored, held={r: set(k) for r, k in held.items()}, now=now
-                )
-            files = [MetaUpdate(r, v, raw) for r, (v, raw) in checked.files.items()]
-            if checked.server_snapshot:
-                changed = {r: raw for r, (_, raw) in checked.files.items()}
-                snapshot = self._next_snapshot(gun, tx, checked.root, held, changed, now)
-                files.append(snapshot)
-                snapshot_raw = snapshot.data
-            else:
-                snapshot_raw = checked.files["snapshot"][1]
-            files.append(
-                self._next_timestamp(
-                    gun, stored("timestamp"), snapshot_raw, checked.root, held, now
-                )
+        """Compare-and-store, as :meth:`TrustService.publish`: checked and signed
+        without the write lock, stored under it if nothing read meanwhile changed."""
+        store = self._trust.store
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+            state = ReadState(store, gun)
+            files = self._prepare(gun, uploads, state, self._clock())
+            with store.transaction(gun) as tx:
+                if state.unchanged(tx):
+                    tx.add(files)
+                    break
+            logger.info("%s changed while an upload was checked; checking again (%d)", gun, attempt)
+        else:
+            raise errors.OldVersionError(
+                "the repository kept changing while this upload was checked; fetch, rebase and retry",
+                gun=gun,
             )
-            tx.add(files)
         logger.info(
             "published %s (Notary dialect): %s",
             gun,
             ", ".join(f"{f.role} v{f.version}" for f in files),
         )
 
+    def _prepare(
+        self, gun: str, uploads: Mapping[str, bytes], state: ReadState, now: datetime
+    ) -> list[MetaUpdate]:
+        """The files to store for ``uploads`` over ``state``: checked, with the next
+        snapshot (when the server holds its key) and timestamp signed."""
+        fresh = "root" in uploads  # a new root is checked against what the signer says now
+        held = self.held(gun, fresh=fresh)
+        try:
+            checked = validate_update(
+                gun, uploads, state.current, held={r: set(k) for r, k in held.items()}, now=now
+            )
+        except (errors.BadHierarchyError, errors.BadRootError):
+            if fresh:
+                raise
+            held = self.held(gun)  # a stale hint? ask the signer once
+            checked = validate_update(
+                gun, uploads, state.current, held={r: set(k) for r, k in held.items()}, now=now
+            )
+        files = [MetaUpdate(r, v, raw) for r, (v, raw) in checked.files.items()]
+        if checked.server_snapshot:
+            changed = {r: raw for r, (_, raw) in checked.files.items()}
+            snapshot = self._next_snapshot(gun, state, checked.root, held, changed, now)
+            files.append(snapshot)
+            snapshot_raw = snapshot.data
+        else:
+            snapshot_raw = checked.files["snapshot"][1]
+        files.append(
+            self._next_timestamp(
+                gun, state.current("timestamp"), snapshot_raw, checked.root, held, now
+            )
+        )
+        return files
+
     def _next_snapshot(
         self,
         gun: str,
-        tx: Any,
+        state: TxState,
         root: Root,
         held: Mapping[str, Mapping[str, Key]],
         changed: Mapping[str, bytes],
         now: datetime,
     ) -> MetaUpdate:
-        prev = tx.current("snapshot")
+        prev = state.file("snapshot")
         if prev is not None:
             previous: dict[str, Any] | None = json.loads(prev.data)["signed"]
             files = dict(changed)
         else:  # the first server-made snapshot lists every stored role
             previous = None
-            files = {
-                r: f.data for r, f in tx.current_all().items() if r not in ("snapshot", "timestamp")
-            }
+            files = {}
+            for r in state.roles():
+                f = state.file(r)
+                if f is not None and r not in ("snapshot", "timestamp"):
+                    files[r] = f.data
             files.update(changed)
         payload = generate.snapshot_payload(previous, files, now + self._trust.expiries.snapshot)
         data = self._sign(gun, "snapshot", payload, root, held)
@@ -322,7 +337,7 @@ class NotaryRepos:
                 and snap_expires is not None
                 and snap_expires - now < self._trust.expiries.snapshot_renew_before
             ):
-                update = self._next_snapshot(gun, tx, root, held, {}, now)
+                update = self._next_snapshot(gun, TxState(tx), root, held, {}, now)
                 files.append(update)
                 snapshot_raw = update.data
             files.append(self._next_timestamp(gun, ts.data, snapshot_raw, root, held, now))

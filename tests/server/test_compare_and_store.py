@@ -111,3 +111,78 @@ def test_a_publish_that_lost_the_race_is_a_version_conflict_not_an_overwrite(
         ours.publish(GUN, {"targets": mine})
     targets = json.loads(racing.inner.get_current(GUN, "targets").data)["signed"]["targets"]
     assert "from-elsewhere" in targets and "ours" not in targets
+
+
+class WatchedStore(RacingStore):
+    """Knows whether one of its write transactions is open."""
+
+    def __init__(self, inner: MetadataStore) -> None:
+        super().__init__(inner)
+        self.open = False
+
+    @contextmanager
+    def transaction(self, gun: str) -> Iterator[Any]:
+        with super().transaction(gun) as tx:
+            self.open = True
+            try:
+                yield tx
+            finally:
+                self.open = False
+
+
+class WatchingKeys:
+    """The in-process key service, recording for each signature whether the store's
+    write lock was held while the signer was asked."""
+
+    def __init__(self, inner: Any, store: WatchedStore) -> None:
+        self.inner, self.store = inner, store
+        self.signed_under_lock: list[bool] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def get_signer(self, gun: str, role: str, key: Any) -> Any:
+        signer = self.inner.get_signer(gun, role, key)
+        watch = self
+
+        class Watched:
+            public_key = signer.public_key
+
+            def sign(self, payload: bytes) -> Any:
+                watch.signed_under_lock.append(watch.store.open)
+                return signer.sign(payload)
+
+        return Watched()
+
+
+def test_a_notary_publish_asks_the_signer_without_holding_the_write_lock(
+    store, keyservice, clock
+) -> None:
+    """A slow signer must not hold the repository's (on SQLite: the database's) write
+    lock: the Notary dialect checks and signs first, then stores by compare-and-store,
+    as the TUF dialect does."""
+    from flask.testing import FlaskClient
+
+    from notary_server.app import create_app
+    from tests.notaryrepo import signed_file
+    from tests.server.helpers import upload
+    from tests.server.test_notary_dialect import NGUN, init
+
+    watched = WatchedStore(store)
+    keys = WatchingKeys(keyservice, watched)
+    service = TrustService(watched, keys, ServerConfig(), clock=clock)  # type: ignore[arg-type]
+    client: FlaskClient = create_app(service=service).test_client()
+    owner, _ = init(client, NGUN, server_snapshot=True)
+    assert keys.signed_under_lock and not any(keys.signed_under_lock)
+
+    # a later publish, with a renewal racing it before its write: checked again
+    keys.signed_under_lock.clear()
+    first = json.loads(store.get_current(NGUN, "timestamp").data)["signed"]["version"]
+    clock.advance(hours=17)  # inside the timestamp's renewal window
+    other = TrustService(store, keyservice, ServerConfig(), clock=clock)
+    watched.race = lambda: other.notary.renew(NGUN)
+    files = {"targets": signed_file(owner.targets_signed(2, {"v2": b"more"}), owner.targets)}
+    assert upload(client, NGUN, files).status_code == 200
+    assert not any(keys.signed_under_lock)
+    now = json.loads(store.get_current(NGUN, "timestamp").data)["signed"]["version"]
+    assert now == first + 2  # the renewal's, then this publish's
