@@ -382,3 +382,68 @@ def test_the_cache_lets_dead_entries_go_as_new_ones_arrive() -> None:
         cache.put_negative(("new", i), "denied", "NOT_SIGNED")
     assert len(cache) == 100
     assert cache.get(("new", 0)) == "denied" and cache.get(("old", 0)) is None
+
+
+class HeldVerifier:
+    """A verifier (the Verifier's interface) whose state moves on as soon as a
+    verification starts, and which answers when ``release`` is set."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.calls = 0
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.versions: int | None = None
+
+    def verify(
+        self, image: object, *, signers: object = (), registry_mode: object = None
+    ) -> object:
+        from datetime import UTC, datetime, timedelta
+        from types import SimpleNamespace
+
+        self.calls += 1
+        self.versions = 1  # the state the verification rests on, before it answers
+        self.started.set()
+        self.release.wait(30)
+        later = datetime.now(UTC) + timedelta(days=1)
+        return SimpleNamespace(digest=f"sha256:{1:064x}", expires={"timestamp": later},
+                               fresh_until=later, versions=1)  # fmt: skip
+
+    def trusted_versions(self, gun: str) -> int | None:
+        return self.versions
+
+
+def test_a_request_arriving_while_the_state_moves_on_joins_the_verification_in_flight() -> None:
+    """The cache key carries the trusted versions, read before verifying; a request
+    that reads the new versions while the verification that moved the state is still
+    in flight must join it, not start another (one fetch per metadata file)."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from trustctl.gate.decide import Gate
+    from trustctl.gate.review import AdmissionRequest
+
+    policy = load_policy(
+        "version: 1\nservers: {m: {url: 'https://t.example'}}\nrules: [{pattern: '**', server: m}]\n"
+    )
+    verifier = HeldVerifier()
+    gate = Gate(lambda: policy, lambda _s, _b: verifier, workers=4)
+    pod = {"spec": {"containers": [{"name": "a", "image": "r.io/app:v1"}]}}
+    try:
+        with ThreadPoolExecutor(2) as ex:
+            first = ex.submit(
+                gate.validate, AdmissionRequest("u1", "Pod", "", "v1", "CREATE", object=pod), 10
+            )
+            assert verifier.started.wait(30)  # in flight, the state already moved on
+            second = ex.submit(
+                gate.validate, AdmissionRequest("u2", "Pod", "", "v1", "CREATE", object=pod), 10
+            )
+            while verifier.calls < 2 and not second.done() and gate.cache.misses < 2:
+                verifier.started.wait(0.01)  # until the second request has looked up...
+            time.sleep(0.2)  # ...and joined or started a verification (synchronisation only)
+            verifier.release.set()
+            assert first.result(30).allowed and second.result(30).allowed
+    finally:
+        gate.close()
+    assert verifier.calls == 1

@@ -369,17 +369,23 @@ class Gate:
         tag: str,
         image: str,
     ) -> _Flight:
-        """The verification of ``key`` in flight, started now if there is none."""
+        """The verification of ``key`` in flight, started now if there is none.
+
+        Flights are keyed without the trusted versions: a request that reads the
+        versions a verification in flight has just moved the state to joins it, as
+        one that read the older ones does (one check of the trust server, not two).
+        """
         started = False
+        fkey = key[:-1]
         with self._lock:
-            flight = self._flights.get(key)
+            flight = self._flights.get(fkey)
             if flight is None:
                 fut = self._pool.submit(self._verify, server, target, rule, ref, tag, image, key)
-                flight = self._flights[key] = _Flight(fut)
+                flight = self._flights[fkey] = _Flight(fut)
                 started = True
         if started:
             # outside the lock: a verification already finished runs the callback here
-            flight.future.add_done_callback(lambda _f: self._land(key))
+            flight.future.add_done_callback(lambda _f: self._land(fkey))
         return flight
 
     def _land(self, key: tuple[Any, ...]) -> None:
