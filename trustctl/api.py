@@ -44,6 +44,7 @@ Example:
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -54,11 +55,12 @@ from typing import TYPE_CHECKING
 from tuf.api import exceptions as tuf_exc
 from tuf.ngclient import UpdaterConfig
 
-from trustctl.context import Overrides, Settings, TrustContext
+from trustctl.connect import server_transport, server_url
 from trustctl.errors import InvalidReferenceError, TrustctlError
 from trustctl.fetcher import TransportFetcher
 from trustctl.reference import ImageRef, parse_reference
-from trustctl.retry import DEFAULT_BUDGET
+from trustctl.retry import DEFAULT_BUDGET, RetryPolicy
+from trustctl.truststore import TrustStore
 from trustctl.tufview import TrustedRepository, map_tuf_error
 from trustctl.verify import (
     REGISTRY_DIGEST,
@@ -190,17 +192,17 @@ class Verifier:
         retry_budget: float = DEFAULT_BUDGET,
         layout: Layout | None = None,
     ) -> None:
-        settings = Settings(
-            server=server,
-            trust_dir=Path(trust_dir),
+        self._trust_dir = Path(trust_dir)
+        # validated now, not at the first call
+        self._server = server_url(server, config_file=self._trust_dir / "config.json")
+        self._transport = server_transport(
             tls_ca=tls_ca,
             timeout=timeout,
-            retry_budget=retry_budget,
+            retry=RetryPolicy(budget=retry_budget) if retry_budget > 0 else None,
+            environ=os.environ,
+            inner=transport,
         )
-        self._ctx = TrustContext(settings, overrides=Overrides(server_transport=transport))
-        self._server = self._ctx.server  # validated now, not at the first call
-        self._transport = self._ctx.server_transport
-        self._trust_dir = Path(trust_dir)
+        self._trust = TrustStore(self._trust_dir)
         self._registry = registry
         self._clock = clock or (lambda: datetime.now(UTC))
         self._layout = layout or Layout()
@@ -249,7 +251,7 @@ class Verifier:
             )
         repo = self._repository(ref.gun)
         arrived = next(self._ticks)
-        with repo.lock, self._ctx.trust.lock(ref.gun):
+        with repo.lock, self._trust.lock(ref.gun):
             state = self._current(repo, arrived)
             result = verify_tag(
                 state.repo.fork(),
@@ -271,7 +273,7 @@ class Verifier:
             TrustctlError: the trust data failed verification (see :meth:`verify`).
         """
         repo = self._repository(gun)
-        with repo.lock, self._ctx.trust.lock(gun):
+        with repo.lock, self._trust.lock(gun):
             repo.state = None
             repo.state = self._refresh(repo)
             repo.checked, repo.failed = next(self._ticks), None
@@ -284,7 +286,7 @@ class Verifier:
         """
         repo = self._repository(gun)
         arrived = next(self._ticks)
-        with repo.lock, self._ctx.trust.lock(gun):
+        with repo.lock, self._trust.lock(gun):
             return self._current(repo, arrived).repo.fork()
 
     def trusted_versions(self, gun: str) -> TrustedVersions | None:
@@ -355,7 +357,7 @@ class Verifier:
     def _refresh(self, repo: _Repository, answers: dict[str, bytes | int] | None = None) -> _State:
         """The full client workflow, from the trusted state on disk (python-tuf)."""
         gun = repo.gun
-        pinned = self._ctx.trust.require_pinned(gun)
+        pinned = self._trust.require_pinned(gun)
         cache_dir = self._layout.metadata_dir(self._trust_dir, gun)
         cache_dir.mkdir(parents=True, exist_ok=True)
         trusted = TrustedRepository(
@@ -428,7 +430,7 @@ class Verifier:
     def _locally_current(self, repo: _Repository, state: _State) -> bool:
         """The checks of :meth:`_still_current` that ask no server: the same pinned
         root, no other process moved the trust dir on, nothing verified has expired."""
-        if self._ctx.trust.pinned_bytes(repo.gun) != state.repo.pinned_root:
+        if self._trust.pinned_bytes(repo.gun) != state.repo.pinned_root:
             return False  # unpinned or re-pinned meanwhile
         if state.repo.stored_marker() != state.marker:
             return False  # another process moved the trust dir on: python-tuf must judge

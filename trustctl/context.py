@@ -25,11 +25,10 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
+from trustctl.connect import check_file, server_transport, server_url
 from trustctl.errors import ConfigError
 from trustctl.output import Printer
-from trustctl.reference import is_loopback_host, split_host_port
 
 # Collaborators are imported when first built, so a command loads only what it uses
 # (`verify` never loads the key store, the publisher or skopeo support).
@@ -104,14 +103,6 @@ def load_config_file(trust_dir: Path) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in CONFIG_KEYS}
 
 
-def _check_file(value: str | None, option: str) -> str | None:
-    if value is None:
-        return None
-    if not Path(value).is_file():
-        raise ConfigError(f"{option} {value}: no such file")
-    return value
-
-
 class TrustContext:
     """Everything a command needs, built lazily from :class:`Settings`."""
 
@@ -165,25 +156,7 @@ class TrustContext:
         Raises:
             ConfigError: not configured, or plain HTTP to a non-loopback host.
         """
-        server = self.settings.server
-        if not server:
-            raise ConfigError(
-                "no trust server configured",
-                hint='pass --server https://HOST:PORT, set TRUSTCTL_SERVER, or add "server" to '
-                f"{self.settings.trust_dir / 'config.json'}",
-            )
-        parts = urlsplit(server)
-        if parts.scheme not in ("https", "http") or not parts.netloc:
-            raise ConfigError(
-                f"--server {server!r} is not an http(s) URL",
-                hint="e.g. --server https://notary:4443",
-            )
-        if parts.scheme == "http" and not is_loopback_host(split_host_port(parts.netloc)[0]):
-            raise ConfigError(
-                f"refusing plain HTTP to the trust server {server}: metadata and credentials would travel in clear",
-                hint="use https:// (plain HTTP is allowed on loopback addresses only)",
-            )
-        return server.rstrip("/")
+        return server_url(self.settings.server, config_file=self.settings.trust_dir / "config.json")
 
     @cached_property
     def retry(self) -> RetryPolicy:
@@ -199,22 +172,13 @@ class TrustContext:
     @cached_property
     def server_transport(self) -> Transport:
         """The trust server's transport: retries what is safe (:mod:`trustctl.retry`)."""
-        from trustctl.retry import RetryingTransport
-
-        inner = self.overrides.server_transport
-        if inner is None:
-            from trustctl.credentials import CredentialStore
-            from trustctl.transport import HttpTransport
-
-            creds = CredentialStore(environ=self.environ, env_prefix="TRUSTCTL_SERVER")
-            inner = HttpTransport(
-                ca_file=_check_file(self.settings.tls_ca, "--tls-ca"),
-                credentials=creds.lookup,
-                timeout=self.settings.timeout,
-            )
-        if self.settings.retry_budget <= 0:
-            return inner
-        return RetryingTransport(inner, self.retry)
+        return server_transport(
+            tls_ca=self.settings.tls_ca,
+            timeout=self.settings.timeout,
+            retry=self.retry if self.settings.retry_budget > 0 else None,
+            environ=self.environ,
+            inner=self.overrides.server_transport,
+        )
 
     @cached_property
     def registry_transport(self) -> Transport:
@@ -225,7 +189,7 @@ class TrustContext:
 
         creds = CredentialStore(environ=self.environ, env_prefix="TRUSTCTL_REGISTRY")
         return HttpTransport(
-            ca_file=_check_file(self.settings.registry_ca, "--registry-ca"),
+            ca_file=check_file(self.settings.registry_ca, "--registry-ca"),
             credentials=creds.lookup,
             timeout=self.settings.timeout,
         )

@@ -197,6 +197,13 @@ def publish_changes(
     there are some, a note names them.
     """
     result = tctx.publisher(gun).publish(changes, replace_pending=replace_pending)
+    report_publish(tctx, gun, result)
+    return result, list(changes)
+
+
+def report_publish(tctx: TrustContext, gun: str, result: PublishResult) -> None:
+    """After a command published its own changes: the publish's warnings, and a note
+    naming the changes staged earlier, which were not published."""
     for warning in result.warnings:
         tctx.printer.warn(warning)
     others = Changelist(tctx.trust.changes_dir(gun)).entries()
@@ -206,7 +213,6 @@ def publish_changes(
             f"Note: {len(others)} change(s) staged earlier for {gun} were not published ({shown}): "
             f"see `trustctl status {gun}`, publish them with `trustctl publish {gun}`"
         )
-    return result, list(changes)
 
 
 def publish_staged(

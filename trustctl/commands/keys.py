@@ -260,22 +260,13 @@ def key_rotate(
     old and the new root keys, so deployers follow it without any change.
     """
     gun = gun_arg(gun)
-    from trustctl.admin import rotation_changes
     from trustctl.keys import load_public_key_file
+    from trustctl.library import rotate_key
 
     new_public = load_public_key_file(key_file) if key_file else None
     with tctx.trust.lock(gun):
-        repo = tctx.open_trusted(gun)
-        rotation = rotation_changes(
-            gun,
-            role,
-            repo=repo,
-            client=tctx.client,
-            keystore=tctx.keystore,
-            new_public=new_public,
-            algorithm=algorithm,
-        )
-        result = tctx.publisher(gun).publish(rotation.changes)
+        rotated = rotate_key(tctx.publisher(gun), role, new_public=new_public, algorithm=algorithm)
+    rotation, result = rotated.rotation, rotated.result
     for warning in result.warnings:
         tctx.printer.warn(warning)
     steps = [*rotation.next_steps, *_after_rotation(tctx, gun, rotation, result)]

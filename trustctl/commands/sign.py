@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from trustctl.changes import Change, Changelist
+from trustctl.changes import Changelist
 from trustctl.cli import TrustctlCommand, pass_ctx
 from trustctl.commands._common import (
     Listed,
@@ -21,11 +21,11 @@ from trustctl.commands._common import (
     is_notary,
     name_reference,
     one_repository,
-    publish_changes,
     publish_data,
     publish_lines,
     read_references,
     references,
+    report_publish,
     verify_details,
 )
 from trustctl.errors import BatchError, TrustctlError, UsageError
@@ -174,6 +174,8 @@ def sign_cmd(
         keyid = tctx.keystore.likely_signing_key(gun)
         if keyid is not None:
             tctx.keystore.prefetch(keyid)
+    from trustctl.library import TagToSign, sign_changes, sign_tags
+
     descs = _resolve_all(tctx, wanted, digest, size, media_type)
     entries = [
         {
@@ -186,38 +188,25 @@ def sign_cmd(
         }
         for ref, desc in zip(refs, descs, strict=True)
     ]
-    changes = [
-        Change.create(
-            "add-target",
-            tag=ref.tag,
-            sha256=desc.hex,
-            length=desc.size,
-            media_type=desc.media_type,
-            role=role,
-        )
+    to_sign = [
+        TagToSign(str(ref.tag), desc.digest, desc.size, desc.media_type)
         for ref, desc in zip(refs, descs, strict=True)
     ]
     with tctx.trust.lock(gun):
         tctx.trust.require_pinned(gun)
         if no_publish:
-            Changelist(tctx.trust.changes_dir(gun)).stage(*changes)
+            Changelist(tctx.trust.changes_dir(gun)).stage(*sign_changes(to_sign, role=role))
             tags = [{**e, "status": "staged"} for e in entries]
             lines = [f"Staged: {e['image']} {e['digest']}" for e in entries]
             lines.append(f"  publish with: trustctl publish {gun}")
             tctx.printer.result("sign", _document(tags, {"status": "staged"}), lines)
             return
-        result, _ = publish_changes(tctx, gun, changes, replace_pending=replace_pending)
+        signed = sign_tags(tctx.publisher(gun), to_sign, role=role, replace_pending=replace_pending)
+        report_publish(tctx, gun, signed.result)
+    result, changes = signed.result, signed.changes
     pending_roles = {p.role for p in result.pending}
     tags, lines = [], []
-    for entry, change in zip(entries, changes, strict=True):
-        touched = result.roles_for_change.get(change.id, [])
-        status = (
-            "unchanged"
-            if not touched
-            else "pending"
-            if pending_roles.intersection(touched)
-            else "published"
-        )
+    for entry, status in zip(entries, signed.status, strict=True):
         tags.append({**entry, "status": status})
         lines.append(_sign_line(entry, status))
     if len(refs) == 1 and tags[0]["status"] == "pending":
@@ -256,8 +245,8 @@ def _verify_all(
     Raises:
         TrustctlError: only what makes every answer impossible with one reference.
     """
+    from trustctl.library import verify_tags
     from trustctl.tufview import prefetch_bins
-    from trustctl.verify import verify_tag
 
     answers: dict[int, VerifiedTag | TrustctlError] = {}
     by_gun: dict[str, list[int]] = {}
@@ -299,18 +288,15 @@ def _verify_all(
                 pending = tctx.pending_store()
             except Exception:  # noqa: BLE001 - the pending store only improves a message
                 pending = None
-            for i in indexes:
-                try:
-                    answers[i] = verify_tag(
-                        repo,
-                        refs[i],
-                        registry=registry,
-                        registry_mode=mode,
-                        required_signers=signers,
-                        pending=pending,
-                    )
-                except TrustctlError as e:
-                    answers[i] = e
+            found = verify_tags(
+                repo,
+                [refs[i] for i in indexes],
+                registry=registry,
+                registry_mode=mode,
+                signers=signers,
+                pending=pending,
+            )
+            answers.update(zip(indexes, found, strict=True))
     return [answers[i] for i in range(len(refs))]
 
 

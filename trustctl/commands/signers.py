@@ -15,6 +15,7 @@ from trustctl.commands._common import (
     publish_changes,
     publish_data,
     publish_lines,
+    report_publish,
     tag_policy_lines,
 )
 from trustctl.layout import check_signer_name, owner_bins, signer_roles, tag_policy
@@ -101,32 +102,29 @@ def signer_add(
     """
     name = check_signer_name(name)
     gun = gun_arg(gun)
-    from trustctl.admin import key_doc
     from trustctl.keys import load_public_key_file
+    from trustctl.library import add_signer, add_signer_change
 
     keys = [load_public_key_file(path) for path in key_files]
     with tctx.trust.lock(gun):
         tctx.trust.require_pinned(gun)
-        change = Change.create(
-            "add-signer",
-            name=name,
-            keys=[key_doc(k) for k in keys],
-            threshold=threshold,
-            paths=list(paths) or None,
-            force=force,
-        )
         extra = f", threshold {threshold}" if threshold else ""
         extra += f", holding the tags {' '.join(paths)}" if paths else ""
         data = {"gun": gun, "name": name, "keyids": [k.keyid for k in keys], "threshold": threshold}
-        _publish_or_stage(
-            tctx,
-            gun,
-            "signer add",
-            f"added signer {name} to {gun}{extra}",
-            data,
-            no_publish,
-            change,
+        head = f"added signer {name} to {gun}{extra}"
+        if no_publish:
+            change = add_signer_change(name, keys, threshold=threshold, paths=paths, force=force)
+            _publish_or_stage(tctx, gun, "signer add", head, data, no_publish, change)
+            return
+        added = add_signer(
+            tctx.publisher(gun), name, keys, threshold=threshold, paths=paths, force=force
         )
+        report_publish(tctx, gun, added.result)
+    tctx.printer.result(
+        "signer add",
+        {**data, **publish_data(added.result, added.changes)},
+        [f"OK: {head}", *publish_lines(gun, added.result)],
+    )
 
 
 @signer_group.command("remove", cls=TrustctlCommand)
