@@ -336,7 +336,9 @@ class Verifier:
         failed = repo.failed
         if failed is not None and failed[0] > arrived:
             self.stats.shared += 1
-            raise failed[1]  # a check that ended after this call arrived failed
+            # a check that ended after this call arrived failed: the same error, with a
+            # traceback of its own (a re-raised exception would keep growing the old one)
+            raise failed[1].with_traceback(None)
         if state is not None and repo.checked > arrived and self._locally_current(repo, state):
             self.stats.shared += 1
             return state

@@ -23,8 +23,10 @@ from tuf.api.metadata import SuccinctRoles
 from tests.trustctl.support import SERVER_URL, FlaskTransport, Mitm, Person, Run
 from trustctl.api import Verifier
 from trustctl.errors import (
+    NetworkError,
     NoPinnedRootError,
     RollbackError,
+    ServerUnavailableError,
     SignerPolicyError,
     StaleMetadataError,
     TagNotSignedError,
@@ -308,3 +310,33 @@ def test_the_trusted_versions_follow_the_state_in_memory(
     moved = api.trusted_versions(GUN)
     assert moved == second.versions and moved is not None
     assert moved.timestamp > held.timestamp and moved.snapshot > held.snapshot
+
+
+class Refusing:
+    """A trust server that cannot be reached, counting the attempts."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        self.calls += 1
+        raise NetworkError(f"cannot reach the trust server at {url}: connection refused")
+
+
+def test_concurrent_calls_share_one_failed_check(
+    person: MakePerson, owner: Person, server: FlaskTransport, tmp_path: Path
+) -> None:
+    """The calls waiting for a check that fails get its error; none asks again."""
+    sign(owner, "v1", 1)
+    d = deployer(person, tmp_path, server)
+    refusing = Refusing()
+    hold = HoldFirst(refusing)  # type: ignore[arg-type]
+    api = Verifier(SERVER_URL, trust_dir=d.trust_dir, transport=hold, retry_budget=0)  # type: ignore[arg-type]
+    with ThreadPoolExecutor(5) as ex:
+        futures = [ex.submit(api.verify, f"{GUN}:v1") for _ in range(5)]
+        assert hold.holding.wait(30)
+        time.sleep(0.5)  # the others arrive meanwhile (synchronisation, nothing timed)
+        hold.release.set()
+        errors = [f.exception(timeout=60) for f in futures]
+    assert all(isinstance(e, ServerUnavailableError) for e in errors), errors
+    assert refusing.calls == 1 and api.stats.shared == 4
