@@ -12,8 +12,9 @@ came from, under which delegator, which keys signed), the k-of-n state of a role
 every tag of a repository (``inspect``), and the verified envelopes to edit on
 top of (``sign``). This module derives those *labels* from the very bytes python-tuf
 was given: the fetcher records every metadata file python-tuf downloads, and keeps a
-copy in a small store of its own (python-tuf's cache files are its own business and
-are never read here). A label is only made from bytes that check out against the
+copy in a small store of its own (python-tuf's cached copy of a role is tried too,
+as one more candidate: a warm ``inspect`` then downloads no hash bin again; it is
+checked exactly like a download). A label is only made from bytes that check out against the
 trusted snapshot (version, length, hashes) and carry the delegator's signatures,
 and every role is verified per (role, delegator): a role that verifies through one
 delegator says nothing about another delegator of the same name. A label walk that
