@@ -68,6 +68,8 @@ def test_verify_loads_no_key_store_publisher_or_skopeo(
         str(deployer.trust_dir),
         "--server",
         "https://127.0.0.1:9",
+        "--retry-budget",  # refused at once: no 30 s of retries
+        "0",
         "verify",
         f"{GUN}:v1",
         "--no-registry-check",
