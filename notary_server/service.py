@@ -5,6 +5,10 @@ service together. Views call one method and render its result; nothing here know
 about HTTP. Collaborators come in through the constructor: a
 :class:`~notary_server.storage.MetadataStore`, a
 :class:`~notary_signer.keyservice.KeyService` and a clock.
+
+Why one module of this size: it is the list of use cases, one method each, and
+the place to read what a route does end to end; the rules themselves live in
+``validation``, ``publisher``, ``repostate`` and ``notary``.
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ Errors the front answers itself use the error envelope
 This module serves the connections of one worker process (:class:`_Worker`); the
 process model (bind, fork the workers, restart them, stop gracefully) is
 :mod:`notary_signer.frontproc`, whose ``serve`` is the entry point.
+
+Why one module of this size: a connection's life (accept, admission, TLS,
+head, body, deadlines, the hand-over to the app and the answer) is one state
+machine; its small HTTP helpers are private to it.
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ Example:
     >>> store = KeyStore(Path("/tmp/t/private"), PassphraseSource({"TRUSTCTL_ROOT_PASSPHRASE": "pw"}))
     >>> info = store.generate("root", gun="127.0.0.1:5000/app")  # doctest: +SKIP
     >>> store.signer(info.keyid).sign(b"payload")  # doctest: +SKIP
+
+Why one module of this size: the key file format, its encryption and the store's
+file rules (modes, names, import and export) must change together, and every
+function here reads or writes that one format.
 """
 
 from __future__ import annotations

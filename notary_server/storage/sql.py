@@ -18,6 +18,10 @@ The schema belongs to the Alembic migrations; run :func:`migrate` at start-up::
     store = SQLStore("sqlite:////var/lib/notary/server.db")
     with store.transaction("example.com/app") as tx:
         tx.add([MetaUpdate("timestamp", 2, data)])
+
+Why one module of this size: the transaction, its lock, the change-feed order
+and the hot-path raw queries must agree on one connection discipline per dialect;
+they are kept where one reading shows all of it.
 """
 
 from __future__ import annotations

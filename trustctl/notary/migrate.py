@@ -18,6 +18,10 @@
    snapshot and timestamp), pin its root, then publish whatever the repository does
    not hold yet. Each step is skipped when already done, so a run that failed
    half-way can simply be run again.
+
+Why one module of this size: verify, plan and write are three steps of one
+command whose plan (pure) is what the tests read against the written repository;
+splitting them would put the rules of what is carried in three places.
 """
 
 from __future__ import annotations
