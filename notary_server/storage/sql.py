@@ -122,16 +122,6 @@ def _version_conflict(gun: str, cause: Exception) -> OldVersionError:
     )
 
 
-_FILE_COLUMNS = (
-    TufFile.gun,
-    TufFile.role,
-    TufFile.version,
-    TufFile.data,
-    TufFile.sha256,
-    TufFile.created_at,
-)
-
-
 def _current_stmt(gun: str, role: str) -> Any:
     return (
         select(TufFile)
@@ -293,7 +283,6 @@ class SQLStore(MetadataStore):
             read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._writes = sessionmaker(write_engine, expire_on_commit=False, autoflush=False)
         self._reads = sessionmaker(read_engine, expire_on_commit=False, autoflush=False)
-        self._read_engine = read_engine
         # Current-file checks use raw pooled connections; on PostgreSQL a pool of its
         # own in autocommit mode, so a check is one round trip (no BEGIN, no ROLLBACK).
         self._digest_engine = (
@@ -309,6 +298,9 @@ class SQLStore(MetadataStore):
             "ORDER BY version DESC LIMIT 1"
         )
         columns = "SELECT gun, role, version, data, sha256, created_at FROM tuf_files"
+        self._current_sql = (
+            f"{columns} WHERE gun = {mark} AND role = {mark} ORDER BY version DESC LIMIT 1"
+        )
         self._version_sql = f"{columns} WHERE gun = {mark} AND role = {mark} AND version = {mark}"
         self._checksum_sql = (
             f"{columns} WHERE gun = {mark} AND role = {mark} AND sha256 = {mark} "
@@ -411,17 +403,8 @@ class SQLStore(MetadataStore):
         with _db_errors(), self._reads() as session:
             return query(session)
 
-    def _first(self, stmt: Any) -> Any:
-        """One row through SQLAlchemy Core: the hot read path skips the ORM."""
-        with _db_errors(), self._read_engine.connect() as conn:
-            return conn.execute(stmt).first()
-
-    def _read_file(self, stmt: Any) -> StoredFile | None:
-        row = self._first(stmt.with_only_columns(*_FILE_COLUMNS))
-        return StoredFile(row[0], row[1], row[2], bytes(row[3]), row[4], row[5]) if row else None
-
     def get_current(self, gun: str, role: str) -> StoredFile | None:
-        return self._read_file(_current_stmt(gun, role))
+        return self._raw_file(self._current_sql, (gun, role))
 
     def _raw_row(self, sql: str, params: tuple[Any, ...]) -> Any:
         """One row by plain DB-API on a pooled connection: the hot read paths, about
