@@ -53,19 +53,51 @@ def _run_worker(
         balance,
     )
     balance.set(0)
+    run_loop(_serve_until_stopped(worker, sock, asyncio.Event(), graceful_timeout))
+    worker.pool.shutdown(wait=False, cancel_futures=True)
 
-    async def main() -> None:
+
+async def _serve_until_stopped(
+    worker: _Worker,
+    sock: socket.socket,
+    stop: asyncio.Event,
+    graceful_timeout: float,
+    *,
+    signals: bool = True,
+    ready: Callable[[], None] | None = None,
+) -> None:
+    """Accept on ``sock`` until ``stop`` is set (or, with ``signals``, SIGTERM or
+    SIGINT), then let requests in flight finish for ``graceful_timeout`` seconds."""
+    if signals:
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        worker.listen(sock)
-        await stop.wait()
-        worker.stop_listening(sock)
-        await worker.drain(graceful_timeout)
+    worker.listen(sock)
+    if ready is not None:
+        ready()
+    await stop.wait()
+    worker.stop_listening(sock)
+    await worker.drain(graceful_timeout)
 
-    run_loop(main())
-    worker.pool.shutdown(wait=False, cancel_futures=True)
+
+def _bind(host: str, port: int, limits: FrontLimits) -> socket.socket:
+    """The listening socket (``port`` 0: any free port), once the limits are checked
+    and the open-file limit raised for them."""
+    limits.check()
+    _allow_open_files(limits.max_connections + 256)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP named: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on
+    # sockets whose protocol says TCP
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
 
 
 def run_loop(main: Coroutine[Any, Any, None]) -> None:
@@ -124,16 +156,7 @@ def serve(
             access_log=access_log,
         ).serve_forever()
         return
-    limits.check()
-    _allow_open_files(limits.max_connections + 256)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP named: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on
-    # sockets whose protocol says TCP
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host.strip("[]"), port))
-    sock.listen(1024)
-    sock.setblocking(False)
+    sock = _bind(host, port, limits)
     logger.info(
         "%s listening on %s:%d (%d workers x %d threads)", name, host, port, workers, threads
     )
@@ -235,18 +258,7 @@ class InProcessFront:
         graceful_timeout: float = 10.0,
         access_log: bool = False,
     ) -> None:
-        limits.check()
-        _allow_open_files(limits.max_connections + 256)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.sock.bind((host.strip("[]"), port))
-            self.sock.listen(1024)
-        except OSError:
-            self.sock.close()
-            raise
-        self.sock.setblocking(False)
+        self.sock = _bind(host, port, limits)
         self.port = int(self.sock.getsockname()[1])
         self.name = name
         self.threads = threads
@@ -258,18 +270,17 @@ class InProcessFront:
         self._thread: threading.Thread | None = None
 
     async def _main(self, signals: bool) -> None:
-        loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self._loop = loop
-        if signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self._stop.set)
-        self.worker.listen(self.sock)
-        self._ready.set()
         logger.info("%s listening on port %d (%d threads)", self.name, self.port, self.threads)
-        await self._stop.wait()
-        self.worker.stop_listening(self.sock)
-        await self.worker.drain(self.graceful_timeout)
+        await _serve_until_stopped(
+            self.worker,
+            self.sock,
+            self._stop,
+            self.graceful_timeout,
+            signals=signals,
+            ready=self._ready.set,
+        )
 
     def serve_forever(self, *, signals: bool = True) -> None:
         """Serve until stopped; ``signals``: SIGTERM and SIGINT stop it gracefully
