@@ -34,7 +34,7 @@ import hashlib
 import json
 from typing import Any, Protocol
 
-__all__ = ["canonical_json", "compute_keyid", "is_canonical", "notary_keyid"]
+__all__ = ["canonical_json", "compute_keyid", "holds_float", "is_canonical", "notary_keyid"]
 
 
 class _PublicKey(Protocol):
@@ -72,6 +72,21 @@ def _exact(value: Any) -> bytes:
         return text.encode("utf-8")
     except Exception as e:  # noqa: BLE001 - FormatError, UnicodeEncodeError (lone surrogates), ...
         raise ValueError(f"cannot be canonicalised: {e}") from None
+
+
+def holds_float(value: Any) -> bool:
+    """Whether a JSON value holds a float anywhere (it then has no canonical form, and
+    :func:`canonical_json` must not be given it)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float):
+            return True
+    return False
 
 
 def is_canonical(value: Any, payload: bytes) -> bool:

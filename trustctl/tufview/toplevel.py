@@ -24,7 +24,7 @@ from tuf.api.metadata import (
 from tuf.api.serialization import DeserializationError
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
-from notary_signer.canonical import canonical_json
+from notary_signer.canonical import canonical_json, holds_float
 from trustctl import __version__
 from trustctl.errors import TrustctlError
 from trustctl.tufview.downloads import FILE_RE, LabelStore, RecordingFetcher, store_key
@@ -365,19 +365,6 @@ def _signed_bytes(md: Metadata[Any]) -> bytes:
     times faster on hundreds of hash bins); a document holding a float has no canonical
     form and goes to python-tuf's own encoder, which refuses it."""
     value = md.signed.to_dict()
-    if _holds_float(value):
+    if holds_float(value):
         return md.signed_bytes
     return canonical_json(value)
-
-
-def _holds_float(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, float):
-            return True
-    return False
