@@ -18,9 +18,10 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["CurrentHints", "Generation", "SharedGeneration"]
+__all__ = ["MISSING", "CurrentHints", "Generation", "SharedGeneration"]
 
-_MISSING = object()
+#: What :meth:`CurrentHints.get` answers when it has no usable hint.
+MISSING = object()
 
 
 class Generation:
@@ -84,10 +85,10 @@ class CurrentHints:
         """The remembered digest (or None: nothing stored), or :data:`MISSING`."""
         hint = self._hints.get((gun, role))
         if hint is None:
-            return _MISSING
+            return MISSING
         generation, at, digest = hint
         if generation != self.generation.value() or self._monotonic() - at > self.ttl:
-            return _MISSING
+            return MISSING
         return digest
 
     def start(self) -> tuple[int, float]:
@@ -100,6 +101,3 @@ class CurrentHints:
         if len(self._hints) >= self._size:
             self._hints.clear()  # bounded; refilled by the next reads
         self._hints[(gun, role)] = (started[0], started[1], digest)
-
-
-MISSING = _MISSING
