@@ -242,3 +242,22 @@ def test_fast_path_answers_exactly_like_flask(app, client, make_owner):
         assert (fast.status_code, fast.data) == (slow.status_code, slow.data), path
         for h in ("ETag", "Cache-Control", "Content-Type", "X-Request-ID"):
             assert fast.headers.get(h) == slow.headers.get(h), (path, h)
+
+
+def test_fast_path_answers_the_ping_itself(app, client):
+    """A notary client's every command starts with ``GET /v2/``; the fast path answers
+    it without Flask (the app behind it must not be called), byte for byte as Flask."""
+    from werkzeug.test import Client
+
+    def flask_must_not_run(environ, start_response):
+        raise AssertionError(f"fell through to Flask: {environ['PATH_INFO']}")
+
+    fast = Client(
+        type(app.wsgi_app)(flask_must_not_run, app.wsgi_app.service, app.wsgi_app.metrics)
+    )
+    flask_only = Client(app.wsgi_app.app)
+    headers = {"X-Request-ID": "same-request-id"}
+    a, b = fast.get("/v2/", headers=headers), flask_only.get("/v2/", headers=headers)
+    assert (a.status_code, a.data) == (b.status_code, b.data) == (200, b"{}\n")
+    for h in ("Content-Type", "Content-Length", "X-Request-ID"):
+        assert a.headers.get(h) == b.headers.get(h), h
