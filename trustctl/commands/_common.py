@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from trustctl.changes import Change, Changelist
 from trustctl.errors import (
     InvalidReferenceError,
+    NoPinnedRootError,
     TrustctlError,
     UnknownRepositoryError,
     UsageError,
@@ -18,6 +19,7 @@ from trustctl.reference import ImageRef, parse_gun, parse_reference
 if TYPE_CHECKING:
     from trustctl.context import TrustContext
     from trustctl.layout import TagPolicy
+    from trustctl.notary.updater import TrustedNotary
     from trustctl.repo import PublishResult
     from trustctl.truststore import PinnedRoot
     from trustctl.verify import VerifiedTag
@@ -178,13 +180,57 @@ def ensure_pinned(tctx: TrustContext, gun: str, *, tofu: bool) -> PinnedRoot:
 
 
 def is_notary(tctx: TrustContext, gun: str, *, tofu: bool) -> bool:
-    """Whether ``gun`` is read as a Notary-dialect repository (a pinned TUF root answers
-    at once, without loading the Notary support and its X.509 code)."""
+    """Whether ``gun`` is read as a Notary-dialect repository: from the pin when there
+    is one (a pinned TUF root answers at once, without loading the Notary support and
+    its X.509 code; also after `trustctl migrate` moved the GUN to TUF 1.0), else from
+    the root the server serves (a Notary root with ``--tofu`` is pinned, announced).
+
+    Raises:
+        NoPinnedRootError: a Notary repository, nothing pinned, no ``--tofu``.
+    """
     if tctx.trust.pinned(gun) is not None:
         return False
-    from trustctl.notary.verify import NOTARY, dialect_of
+    from trustctl.notary.pinning import NotaryPin
+    from trustctl.notary.updater import is_notary_root
+    from trustctl.notary.verify import notary_state
 
-    return dialect_of(tctx, gun, tofu=tofu) == NOTARY
+    state = notary_state(tctx.trust, gun)
+    if state.pin() is not None:
+        return True
+    try:
+        raw = tctx.client.get_file(gun, "root.json")
+    except TrustctlError:
+        if tofu:
+            raise
+        return False  # the TUF 1.0 path says what is missing (no pin, no server)
+    if not is_notary_root(raw):
+        return False
+    if not tofu:
+        raise NoPinnedRootError(
+            f"{gun} is a Notary (Docker Content Trust) repository and no root certificate is pinned for it",
+            hint=f"pin the root certificate id the owner gives you (`trustctl trust pin {gun} --keyid CERT_ID`, "
+            "shown by `docker trust inspect` as the Root key), a CA with --ca-bundle FILE, or pass --tofu",
+        )
+    state.set_pin(NotaryPin.tofu())
+    tctx.printer.warn(
+        f"trusting on first use: {gun} is a Notary repository; its root certificates are trusted as "
+        "the server sends them, without checking them out of band"
+    )
+    return True
+
+
+def open_notary_repository(tctx: TrustContext, gun: str, *, announce: bool) -> TrustedNotary:
+    """Verify the Notary repository ``gun`` now, through the command's trust server
+    and clock (the GUN's lock held by the caller); with ``announce``, delegated roles
+    that do not count are warned about."""
+    from trustctl.notary.updater import ServerFetch
+    from trustctl.notary.verify import open_notary
+
+    fetch = ServerFetch(tctx.server_transport, tctx.server, gun)
+    trusted = open_notary(fetch, tctx.trust, gun, tctx.clock())
+    for warning in trusted.failures.values() if announce else ():
+        tctx.printer.warn(warning)
+    return trusted
 
 
 def publish_changes(

@@ -15,6 +15,7 @@ from trustctl.commands._common import (
     gun_arg,
     is_notary,
     one_repository,
+    open_notary_repository,
     publish_changes,
     publish_data,
     publish_lines,
@@ -289,7 +290,7 @@ def inspect_cmd(tctx: TrustContext, image: str, tofu: bool) -> None:
         if is_notary(tctx, ref.gun, tofu=tofu):
             from trustctl.notary.verify import inspect_notary
 
-            report = inspect_notary(tctx, ref.gun, ref.tag)
+            report = inspect_notary(open_notary_repository(tctx, ref.gun, announce=False), ref.tag)
         else:
             ensure_pinned(tctx, ref.gun, tofu=tofu)
             repo = tctx.open_trusted(ref.gun)

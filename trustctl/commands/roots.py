@@ -306,7 +306,7 @@ def trust_unpin(tctx: TrustContext, gun: str) -> None:
         from trustctl.notary.verify import notary_state
 
         existed = tctx.trust.unpin(gun)
-        existed = notary_state(tctx, gun).unpin() or existed
+        existed = notary_state(tctx.trust, gun).unpin() or existed
     tctx.printer.result(
         "trust unpin",
         {"gun": gun, "was_pinned": existed},

@@ -21,6 +21,7 @@ from trustctl.commands._common import (
     is_notary,
     name_reference,
     one_repository,
+    open_notary_repository,
     publish_data,
     publish_lines,
     read_references,
@@ -259,12 +260,13 @@ def _verify_all(
                 if is_notary(tctx, gun, tofu=tofu):
                     from trustctl.notary.verify import verify_notary_tag
 
+                    trusted = open_notary_repository(tctx, gun, announce=True)
                     for i in indexes:
                         try:
                             answers[i] = _as_requested(
                                 refs[i],
                                 verify_notary_tag(
-                                    tctx,
+                                    trusted,
                                     refs[i],
                                     registry=registry,
                                     registry_mode=mode,

@@ -365,7 +365,7 @@ def verify_source(tctx: TrustContext, gun: str, source: Source, *, tofu: bool) -
     from trustctl.notary.verify import notary_state
 
     fetch = ServerFetch(source.transport, source.server, gun)
-    state = notary_state(tctx, gun)
+    state = notary_state(tctx.trust, gun)
     if state.pin() is None:
         if not is_notary_root(fetch("root.json", 10 * 1024 * 1024)):
             raise UsageError(

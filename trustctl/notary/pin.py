@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from trustctl.errors import TrustctlError, UsageError
 from trustctl.notary.model import parse_root
 from trustctl.notary.pinning import NotaryPin
-from trustctl.notary.updater import is_notary_root
+from trustctl.notary.updater import ServerFetch, is_notary_root
 from trustctl.notary.verify import notary_state, open_notary
 
 if TYPE_CHECKING:
@@ -65,12 +65,13 @@ def pin_notary(
             pin = NotaryPin.by_ca(ca_bundle.read_bytes(), str(ca_bundle))
         else:
             pin = NotaryPin.tofu()
-    state = notary_state(tctx, gun)
+    state = notary_state(tctx.trust, gun)
     previous = state.pin()
     tctx.trust.unpin(gun)  # one dialect per repository
     state.set_pin(pin)
     try:
-        trusted = open_notary(tctx, gun)
+        fetch = ServerFetch(tctx.server_transport, tctx.server, gun)
+        trusted = open_notary(fetch, tctx.trust, gun, tctx.clock())
     except TrustctlError:
         if previous is not None:
             state.set_pin(previous)
@@ -107,7 +108,7 @@ def pinned_notary(tctx: TrustContext, gun: str) -> PinnedRoot | None:
     the newest verified root's certificates, or the pinned ids before any verification."""
     from trustctl.truststore import PinnedRoot
 
-    state = notary_state(tctx, gun)
+    state = notary_state(tctx.trust, gun)
     pin = state.pin()
     if pin is None:
         return None

@@ -10,31 +10,23 @@ registry comparison. Who signed a tag:
   common name of the signer's certificate;
 * ``targets/<name>`` (or deeper): ``<name>``.
 
-:func:`open_notary` runs the client workflow with the trust server's transport and
-the command's clock; :func:`dialect_of` tells which dialect a GUN is verified in.
+Every function here takes its collaborators (a ``Fetch`` of the trust server's files,
+the :class:`~trustctl.truststore.TrustStore`, the time), never the CLI's context, so
+the CLI and the library (:class:`trustctl.api.Verifier`) answer alike:
+:func:`open_notary` runs the client workflow, :func:`verify_notary_tag` and
+:func:`inspect_notary` answer from what it verified.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from trustctl.errors import (
-    NoPinnedRootError,
-    SignerPolicyError,
-    TagNotSignedError,
-    TrustctlError,
-)
+from trustctl.errors import SignerPolicyError, TagNotSignedError
 from trustctl.notary.model import common_name, entry_hex, signed_keyids
-from trustctl.notary.pinning import NotaryPin, NotaryState
-from trustctl.notary.updater import (
-    RELEASES,
-    Meta,
-    NotaryUpdater,
-    ServerFetch,
-    TrustedNotary,
-    is_notary_root,
-)
+from trustctl.notary.pinning import NotaryState
+from trustctl.notary.updater import RELEASES, Fetch, Meta, NotaryUpdater, TrustedNotary
 from trustctl.reference import ImageRef
 from trustctl.verify import (
     REGISTRY_SKIP,
@@ -44,16 +36,16 @@ from trustctl.verify import (
     TagReport,
     VerifiedTag,
     _check_registry,
+    requested_digest_mismatch,
 )
 
 if TYPE_CHECKING:
-    from trustctl.context import TrustContext
     from trustctl.registry import RegistryClient
+    from trustctl.truststore import TrustStore
 
 __all__ = [
     "NOTARY",
     "TUF",
-    "dialect_of",
     "inspect_notary",
     "notary_state",
     "open_notary",
@@ -65,48 +57,15 @@ __all__ = [
 NOTARY, TUF = "notary", "tuf"
 
 
-def notary_state(tctx: TrustContext, gun: str) -> NotaryState:
-    return NotaryState(tctx.trust.gun_dir(gun) / "notary")
+def notary_state(trust: TrustStore, gun: str) -> NotaryState:
+    """The pin and verified state of the Notary repository ``gun`` in ``trust``."""
+    return NotaryState(trust.gun_dir(gun) / "notary")
 
 
-def dialect_of(tctx: TrustContext, gun: str, *, tofu: bool) -> str:
-    """``"notary"`` or ``"tuf"``: from the pin when there is one, else from the root
-    the server serves (a Notary root with ``--tofu`` is pinned, announced).
-
-    Raises:
-        NoPinnedRootError: a Notary repository, nothing pinned, no ``--tofu``.
-    """
-    if tctx.trust.pinned(gun) is not None:
-        return TUF  # also after `trustctl migrate` moved this GUN to TUF 1.0
-    state = notary_state(tctx, gun)
-    if state.pin() is not None:
-        return NOTARY
-    try:
-        raw = tctx.client.get_file(gun, "root.json")
-    except TrustctlError:
-        if tofu:
-            raise
-        return TUF  # the TUF 1.0 path says what is missing (no pin, no server)
-    if not is_notary_root(raw):
-        return TUF
-    if not tofu:
-        raise NoPinnedRootError(
-            f"{gun} is a Notary (Docker Content Trust) repository and no root certificate is pinned for it",
-            hint=f"pin the root certificate id the owner gives you (`trustctl trust pin {gun} --keyid CERT_ID`, "
-            "shown by `docker trust inspect` as the Root key), a CA with --ca-bundle FILE, or pass --tofu",
-        )
-    state.set_pin(NotaryPin.tofu())
-    tctx.printer.warn(
-        f"trusting on first use: {gun} is a Notary repository; its root certificates are trusted as "
-        "the server sends them, without checking them out of band"
-    )
-    return NOTARY
-
-
-def open_notary(tctx: TrustContext, gun: str) -> TrustedNotary:
-    """Verify ``gun``'s Notary trust data now (the GUN's lock held by the caller)."""
-    fetch = ServerFetch(tctx.server_transport, tctx.server, gun)
-    return NotaryUpdater(gun, fetch, notary_state(tctx, gun), tctx.clock()).refresh()
+def open_notary(fetch: Fetch, trust: TrustStore, gun: str, now: datetime) -> TrustedNotary:
+    """Verify ``gun``'s Notary trust data now, from the state kept in ``trust`` (the
+    GUN's lock held by the caller), with ``fetch`` reading the trust server's files."""
+    return NotaryUpdater(gun, fetch, notary_state(trust, gun), now).refresh()
 
 
 def signers_of(trusted: TrustedNotary, role: str, keyids: set[str]) -> tuple[str, ...]:
@@ -154,23 +113,22 @@ def tag_report(trusted: TrustedNotary, tag: str, role: str, meta: Meta) -> TagRe
 
 
 def verify_notary_tag(
-    tctx: TrustContext,
+    trusted: TrustedNotary,
     ref: ImageRef,
     *,
     registry: RegistryClient | None,
     registry_mode: str = REGISTRY_TAG,
     required_signers: Sequence[str] = (),
 ) -> VerifiedTag:
-    """:func:`trustctl.verify.verify_tag` for a Notary-dialect repository.
+    """:func:`trustctl.verify.verify_tag` for a Notary-dialect repository, answered
+    from ``trusted`` (what :func:`open_notary` verified).
 
     Raises:
-        TagNotSignedError, SignerPolicyError, DigestMismatchError, ManifestNotFoundError,
-        and the verification errors of :class:`NotaryUpdater`.
+        TagNotSignedError, SignerPolicyError, DigestMismatchError (also: the reference
+        names another digest than the signed one), ManifestNotFoundError.
     """
-    assert ref.tag is not None
-    trusted = open_notary(tctx, ref.gun)
-    for warning in trusted.failures.values():
-        tctx.printer.warn(warning)
+    if ref.tag is None:
+        raise ValueError("verify_notary_tag needs a tag")
     hit = trusted.lookup(ref.tag)
     if hit is None:
         raise TagNotSignedError(
@@ -179,6 +137,8 @@ def verify_notary_tag(
         )
     role, meta = hit
     report = tag_report(trusted, ref.tag, role, meta)
+    if ref.digest is not None and ref.digest != report.digest:
+        raise requested_digest_mismatch(ref, report.digest)
     for name in required_signers:
         if name not in report.signers:
             who = (
@@ -206,12 +166,14 @@ def verify_notary_tag(
         registry_mode if registry else REGISTRY_SKIP,
         registry_digest,
         tuple(warnings),
+        ref.digest,
     )
 
 
-def inspect_notary(tctx: TrustContext, gun: str, tag: str | None = None) -> RepoReport:
-    """:func:`trustctl.verify.inspect_repository` for a Notary-dialect repository."""
-    trusted = open_notary(tctx, gun)
+def inspect_notary(trusted: TrustedNotary, tag: str | None = None) -> RepoReport:
+    """:func:`trustctl.verify.inspect_repository` for a Notary-dialect repository,
+    answered from ``trusted`` (what :func:`open_notary` verified)."""
+    gun = trusted.gun
     report = RepoReport(gun)
     report.failures = dict(trusted.failures)
     found = trusted.all_targets() if tag is None else {}
