@@ -25,6 +25,16 @@ metadata file once. As with any single flight, the shared answer may have left t
 server up to one check's duration before the waiting call arrived; a call that
 arrives after a check has ended makes its own.
 
+A repository pinned as a Notary-dialect one (``trustctl trust pin GUN --keyid ID``,
+or a Notary root.json; :mod:`trustctl.notary.pinning`) is answered the same way by
+Notary's client workflow (:class:`~trustctl.notary.updater.NotaryUpdater`, the one
+``trustctl verify`` runs): each call fetches ``timestamp.json``; the same bytes, the
+same pin, no other process moved the repository on and nothing expired (the root
+certificates included) answer from memory; anything else runs the whole workflow,
+whose versions are ratcheted on disk (``<trust dir>/tuf/<gun>/notary/state.json``), so
+an older copy is refused as a rollback after a restart too. Its clock is the
+Verifier's.
+
 Every answer is checked against the clock once more: an expired role in it fails the
 call (a freeze attack). The answer is the CLI's own :class:`~trustctl.verify.VerifiedTag`
 (digest, who signed, expiry, and ``target``: the entry python-tuf verified), made by
@@ -43,6 +53,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import threading
@@ -56,7 +67,7 @@ from tuf.api import exceptions as tuf_exc
 from tuf.ngclient import UpdaterConfig
 
 from trustctl.connect import server_transport, server_url
-from trustctl.errors import InvalidReferenceError, TrustctlError
+from trustctl.errors import InvalidReferenceError, TrustctlError, UsageError
 from trustctl.fetcher import TransportFetcher
 from trustctl.reference import ImageRef, parse_reference
 from trustctl.retry import DEFAULT_BUDGET, RetryPolicy
@@ -75,6 +86,8 @@ from trustctl.verify import (
 if TYPE_CHECKING:
     from tuf.ngclient import FetcherInterface
 
+    from trustctl.notary.pinning import NotaryState
+    from trustctl.notary.updater import TrustedNotary
     from trustctl.registry import RegistryClient
     from trustctl.transport import Transport
 
@@ -137,12 +150,28 @@ class _State:
 
 
 @dataclass
+class _NotaryState:
+    """One Notary-dialect repository's refreshed state and what it rests on."""
+
+    trusted: TrustedNotary
+    timestamp: bytes
+    marker: bytes | None  # state.json as the refresh left it
+    pin: bytes  # pin.json it was verified from
+    versions: TrustedVersions
+    certificates_until: datetime  # the first root certificate to expire
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
 class _Repository:
     gun: str
     fetcher: FetcherInterface
     metadata_url: str
     lock: threading.Lock = field(default_factory=threading.Lock)
-    state: _State | None = None
+    state: _State | _NotaryState | None = None
     #: The tick at which the last check of the trust server that succeeded ended.
     checked: int = -1
     #: The tick at which the last check that failed ended, and its error.
@@ -251,16 +280,28 @@ class Verifier:
             )
         repo = self._repository(ref.gun)
         arrived = next(self._ticks)
+        registry = self._registry if mode != REGISTRY_SKIP else None
         with repo.lock, self._trust.lock(ref.gun):
             state = self._current(repo, arrived)
-            result = verify_tag(
-                state.repo.fork(),
-                ref,
-                registry=self._registry if mode != REGISTRY_SKIP else None,
-                registry_mode=mode,
-                required_signers=signers,
-                signed_by=state.signed_by,
-            )
+            if isinstance(state, _NotaryState):
+                from trustctl.notary.verify import verify_notary_tag
+
+                result = verify_notary_tag(
+                    state.trusted,
+                    ref,
+                    registry=registry,
+                    registry_mode=mode,
+                    required_signers=signers,
+                )
+            else:
+                result = verify_tag(
+                    state.repo.fork(),
+                    ref,
+                    registry=registry,
+                    registry_mode=mode,
+                    required_signers=signers,
+                    signed_by=state.signed_by,
+                )
             self._check_fresh(result.expires, ref.gun)  # the roles this answer rests on
             return replace(result, versions=state.versions)
 
@@ -283,21 +324,36 @@ class Verifier:
         """The current verified state of ``gun`` after the checks every call makes
         (a fresh view: :meth:`TrustedRepository.lookup` asks python-tuf). Hold no
         view across calls; check ``expiries()`` of what it answered against the clock.
+
+        Raises:
+            UsageError: ``gun`` is pinned as a Notary-dialect repository (a TUF 1.0
+                view of it does not exist; :meth:`verify` answers for it).
         """
         repo = self._repository(gun)
         arrived = next(self._ticks)
         with repo.lock, self._trust.lock(gun):
-            return self._current(repo, arrived).repo.fork()
+            state = self._current(repo, arrived)
+            if isinstance(state, _NotaryState):
+                raise UsageError(
+                    f"{gun} is pinned as a Notary (Docker Content Trust) repository: "
+                    "it has no TUF 1.0 view",
+                    hint="ask Verifier.verify for its tags",
+                )
+            return state.repo.fork()
 
     def trusted_versions(self, gun: str) -> TrustedVersions | None:
-        """The versions of the verified state of ``gun`` held in memory (None: none
-        yet), without asking the trust server or waiting for a call in progress. A
-        cache of answers keyed by them misses as soon as any call has seen the
-        repository move on (a new timestamp, a new root)."""
+        """The versions of the verified state of ``gun`` held in memory and the digest
+        of the pin it rests on (None: none yet, or ``gun`` was re-pinned since), without
+        asking the trust server or waiting for a call in progress (the pin is read from
+        the trust dir). A cache of answers keyed by them misses as soon as any call has
+        seen the repository move on (a new timestamp, a new root) and as soon as the
+        repository is pinned again, even to a root with the same version."""
         with self._lock:
             repo = self._repos.get(gun)
         state = repo.state if repo is not None else None
-        return state.versions if state is not None else None
+        if state is None or self._pin_digest(gun) != state.versions.pinned:
+            return None
+        return state.versions
 
     def check_fresh(self, view: TrustedRepository) -> None:
         """Refuse an answer of ``view`` resting on a role expired by the clock.
@@ -330,7 +386,7 @@ class Verifier:
                 repo = self._repos[gun] = _Repository(gun, fetcher, url)
             return repo
 
-    def _current(self, repo: _Repository, arrived: int) -> _State:
+    def _current(self, repo: _Repository, arrived: int) -> _State | _NotaryState:
         """The state to answer a call that arrived at tick ``arrived`` (repo lock held)."""
         state = repo.state
         failed = repo.failed
@@ -356,9 +412,29 @@ class Verifier:
         repo.checked, repo.failed = next(self._ticks), None
         return state
 
-    def _refresh(self, repo: _Repository, answers: dict[str, bytes | int] | None = None) -> _State:
-        """The full client workflow, from the trusted state on disk (python-tuf)."""
+    def _notary(self, gun: str) -> NotaryState:
+        from trustctl.notary.verify import notary_state
+
+        return notary_state(self._trust, gun)
+
+    def _pin_digest(self, gun: str) -> str | None:
+        """SHA-256 of the pin of ``gun`` as stored (a TUF root wins, as in the CLI)."""
+        data = self._trust.pinned_bytes(gun)
+        if data is None:
+            data = self._notary(gun).pin_bytes()
+        return None if data is None else _digest(data)
+
+    def _refresh(
+        self, repo: _Repository, answers: dict[str, bytes | int] | None = None
+    ) -> _State | _NotaryState:
+        """The full client workflow, from the trusted state on disk (python-tuf, or
+        Notary's workflow for a repository pinned as a Notary one)."""
         gun = repo.gun
+        if self._trust.pinned_bytes(gun) is None:
+            notary = self._notary(gun)
+            pin = notary.pin_bytes()
+            if pin is not None:
+                return self._refresh_notary(repo, notary, pin, answers or {})
         pinned = self._trust.require_pinned(gun)
         cache_dir = self._layout.metadata_dir(self._trust_dir, gun)
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -379,6 +455,7 @@ class Verifier:
             timestamp=trusted.timestamp.version,
             snapshot=trusted.snapshot.version,
             targets=trusted.version_of("targets"),
+            pinned=_digest(pinned.data),
         )
         return _State(
             trusted,
@@ -387,6 +464,43 @@ class Verifier:
             versions.root,
             versions,
         )
+
+    def _refresh_notary(
+        self, repo: _Repository, notary: NotaryState, pin: bytes, answers: dict[str, bytes | int]
+    ) -> _NotaryState:
+        """Notary's client workflow (:func:`trustctl.notary.verify.open_notary`), by the
+        Verifier's transport and clock; what the checks just fetched is not asked again."""
+        from trustctl.notary.model import root_certificates
+        from trustctl.notary.updater import PreloadedFetch
+        from trustctl.notary.verify import open_notary
+
+        gun = repo.gun
+        preload = {k: v if isinstance(v, bytes) else None for k, v in answers.items()}
+        fetch = PreloadedFetch(self._notary_fetch(repo), preload)
+        now = self._clock()
+        trusted = open_notary(fetch, self._trust, gun, now)
+        self._check_fresh(trusted.expiries(), gun)
+        certificates, _ = root_certificates(trusted.root, gun, now)
+        versions = TrustedVersions(
+            root=trusted.root.file.version,
+            timestamp=trusted.timestamp.version,
+            snapshot=trusted.snapshot.version,
+            targets=trusted.targets.file.version,
+            pinned=_digest(pin),
+        )
+        return _NotaryState(
+            trusted,
+            fetch.kept.get("timestamp.json") or b"",
+            notary.marker(),
+            pin,
+            versions,
+            min(c.leaf.not_valid_after_utc for c in certificates.values()),
+        )
+
+    def _notary_fetch(self, repo: _Repository) -> Callable[[str, int], bytes | None]:
+        from trustctl.notary.updater import ServerFetch
+
+        return ServerFetch(self._transport, self._server, repo.gun, base=repo.metadata_url)
 
     def _check_fresh(self, expires: Mapping[str, datetime], gun: str) -> None:
         """Refuse expired roles by our clock.
@@ -401,12 +515,21 @@ class Verifier:
             raise map_tuf_error(e, gun, self._server)
 
     def _still_current(
-        self, repo: _Repository, state: _State, answers: dict[str, bytes | int]
+        self, repo: _Repository, state: _State | _NotaryState, answers: dict[str, bytes | int]
     ) -> bool:
         """Whether ``state`` may answer: no root N+1 on the server, the server's
         timestamp is the one verified, the pinned root is the same, no other process
         refreshed the trust dir to another state, and nothing verified has expired.
-        ``answers`` gets what the server said, for the refresh that may follow."""
+        ``answers`` gets what the server said, for the refresh that may follow.
+
+        A Notary repository's new root comes with a new snapshot, and so a new
+        timestamp: its timestamp alone is asked."""
+        if isinstance(state, _NotaryState):
+            from trustctl.notary.updater import MAX_TIMESTAMP_BYTES
+
+            served = self._notary_fetch(repo)("timestamp.json", MAX_TIMESTAMP_BYTES)
+            answers["timestamp.json"] = served if served is not None else 404
+            return served == state.timestamp and self._locally_current(repo, state)
         next_root = f"{state.root_version + 1}.root.json"
         try:
             answers[next_root] = repo.fetcher.download_bytes(
@@ -429,9 +552,18 @@ class Verifier:
             return False
         return self._locally_current(repo, state)
 
-    def _locally_current(self, repo: _Repository, state: _State) -> bool:
+    def _locally_current(self, repo: _Repository, state: _State | _NotaryState) -> bool:
         """The checks of :meth:`_still_current` that ask no server: the same pinned
         root, no other process moved the trust dir on, nothing verified has expired."""
+        if isinstance(state, _NotaryState):
+            if self._trust.pinned_bytes(repo.gun) is not None:
+                return False  # pinned as a TUF 1.0 repository meanwhile
+            notary = self._notary(repo.gun)
+            if notary.pin_bytes() != state.pin or notary.marker() != state.marker:
+                return False  # re-pinned, or another process moved the trust dir on
+            now = self._clock()
+            expiries = state.trusted.expiries().values()
+            return state.certificates_until > now and all(m > now for m in expiries)
         if self._trust.pinned_bytes(repo.gun) != state.repo.pinned_root:
             return False  # unpinned or re-pinned meanwhile
         if state.repo.stored_marker() != state.marker:

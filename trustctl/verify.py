@@ -116,12 +116,17 @@ class TagReport:
 
 @dataclass(frozen=True)
 class TrustedVersions:
-    """The versions of the top-level roles a repository's verified state rests on."""
+    """The versions of the top-level roles a repository's verified state rests on, and
+    the pin it was verified from."""
 
     root: int
     timestamp: int
     snapshot: int
     targets: int
+    #: SHA-256 (hex) of the pin as stored: the pinned root.json of a TUF 1.0 repository,
+    #: the Notary pin (certificate ids or CA) of a Notary one. A root re-pinned with
+    #: the same version number changes it.
+    pinned: str = ""
 
 
 @dataclass(frozen=True)

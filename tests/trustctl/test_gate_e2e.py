@@ -542,6 +542,30 @@ def test_a_new_repository_state_seen_by_any_verification_ends_every_cached_verdi
         g.stop()
 
 
+def test_a_root_re_pinned_by_hand_with_the_same_version_ends_every_cached_verdict_of_it(
+    tmp_path: Path, person: MakePerson, deployer: Person, server: FlaskTransport
+) -> None:
+    """Cache keys carry a digest of the pinned root: an operator who re-pins the
+    repository by hand (`trustctl trust pin`) to another root with the same version
+    number is heard on the next request, however long the cache would keep the verdict
+    resting on the old pin."""
+    mallory = person("mallory")
+    ok(mallory.run("init", f"{GUN}-elsewhere"))
+    ok(mallory.run("trust", "export", f"{GUN}-elsewhere", "-o", str(tmp_path / "other-root.json")))
+    other = json.loads((tmp_path / "other-root.json").read_bytes())
+    mine = json.loads((tmp_path / "root.json").read_bytes())
+    assert other["signed"]["version"] == mine["signed"]["version"] == 1
+    g = start_gate(tmp_path, deployer.trust_dir, server, cache_ttl=600)
+    try:
+        assert g.admit(workload("Pod", pod_spec(SIGNED))).allowed
+        assert g.admit(workload("Pod", pod_spec(SIGNED))).allowed
+        assert g.server.gate.cache.hits >= 1
+        ok(deployer.run("trust", "pin", GUN, str(tmp_path / "other-root.json")))
+        denied(g.admit(workload("Pod", pod_spec(SIGNED))), SIGNED, "BAD_SIGNATURE")
+    finally:
+        g.stop()
+
+
 def test_transport_errors_are_never_cached(own_gate: GateUnderTest) -> None:
     own_gate.transport.down = True
     denied(own_gate.admit(workload("Pod", pod_spec(SIGNED))), "SERVER_UNAVAILABLE")

@@ -175,6 +175,25 @@ def test_the_most_specific_rule_wins() -> None:
             f"rule: root '{__file__}'",
             id="root-not-a-root",
         ),
+        pytest.param(
+            POLICY + "  - pattern: x\n    server: a\n    root_keyid: abc\n",
+            16,
+            "not a full 64-hex-digit root certificate id",
+            id="root-keyid-malformed",
+        ),
+        pytest.param(
+            POLICY + f"  - pattern: x\n    server: a\n    root_ca: {__file__}\n",
+            16,
+            "not a PEM certificate bundle",
+            id="root-ca-not-pem",
+        ),
+        pytest.param(
+            POLICY
+            + f"  - pattern: x\n    server: a\n    root_keyid: {'a' * 64}\n    root: r.json\n",
+            17,
+            "give only one of root, root_keyid, root_ca",
+            id="two-roots",
+        ),
     ],
 )
 def test_an_invalid_policy_names_the_line(text: str, line: int, words: str) -> None:

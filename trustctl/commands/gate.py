@@ -120,7 +120,9 @@ def serve_cmd(
     try:
         policy = PolicyFile(policy_path)
     except PolicyError as e:
-        raise ConfigError(str(e), hint="fix the policy file; see docs/gate-policy.md") from None
+        raise ConfigError(
+            str(e), hint="fix the policy file; see docs/gate.md (Policy reference)"
+        ) from None
     trust_dir = ctx.settings.trust_dir
 
     bundle = BundleStore(offline_bundle_dir, []) if offline_bundle_dir else None

@@ -31,6 +31,7 @@ from trustctl.gate.images import ImageSite, UnknownKind, find_images, is_termina
 from trustctl.gate.metrics import Metrics
 from trustctl.gate.policy import Policy, PolicyError, Rule, Server, load_policy
 from trustctl.gate.review import AdmissionRequest, Verdict
+from trustctl.notary.pinning import NotaryPin
 from trustctl.reference import ImageRef, parse_reference
 
 __all__ = ["Budget", "Gate", "ImageResult", "PolicyFile"]
@@ -153,8 +154,9 @@ class Gate:
             (:class:`~trustctl.gate.state.StateGuard`).
         cache: the verdict cache (default: 1 s for verified images, 2 s for
             definitive denials; see :mod:`trustctl.gate.cache`).
-        pin: ``pin(gun, root, source)`` makes sure a rule's ``root`` is the one pinned
-            for ``gun`` (:class:`~trustctl.gate.state.RootPins`).
+        pin: ``pin(gun, root, source)`` makes sure a rule's root (a TUF 1.0 root.json,
+            or a Notary pin) is the one pinned for ``gun``
+            (:class:`~trustctl.gate.state.RootPins`).
     """
 
     def __init__(
@@ -167,7 +169,7 @@ class Gate:
         metrics: Metrics | None = None,
         state_check: Callable[[str], None] | None = None,
         cache: VerdictCache[ImageResult] | None = None,
-        pin: Callable[[str, bytes, str], None] | None = None,
+        pin: Callable[[str, bytes | NotaryPin, str], None] | None = None,
     ) -> None:
         self._policy = policy.current if isinstance(policy, PolicyFile) else policy
         self._verifier_for = verifier_for

@@ -13,6 +13,9 @@ A YAML file, validated on load with line-numbered errors::
         signers: [alice]                 # delegated roles that must have signed
         root: roots/team.json            # the root the repositories are pinned to
         mode: enforce                    # enforce | warn | verify-only
+      - pattern: "docker.example.com/legacy/app"   # a Notary (Docker Content Trust) one
+        server: main
+        root_keyid: 6f1c...              # its root certificate id (or root_ca: ca.pem)
 
 Patterns match *parsed* references, never substrings: a pattern is split like an
 image reference (``docker.io`` and ``library/`` normalisation included) into the
@@ -20,6 +23,12 @@ registry and the repository's components; ``*`` matches within one component (wi
 ``**`` any number of whole components, and an optional ``:TAG`` glob matches the
 tag. The most specific matching rule wins (more literal components, then more
 literal characters, then a tag pattern); ties go to the earlier rule.
+
+A rule pins its repositories' root as ``trustctl trust pin`` does: ``root`` is a
+root.json from the owner (TUF 1.0's, pinned as it is; or a Notary one, pinned by its
+root certificate ids), ``root_keyid`` the root certificate id(s) of a Notary
+repository (``--keyid``), ``root_ca`` a CA bundle that issued its root certificate
+(``--ca-bundle``).
 """
 
 from __future__ import annotations
@@ -34,6 +43,9 @@ from pathlib import Path
 import yaml
 
 from trustctl.errors import InvalidReferenceError, TrustctlError
+from trustctl.notary.model import parse_root as parse_notary_root
+from trustctl.notary.pinning import NotaryPin
+from trustctl.notary.updater import is_notary_root
 from trustctl.reference import DEFAULT_REGISTRY, ImageRef, parse_reference
 from trustctl.rootchain import parse_root
 
@@ -137,7 +149,9 @@ class Rule:
     signers: tuple[str, ...] = ()
     mode: str = "enforce"
     line: int = 0
-    root: bytes | None = None  # the root.json this rule's repositories are pinned to
+    #: What this rule's repositories are pinned to: a TUF 1.0 root.json, or the pin of
+    #: a Notary repository (root certificate ids or a CA).
+    root: bytes | NotaryPin | None = None
     root_source: str = ""
 
     def gun_for(self, ref: ImageRef) -> str:
@@ -238,7 +252,11 @@ def load_policy(
             servers[k] = Server(k, url, tls_ca)
     rules: list[Rule] = []
     for node in c.seq(top["rules"], "rules") if "rules" in top else []:
-        f = c.mapping(node, "rule", {"pattern", "server", "gun", "signers", "mode", "root"})
+        f = c.mapping(
+            node,
+            "rule",
+            {"pattern", "server", "gun", "signers", "mode", "root", "root_keyid", "root_ca"},
+        )
         for required in ("pattern", "server"):
             if required not in f:
                 raise c.fail(node, f"rule: {required} is required")
@@ -267,25 +285,56 @@ def load_policy(
         mode = c.scalar(f["mode"], "rule: mode") if "mode" in f else "enforce"
         if mode not in MODES:
             raise c.fail(f["mode"], f"rule: mode must be one of {', '.join(MODES)}")
-        root, root_source = None, ""
-        if "root" in f:
-            root_source = c.scalar(f["root"], "rule: root")
-            path = Path(root_source)
-            if base is not None and not path.is_absolute():
-                path = base / path
-            try:
-                root = path.read_bytes()
-                parse_root(root, what=f"the root of rule {pattern.text!r}")
-            except OSError as e:
-                raise c.fail(
-                    f["root"], f"rule: root {root_source!r} cannot be read: {e.strerror}"
-                ) from None
-            except TrustctlError as e:
-                raise c.fail(f["root"], f"rule: root {root_source!r}: {e}") from None
+        root, root_source = _root_pin(c, f, pattern, base)
         rules.append(
             Rule(pattern, server, gun, signers, mode, node.start_mark.line + 1, root, root_source)
         )
     return Policy(servers, tuple(rules), unmatched, generation, source)
+
+
+def _root_pin(
+    c: _Checker, f: Mapping[str, yaml.Node], pattern: Pattern, base: Path | None
+) -> tuple[bytes | NotaryPin | None, str]:
+    """A rule's ``root``, ``root_keyid`` or ``root_ca`` (at most one), and its source.
+
+    Raises:
+        PolicyError: more than one, an unreadable file, not a root, a malformed id.
+    """
+    given = [k for k in ("root", "root_keyid", "root_ca") if k in f]
+    if not given:
+        return None, ""
+    if len(given) > 1:
+        second = sorted(given, key=lambda k: f[k].start_mark.line)[1]
+        raise c.fail(f[second], "rule: give only one of root, root_keyid, root_ca")
+    field_name = given[0]
+    node = f[field_name]
+    if field_name == "root_keyid":
+        ids = (
+            [c.scalar(n, "rule: root_keyid[]") for n in c.seq(node, "rule: root_keyid")]
+            if isinstance(node, yaml.SequenceNode)
+            else [c.scalar(node, "rule: root_keyid")]
+        )
+        try:
+            return NotaryPin.by_cert_ids(ids), "root certificate id " + ", ".join(ids)
+        except TrustctlError as e:
+            raise c.fail(node, f"rule: root_keyid: {e}") from None
+    source = c.scalar(node, f"rule: {field_name}")
+    path = Path(source)
+    if base is not None and not path.is_absolute():
+        path = base / path
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise c.fail(node, f"rule: {field_name} {source!r} cannot be read: {e.strerror}") from None
+    try:
+        if field_name == "root_ca":
+            return NotaryPin.by_ca(data, source), source
+        if is_notary_root(data):  # pinned by its root certificate ids, as `trust pin` does
+            return NotaryPin.by_cert_ids(parse_notary_root(data).roles["root"].keyids), source
+        parse_root(data, what=f"the root of rule {pattern.text!r}")
+    except TrustctlError as e:
+        raise c.fail(node, f"rule: {field_name} {source!r}: {e}") from None
+    return data, source
 
 
 class _AnyKey(set[str]):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,8 @@ from tuf.api.exceptions import RepositoryError
 from tuf.api.metadata import Metadata
 
 from trustctl.errors import TrustError
+from trustctl.notary.pinning import NotaryPin
+from trustctl.notary.verify import notary_state
 from trustctl.truststore import TrustStore
 
 if TYPE_CHECKING:
@@ -44,32 +47,61 @@ class RootMismatchError(TrustError):
 
 
 class RootPins:
-    """A policy rule's ``root``: pinned in the trust dir on first use; a different
-    root already pinned there is refused, never silently replaced (re-pinning drops
-    the trusted state, and with it rollback protection)."""
+    """A policy rule's root: pinned in the trust dir on first use, as ``trustctl trust
+    pin`` pins it (a TUF 1.0 root.json; or a Notary repository's root certificate ids
+    or CA); a different pin already there is refused, never silently replaced
+    (re-pinning drops the trusted state, and with it rollback protection)."""
 
     def __init__(self, trust_dir: Path) -> None:
         self._store = TrustStore(trust_dir)
         self._lock = threading.Lock()
-        self._done: set[tuple[str, bytes]] = set()
+        self._done: set[tuple[str, bytes | NotaryPin]] = set()
 
-    def ensure(self, gun: str, root: bytes, source: str) -> None:
+    def ensure(self, gun: str, root: bytes | NotaryPin, source: str) -> None:
         """Raises:
-        RootMismatchError: another root is pinned for ``gun``.
+        RootMismatchError: another root (or another dialect's pin) is pinned for ``gun``.
         """
         with self._lock:
             if (gun, root) in self._done:
                 return
-            pinned = self._store.pinned(gun)
-            if pinned is None:
-                self._store.pin(gun, root, source=f"gate policy ({source})")
-            elif pinned.data != root:
-                raise RootMismatchError(
-                    f"the trust dir pins another root for {gun} (v{pinned.version}) than the "
-                    f"policy's {source}: it may be an attack, or the policy is out of date",
-                    hint=f"check both; `trustctl trust pin {gun} {source}` re-pins (and drops the trusted state)",
-                )
+            if isinstance(root, NotaryPin):
+                self._ensure_notary(gun, root, source)
+            else:
+                self._ensure_tuf(gun, root, source)
             self._done.add((gun, root))
+
+    def _ensure_tuf(self, gun: str, root: bytes, source: str) -> None:
+        pinned = self._store.pinned(gun)
+        if pinned is None:
+            if notary_state(self._store, gun).pin() is not None:
+                raise self._mismatch(gun, "a Notary repository's root certificates", source)
+            self._store.pin(gun, root, source=f"gate policy ({source})")
+        elif pinned.data != root:
+            raise self._mismatch(gun, f"another root (v{pinned.version})", source)
+
+    def _ensure_notary(self, gun: str, pin: NotaryPin, source: str) -> None:
+        if self._store.pinned(gun) is not None:
+            raise self._mismatch(gun, "a TUF 1.0 root", source)
+        state = notary_state(self._store, gun)
+        current = state.pin()
+        if current is None:
+            state.set_pin(replace(pin, source=f"gate policy ({source})"))
+        elif _anchors(current) != _anchors(pin):
+            raise self._mismatch(gun, f"another root ({current.describe()})", source)
+
+    @staticmethod
+    def _mismatch(gun: str, what: str, source: str) -> RootMismatchError:
+        return RootMismatchError(
+            f"the trust dir pins {what} for {gun}, not the policy's {source}: it may be an "
+            "attack, or the policy is out of date",
+            hint=f"check both; after `trustctl trust unpin {gun}` the gate pins the policy's root "
+            "on the next request (the trusted state is dropped)",
+        )
+
+
+def _anchors(pin: NotaryPin) -> tuple[str, frozenset[str], bytes]:
+    """What a Notary pin trusts (not when or from where it was pinned)."""
+    return (pin.mode, frozenset(pin.cert_ids), pin.ca_pem)
 
 
 class StateGuard:

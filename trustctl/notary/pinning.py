@@ -144,6 +144,22 @@ class NotaryState:
                 hint="pin the repository again (`trustctl trust pin`)",
             ) from e
 
+    def pin_bytes(self) -> bytes | None:
+        """``pin.json`` as stored (not parsed), or None: what a process keeping verified
+        state in memory compares to notice a re-pin."""
+        try:
+            return (self.directory / "pin.json").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def marker(self) -> bytes | None:
+        """``state.json`` as stored, or None: changes when any process verified a newer
+        state of the repository."""
+        try:
+            return (self.directory / "state.json").read_bytes()
+        except FileNotFoundError:
+            return None
+
     def set_pin(self, pin: NotaryPin) -> None:
         """Pin (and forget the verified state: the next run starts from the pin)."""
         self.clear()

@@ -27,7 +27,7 @@ or the network by itself: ``fetch`` and ``now`` are passed in.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -66,7 +66,14 @@ from trustctl.notary.model import (
 from trustctl.notary.pinning import NotaryPin, NotaryState
 from trustctl.transport import Transport, TransportError
 
-__all__ = ["RELEASES", "Fetch", "NotaryUpdater", "ServerFetch", "TrustedNotary"]
+__all__ = [
+    "RELEASES",
+    "Fetch",
+    "NotaryUpdater",
+    "PreloadedFetch",
+    "ServerFetch",
+    "TrustedNotary",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +88,16 @@ MAX_ROOT_WALK = 1000
 
 
 class ServerFetch:
-    """``Fetch`` over trustctl's transport: ``{server}/v2/<gun>/_trust/tuf/<file>``."""
+    """``Fetch`` over trustctl's transport: ``{server}/v2/<gun>/_trust/tuf/<file>``
+    (or ``<base><file>``)."""
 
-    def __init__(self, transport: Transport, server: str, gun: str) -> None:
+    def __init__(
+        self, transport: Transport, server: str, gun: str, *, base: str | None = None
+    ) -> None:
         self._transport = transport
         self._server = server
         self._gun = gun
-        self._base = f"{server}/v2/{gun}/_trust/tuf/"
+        self._base = base or f"{server}/v2/{gun}/_trust/tuf/"
         self.requests: list[str] = []
 
     def __call__(self, filename: str, max_bytes: int) -> bytes | None:
@@ -110,6 +120,25 @@ class ServerFetch:
                 hint="do not deploy from it",
             )
         return resp.data
+
+
+class PreloadedFetch:
+    """A ``Fetch`` that answers each file of ``preload`` once from it (what a check of
+    the server just fetched: None for a file the server does not have) and asks
+    ``inner`` for the rest; ``kept`` holds every answer it gave."""
+
+    def __init__(self, inner: Fetch, preload: Mapping[str, bytes | None] | None = None) -> None:
+        self._inner = inner
+        self._preload = dict(preload or {})
+        self.kept: dict[str, bytes | None] = {}
+
+    def __call__(self, filename: str, max_bytes: int) -> bytes | None:
+        if filename in self._preload:
+            data = self._preload.pop(filename)
+        else:
+            data = self._inner(filename, max_bytes)
+        self.kept[filename] = data
+        return data
 
 
 Meta = dict[str, Any]  # a ``{length, hashes, custom}`` entry as on the wire
