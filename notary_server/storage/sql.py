@@ -42,13 +42,13 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    insert,
     make_url,
     select,
     text,
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from notary_server.errors import OldVersionError, StorageUnavailableError
@@ -122,28 +122,34 @@ def _version_conflict(gun: str, cause: Exception) -> OldVersionError:
     )
 
 
-def _current_stmt(gun: str, role: str) -> Any:
-    return (
-        select(TufFile)
-        .where(TufFile.gun == gun, TufFile.role == role)
-        .order_by(TufFile.version.desc())
-        .limit(1)
-    )
+def _stored(row: Any) -> StoredFile | None:
+    """A row of (gun, role, version, data, sha256, created_at) read by plain SQL."""
+    if row is None:
+        return None
+    created = row[5]
+    if isinstance(created, str):  # SQLite: UTC wall-clock text
+        created = datetime.fromisoformat(created)
+    created = created.replace(tzinfo=UTC) if created.tzinfo is None else created.astimezone(UTC)
+    return StoredFile(row[0], row[1], int(row[2]), bytes(row[3]), row[4], created)
 
 
 class _SQLTransaction:
     """Internal: the RepoTransaction handed out by SQLStore.transaction()."""
 
-    def __init__(self, session: Session, gun: str) -> None:
+    def __init__(self, session: Session, gun: str, mark: str, current_sql: str) -> None:
         self._session = session
         self._gun = gun
+        self._mark = mark  # the driver's placeholder
+        self._current_sql = current_sql
         self.failed = False
         self.changes: list[Change] = []  # inserted at commit: see SQLStore._commit
 
     @_db_errors()
     def current(self, role: str) -> StoredFile | None:
-        row = self._session.scalars(_current_stmt(self._gun, role)).first()
-        return row.to_stored() if row else None
+        # plain SQL on the transaction's connection: every publish reads each role it
+        # checks twice (compare-and-store), and the ORM costs about 4x as much
+        connection = self._session.connection()
+        return _stored(connection.exec_driver_sql(self._current_sql, (self._gun, role)).first())
 
     @_db_errors()
     def current_all(self) -> dict[str, StoredFile]:
@@ -167,26 +173,27 @@ class _SQLTransaction:
     def add(self, updates: Sequence[MetaUpdate]) -> None:
         if self.failed:
             raise OldVersionError("transaction already failed with a version conflict")
-        roles = {u.role for u in updates}
-        stored = self._session.execute(
-            select(TufFile.role, func.max(TufFile.version))
-            .where(TufFile.gun == self._gun, TufFile.role.in_(roles))
-            .group_by(TufFile.role)
+        roles = sorted({u.role for u in updates})
+        marks = ", ".join([self._mark] * len(roles))
+        stored = self._session.connection().exec_driver_sql(
+            f"SELECT role, max(version) FROM tuf_files WHERE gun = {self._mark} "
+            f"AND role IN ({marks}) GROUP BY role",
+            (self._gun, *roles),
         )
-        check_versions(updates, {role: version for role, version in stored})
+        check_versions(updates, {role: int(version) for role, version in stored})
         now = datetime.now(UTC)
+        rows = []
         for u in updates:
-            data = bytes(u.data)
             sha256 = u.sha256
-            self._session.add(
-                TufFile(
-                    gun=self._gun,
-                    role=u.role,
-                    version=u.version,
-                    sha256=sha256,
-                    data=data,
-                    created_at=now,
-                )
+            rows.append(
+                {
+                    "gun": self._gun,
+                    "role": u.role,
+                    "version": u.version,
+                    "sha256": sha256,
+                    "data": bytes(u.data),
+                    "created_at": now,
+                }
             )
             if u.role == "timestamp":
                 self.changes.append(
@@ -199,7 +206,8 @@ class _SQLTransaction:
                     )
                 )
         try:
-            self._session.flush()
+            # a bulk INSERT, not the ORM's unit of work (about half the cost)
+            self._session.execute(insert(TufFile), rows)
         except sa_exc.IntegrityError as e:
             self.failed = True  # the session's transaction is gone; commit must not happen
             raise _version_conflict(self._gun, e) from e
@@ -292,7 +300,7 @@ class SQLStore(MetadataStore):
                 parsed, connect_args=connect_args, isolation_level="AUTOCOMMIT", **options
             )
         )
-        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        self._mark = mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         self._digest_sql = (
             f"SELECT version, sha256 FROM tuf_files WHERE gun = {mark} AND role = {mark} "
             "ORDER BY version DESC LIMIT 1"
@@ -320,7 +328,9 @@ class SQLStore(MetadataStore):
             session.execute(select(Repository.gun).where(Repository.gun == gun).with_for_update())
         elif self.dialect == "sqlite":
             # BEGIN IMMEDIATE already holds the database write lock.
-            session.execute(sqlite_insert(Repository).values(gun=gun).on_conflict_do_nothing())
+            session.connection().exec_driver_sql(
+                "INSERT INTO repositories (gun) VALUES (?) ON CONFLICT DO NOTHING", (gun,)
+            )
         else:
             if session.get(Repository, gun, with_for_update=True) is None:
                 try:
@@ -345,7 +355,7 @@ class SQLStore(MetadataStore):
     @contextmanager
     def transaction(self, gun: str) -> Iterator[_SQLTransaction]:
         with _db_errors(), self._write_session(gun) as session:
-            tx = _SQLTransaction(session, gun)
+            tx = _SQLTransaction(session, gun, self._mark, self._current_sql)
             yield tx  # an exception here skips the commit: the session rolls back
             if tx.failed:
                 raise OldVersionError("transaction failed with a version conflict", gun=gun)
@@ -366,7 +376,19 @@ class SQLStore(MetadataStore):
         if changes:
             if self.dialect == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEED_LOCK})
-            session.add_all(changes)
+            session.execute(
+                insert(Change),
+                [
+                    {
+                        "created_at": c.created_at,
+                        "gun": c.gun,
+                        "version": c.version,
+                        "sha256": c.sha256,
+                        "category": c.category,
+                    }
+                    for c in changes
+                ],
+            )
         session.commit()
         if self._on_change is not None:
             self._on_change()
@@ -425,14 +447,7 @@ class SQLStore(MetadataStore):
         return row
 
     def _raw_file(self, sql: str, params: tuple[Any, ...]) -> StoredFile | None:
-        row = self._raw_row(sql, params)
-        if row is None:
-            return None
-        created = row[5]
-        if isinstance(created, str):  # SQLite: UTC wall-clock text
-            created = datetime.fromisoformat(created)
-        created = created.replace(tzinfo=UTC) if created.tzinfo is None else created.astimezone(UTC)
-        return StoredFile(row[0], row[1], int(row[2]), bytes(row[3]), row[4], created)
+        return _stored(self._raw_row(sql, params))
 
     def current_digest(self, gun: str, role: str) -> tuple[int, str] | None:
         # The hottest query of the server (every read of a current file).
