@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -27,12 +29,14 @@ import urllib3
 from benchmarks.stacks import NOTARY_BIN, base_env
 from notary_signer.devcerts import DevPKI, ensure_dev_pki
 from tests.notary_peer import NotaryPerson, require_notary
-from tests.procs import Stack, start_stack
+from tests.procs import ROOT, Stack, start_stack
 from tests.secrets import remember
 from tests.trustctl.gatekit import workload
 from tests.trustctl.httpd import Reply, Request, Server, serve
 from tests.trustctl.support import unique_repo
 from tests.trustctl.test_gate_cli import GateProcess
+from trustctl.api import Verifier
+from trustctl.errors import StaleMetadataError
 
 pytestmark = pytest.mark.e2e
 
@@ -147,6 +151,24 @@ class Signed:
         spec = {"containers": [{"name": "a", "image": image}]}
         return self.gate.api().admit(workload(kind, spec))
 
+    def new_repository(self, prefix: str) -> str:
+        """A new Notary repository with v1 signed, pinned by hand in the gate's trust
+        dir by its root certificate id (the rule for ``by-hand-*`` names no root)."""
+        gun = f"{REGISTRY}/{unique_repo('by-hand-' + prefix)}"
+        self.owner.run("init", gun, "-p")
+        self.notary_sign(gun, "v1", 0xD1)
+        self.pin_by_hand(gun)
+        return gun
+
+    def pin_by_hand(self, gun: str) -> None:
+        trustctl = subprocess.run(
+            [sys.executable, "-m", "trustctl", "--trust-dir", str(self.gate.trust_dir),
+             "--server", self.stack.url, "--tls-ca", str(self.stack.pki.ca_cert), "trust", "pin", gun, "--keyid",
+             self.owner.root_cert_id(gun)],
+            capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
+        )  # fmt: skip
+        assert trustctl.returncode == 0, trustctl.stdout + trustctl.stderr
+
     def notary_sign(self, gun: str, tag: str, n: int) -> str:
         digest = digest_of(n)
         self.owner.run("addhash", gun, tag, "1234", "--sha256", digest.split(":", 1)[1], "-p")
@@ -186,6 +208,8 @@ def signed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signed]:
             # pinned by the owner's root.json (`trustctl trust pin GUN root.json`)
             f"  - pattern: '{docker_gun}'\n    server: main\n    root: docker-root.json\n"
             f"    signers: [alice]\n"
+            # pinned by hand in the gate's trust dir (`trustctl trust pin GUN --keyid ID`)
+            f"  - pattern: '{REGISTRY}/test/by-hand-*'\n    server: main\n"
         )
         pki: DevPKI = ensure_dev_pki(tmp / "gate-pki")
         gate = GateProcess(tmp, tmp / "gate-trust", pki).start()
@@ -288,3 +312,96 @@ def test_a_rollback_of_notary_metadata_across_a_gate_restart_is_refused(signed: 
         denied(signed.admit(f"{gun}:v1"), f"repository {gun}", "ROLLBACK", "rollback attack")
     finally:
         del proxy.replay[timestamp]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param("garbage-state", id="versions-unreadable"),
+        pytest.param("no-state", id="versions-missing"),
+        pytest.param("garbage-root", id="trusted-root-unreadable"),
+    ],
+)
+def test_corrupt_notary_state_next_to_a_cache_stops_allows_until_reinitialised(
+    signed: Signed, damage: str
+) -> None:
+    """With the versions it verified gone, a restarted gate would take a replayed older
+    timestamp: the state must read back whole, or every request is denied."""
+    gun, gate, proxy = signed.new_repository(damage), signed.gate, signed.proxy
+    timestamp = f"/v2/{gun}/_trust/tuf/timestamp.json"
+    assert signed.admit(f"{gun}:v1").allowed
+    old_timestamp = proxy.served[timestamp][-1]
+    signed.notary_sign(gun, "v2", 0xD2)
+    assert signed.admit(f"{gun}:v2").allowed
+    gate.kill9()
+
+    state = gate.trust_dir / "tuf" / gun / "notary"
+    assert (state / "state.json").exists() and (state / "root.json").exists()
+    if damage == "no-state":
+        (state / "state.json").unlink()
+    else:
+        (state / f"{damage.split('-')[1]}.json").write_bytes(b"{ not json")
+    proxy.replay[timestamp] = old_timestamp  # with the versions gone, the replay would pass
+    try:
+        gate.start()
+        for _ in range(2):  # every request, not just the first
+            denied(
+                signed.admit(f"{gun}:v1"), f"repository {gun}", "STATE_CORRUPT", "re-initialises"
+            )
+    finally:
+        del proxy.replay[timestamp]
+    # the operator re-initialises (pins again: the state starts over from the pin)
+    signed.pin_by_hand(gun)
+    assert signed.admit(f"{gun}:v2").allowed
+
+
+def test_concurrent_requests_for_a_cold_notary_repository_fetch_each_file_once(
+    signed: Signed,
+) -> None:
+    """Ten tags of one repository not verified yet, in one Deployment: the gate verifies
+    them at once, and the Verifier's single flight asks the trust server once for each
+    of root, snapshot and targets (the timestamp once per check: the first, and any
+    renewal of a cached verdict)."""
+    gun = signed.new_repository("cold")
+    prefix = f"/v2/{gun}/_trust/tuf/"
+    before = {p: len(v) for p, v in signed.proxy.served.items() if p.startswith(prefix)}
+    assert before == {}  # `trustctl trust pin` asked the server directly, not the proxy
+    containers = [{"name": f"c{i}", "image": f"{gun}:v{i}"} for i in range(1, 11)]
+    result = signed.gate.api().admit(workload("Deployment", {"containers": containers}))
+    assert not result.allowed and "NOT_SIGNED" in result.message  # v2..v10 are not signed
+    assert f"image {gun}:v1 " not in result.message  # v1 is
+    fetched = {
+        p[len(prefix) :]: len(v) for p, v in signed.proxy.served.items() if p.startswith(prefix)
+    }
+    by_kind = {name.split(".")[0]: n for name, n in fetched.items()}
+    assert by_kind["root"] == by_kind["snapshot"] == by_kind["targets"] == 1, fetched
+    assert set(by_kind) == {"root", "timestamp", "snapshot", "targets"}, fetched
+
+
+def test_the_verifiers_clock_refuses_a_frozen_notary_repository(
+    signed: Signed, tmp_path: Path
+) -> None:
+    """The Verifier's clock is the time for every check of Notary's workflow: past the
+    timestamp's expiry, a repository whose server serves nothing newer is refused as a
+    freeze, from memory and after a refresh alike; back in time it answers again."""
+    gun = signed.cli_gun
+    trust_dir = tmp_path / "library-trust"
+    now = [datetime.now(UTC)]
+    subprocess.run(
+        [sys.executable, "-m", "trustctl", "--trust-dir", str(trust_dir), "--server",
+         signed.proxy.url, "trust", "pin", gun, "--keyid", signed.owner.root_cert_id(gun)],
+        capture_output=True, cwd=ROOT, timeout=60, check=True,
+    )  # fmt: skip
+    verifier = Verifier(signed.proxy.url, trust_dir=trust_dir, clock=lambda: now[0])
+    first = verifier.verify(f"{gun}:v1")
+    assert first.digest == signed.digests["cli:v1"]
+    assert first.versions is not None and verifier.trusted_versions(gun) == first.versions
+    assert verifier.verify(f"{gun}:v1").digest == first.digest
+    assert verifier.stats.reused == 1  # the same timestamp: answered from memory
+    now[0] = first.expires["timestamp"] + timedelta(seconds=1)
+    for _ in range(2):
+        with pytest.raises(StaleMetadataError) as e:
+            verifier.verify(f"{gun}:v1")
+        assert "timestamp" in str(e.value)
+    now[0] = datetime.now(UTC)
+    assert verifier.verify(f"{gun}:v1").digest == first.digest

@@ -10,10 +10,16 @@ replay through. So before a repository is first used by this process, its truste
 state must read back: next to a non-empty cache, a missing ``timestamp.json`` or a
 file that does not parse as TUF metadata stops every allow for that repository until
 an operator re-initialises it (``trustctl trust pin GUN root.json`` drops the cache).
+
+A Notary repository's state is the newest verified root and the highest verified
+version of every role (``notary/root.json`` and ``notary/state.json``, next to its
+pin): one without the other, or either unreadable, stops every allow the same way
+(Notary's workflow would read unreadable versions as none, and take a replay).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -24,7 +30,8 @@ from typing import TYPE_CHECKING
 from tuf.api.exceptions import RepositoryError
 from tuf.api.metadata import Metadata
 
-from trustctl.errors import TrustError
+from trustctl.errors import TrustctlError, TrustError
+from trustctl.notary.model import parse_root as parse_notary_root
 from trustctl.notary.pinning import NotaryPin
 from trustctl.notary.verify import notary_state
 from trustctl.truststore import TrustStore
@@ -125,8 +132,8 @@ class StateGuard:
         directory = self._store.gun_dir(gun) / "metadata"
         files = sorted(directory.glob("*.json")) if directory.is_dir() else []
         names = {f.name for f in files}
-        problem = None
-        if names & set(_AFTER_TIMESTAMP) and "timestamp.json" not in names:
+        problem = _notary_problem(self._store.gun_dir(gun) / "notary")
+        if not problem and names & set(_AFTER_TIMESTAMP) and "timestamp.json" not in names:
             problem = "timestamp.json is missing next to the snapshot and targets it vouched for"
         for f in files:
             if problem:
@@ -139,10 +146,35 @@ class StateGuard:
             raise StateCorruptError(
                 f"the gate's trusted state for {gun} is damaged: {problem}; allows stop until "
                 "an operator re-initialises it (the state may have been tampered with)",
-                hint=f"check the trust dir, then run `trustctl trust pin {gun} root.json`",
+                hint=f"check the trust dir, then pin it again (`trustctl trust pin {gun} root.json`, "
+                "or `--keyid ID` for a Notary repository)",
             )
         with self._lock:
             self._good.add(gun)
+
+
+def _notary_problem(directory: Path) -> str | None:
+    """What is wrong with a Notary repository's persisted state (None: whole, or none)."""
+    root, versions = directory / "root.json", directory / "state.json"
+    if root.exists() != versions.exists():
+        missing, present = (root, versions) if versions.exists() else (versions, root)
+        return f"notary/{missing.name} is missing next to notary/{present.name}"
+    if not root.exists():
+        return None
+    try:
+        parse_notary_root(root.read_bytes())
+    except (OSError, TrustctlError) as e:
+        return f"notary/root.json is unreadable ({type(e).__name__})"
+    try:
+        doc = json.loads(versions.read_bytes())
+    except (OSError, ValueError) as e:
+        return f"notary/state.json is unreadable ({type(e).__name__})"
+    table = doc.get("versions") if isinstance(doc, dict) else None
+    if not isinstance(table, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in table.values()
+    ):
+        return "notary/state.json holds no table of role versions"
+    return None
 
 
 def offline_check(
