@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -15,7 +16,11 @@ from trustctl.gate.images import UnknownKind, find_images
 from trustctl.gate.manifest import manifest
 from trustctl.gate.policy import Pattern, PolicyError, load_policy
 from trustctl.gate.review import BadReview, Verdict, parse_review, review_response
+from trustctl.gate.state import RootMismatchError, RootPins
+from trustctl.notary.pinning import NotaryPin
+from trustctl.notary.verify import notary_state
 from trustctl.reference import ImageRef, parse_reference
+from trustctl.truststore import TrustStore
 
 # --- patterns: parsed references, never substrings ------------------------------------
 
@@ -201,6 +206,41 @@ def test_an_invalid_policy_names_the_line(text: str, line: int, words: str) -> N
         load_policy(text, source="policy.yaml")
     assert str(e.value).startswith(f"policy.yaml:{line}: "), str(e.value)
     assert words in str(e.value)
+
+
+def test_a_rules_notary_root_is_pinned_as_trust_pin_pins_it_and_another_is_refused(
+    tmp_path: Path,
+) -> None:
+    """``root_ca`` and ``root_keyid`` pin a Notary repository (trustctl's Notary pin, as
+    ``trust pin --ca-bundle`` / ``--keyid`` write it); a restarted gate with the same
+    policy finds it pinned; a policy naming another anchor is refused, not re-pinned."""
+    from notary_signer.devcerts import ensure_dev_pki
+
+    ca = ensure_dev_pki(tmp_path / "pki").ca_cert
+    text = (
+        POLICY
+        + f"  - pattern: 'r.io/legacy/*'\n    server: a\n    root_ca: {ca}\n"
+        + f"  - pattern: 'r.io/other/*'\n    server: a\n    root_keyid: [{'ab' * 32}]\n"
+    )
+
+    def rule_root(image: str) -> tuple[NotaryPin, str]:
+        rule = load_policy(text, source="policy.yaml").rule_for(parse_reference(image))
+        assert rule is not None and isinstance(rule.root, NotaryPin), rule
+        return rule.root, rule.root_source
+
+    gun = "r.io/legacy/app"
+    by_ca, source = rule_root(f"{gun}:1")
+    assert by_ca.mode == "ca" and by_ca.ca_pem == ca.read_bytes()
+    RootPins(tmp_path / "trust").ensure(gun, by_ca, source)
+    stored = notary_state(TrustStore(tmp_path / "trust"), gun).pin()
+    assert stored is not None and stored.ca_pem == by_ca.ca_pem
+    assert stored.source == f"gate policy ({ca})"
+    RootPins(tmp_path / "trust").ensure(gun, *rule_root(f"{gun}:1"))  # a restart: the same
+    by_id, id_source = rule_root("r.io/other/app:1")
+    assert by_id.mode == "certs" and by_id.cert_ids == ("ab" * 32,)
+    with pytest.raises(RootMismatchError, match="may be an attack"):
+        RootPins(tmp_path / "trust").ensure(gun, by_id, id_source)
+    assert notary_state(TrustStore(tmp_path / "trust"), gun).pin() == stored  # unchanged
 
 
 # --- AdmissionReview ----------------------------------------------------------------
