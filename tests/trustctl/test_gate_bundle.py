@@ -34,9 +34,9 @@ from trustctl.gate.bundle import (
     BundleStore,
     BundleTransport,
     Manifest,
-    collect,
     create_bundle,
 )  # fmt: skip
+from trustctl.gate.collect import collect
 
 MakePerson = Callable[..., Person]
 KEY = Ed25519PrivateKey.generate()

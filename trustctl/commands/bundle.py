@@ -62,7 +62,8 @@ def create_cmd(
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     from trustctl.atomicfile import write_atomic
-    from trustctl.gate.bundle import collect, create_bundle
+    from trustctl.gate.bundle import create_bundle
+    from trustctl.gate.collect import collect
 
     passphrase = ctx.environ.get("TRUSTCTL_BUNDLE_PASSPHRASE")
     if not passphrase:

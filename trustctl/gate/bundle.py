@@ -1,18 +1,21 @@
-"""Offline bundles: the byte-exact TUF metadata of chosen repositories, for a gate
-with no line to the trust server.
+"""Offline bundles: the byte-exact trust metadata of chosen repositories (TUF 1.0 or
+Notary's dialect), for a gate with no line to the trust server.
 
 A bundle is a tar.gz of ``manifest.json``, ``manifest.sig`` and
-``metadata/<gun>/<file>`` (the files as the trust server serves them: the root chain,
-timestamp, snapshot, targets and delegated roles). The manifest names a ``sequence``
-that only grows, ``issued_at`` and ``not_after = min(issued_at + budget, every expiry
-inside)``, and each file's length and SHA-256; ``manifest.sig`` is an Ed25519
-signature over ``manifest.json`` by a bundle key whose public half the gate pins.
+``metadata/<gun>/<file>`` (the files as the trust server serves them, as
+:mod:`trustctl.gate.collect` takes them: the root chain, timestamp, snapshot, targets
+and delegated roles; each name percent-encoded to one path component, see
+:func:`member_name`). The manifest names a ``sequence`` that only grows,
+``issued_at`` and ``not_after = min(issued_at + budget, every expiry inside)``, and
+each file's length and SHA-256; ``manifest.sig`` is an Ed25519 signature over
+``manifest.json`` by a bundle key whose public half the gate pins.
 
 The gate imports a bundle only whole: signature, then every hash and length, then a
 sequence above the one in force; it unpacks beside the current one and swaps a
 symlink (``os.replace``), so a crash leaves the previous bundle in force. In offline
 mode the Verifier's transport is :class:`BundleTransport`: it reads files from the
-bundle and never opens a connection; the TUF workflow is the same as online.
+bundle and never opens a connection; the client workflow (python-tuf's, or Notary's
+for a repository pinned as a Notary one) is the same as online.
 """
 
 from __future__ import annotations
@@ -30,12 +33,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from trustctl.errors import TrustError, UsageError
+from trustctl.errors import TrustctlError, TrustError, UsageError
 from trustctl.transport import DEFAULT_MAX_BYTES, MultipartFile, Response
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "Manifest",
     "bundle_state",
     "create_bundle",
+    "member_name",
     "near_stale_warning",
 ]
 
@@ -100,6 +104,31 @@ class Manifest:
             raise BundleRefusedError(f"the bundle manifest is malformed: {e}") from None
 
 
+def member_name(name: str) -> str:
+    """A served file's name in a bundle: percent-encoded to one path component (a
+    Notary delegated role's ``targets/releases.<sha256>.json`` is
+    ``targets%2Freleases.<sha256>.json``; TUF 1.0's names are unchanged)."""
+    return quote(name, safe="")
+
+
+def _expiries(what: str, data: bytes) -> list[datetime]:
+    """The expiries inside one metadata file: its ``expires`` (RFC 3339: TUF 1.0 writes
+    whole seconds in UTC, Notary any offset and fractions), and for a Notary root the
+    end of its root certificates' validity (Notary's client refuses a root whose
+    certificates expired)."""
+    from notary_server.notary.model import FormatError, parse_expires
+    from trustctl.notary.model import certificates, parse_root, signed_type
+
+    try:
+        found = [parse_expires(json.loads(data)["signed"]["expires"])]
+        if signed_type(data) == "Root":
+            for key in parse_root(data).role_keys("root").values():
+                found.extend(c.not_valid_after_utc for c in certificates(key)[:1])
+    except (ValueError, KeyError, TypeError, FormatError, TrustctlError) as e:
+        raise BundleRefusedError(f"{what} has no readable expiry: {e}") from None
+    return found
+
+
 def create_bundle(
     repositories: Mapping[str, Mapping[str, bytes]],
     *,
@@ -122,9 +151,8 @@ def create_bundle(
     listing: dict[str, dict[str, dict[str, Any]]] = {}
     for gun, files in repositories.items():
         for name, data in files.items():
-            expires = json.loads(data)["signed"]["expires"]
-            not_after = min(not_after, _parse_iso(expires))
-            listing.setdefault(gun, {})[name] = {
+            not_after = min(not_after, *_expiries(f"{name} of {gun}", data))
+            listing.setdefault(gun, {})[member_name(name)] = {
                 "sha256": hashlib.sha256(data).hexdigest(), "length": len(data)}  # fmt: skip
     manifest = json.dumps(
         {"schema": SCHEMA, "bundle_id": str(uuid.uuid4()), "sequence": sequence,
@@ -137,7 +165,7 @@ def create_bundle(
         members = {"manifest.json": manifest, "manifest.sig": sig}
         for gun, files in repositories.items():
             for name, data in files.items():
-                members[f"metadata/{gun}/{name}"] = data
+                members[f"metadata/{gun}/{member_name(name)}"] = data
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o644, int(issued.timestamp())
@@ -337,7 +365,8 @@ class BundleTransport:
         if method != "GET" or not path.startswith("/v2/") or _PREFIX not in path:
             return Response(404, {}, b"", url)
         gun, _, name = path[len("/v2/") :].partition(_PREFIX)
-        if "/" in name or ".." in gun.split("/"):
+        name = member_name(unquote(name))
+        if name in ("", ".", "..") or ".." in gun.split("/"):
             return Response(404, {}, b"", url)
         try:
             data = (self.store.current_dir / "metadata" / gun / name).read_bytes()
@@ -345,40 +374,3 @@ class BundleTransport:
             return Response(404, {}, b"", url)
         return Response(200, {"content-type": "application/json"}, data[:max_bytes], url,
                         len(data) > max_bytes)  # fmt: skip
-
-
-def collect(get_file: Callable[[str], bytes | None]) -> dict[str, bytes]:
-    """A repository's metadata as served: the root chain, timestamp, snapshot, and
-    every role the snapshot lists (``get_file(name)`` -> bytes or None when absent)."""
-    files: dict[str, bytes] = {}
-    n = 1
-    while n < 10_000:
-        data = get_file(f"{n}.root.json")
-        if data is None:
-            break
-        files[f"{n}.root.json"] = data
-        n += 1
-    if not files:
-        raise BundleRefusedError("the trust server has no root for this repository")
-    consistent = json.loads(files[f"{n - 1}.root.json"])["signed"].get("consistent_snapshot", False)
-    timestamp = get_file("timestamp.json")
-    if timestamp is None:
-        raise BundleRefusedError("the trust server has no timestamp for this repository")
-    files["timestamp.json"] = timestamp
-
-    def versioned(role_file: str, version: int) -> str:
-        return f"{version}.{role_file}" if consistent else role_file
-
-    snap_version = json.loads(timestamp)["signed"]["meta"]["snapshot.json"]["version"]
-    snap_name = versioned("snapshot.json", snap_version)
-    snapshot = get_file(snap_name)
-    if snapshot is None:
-        raise BundleRefusedError(f"the trust server has no {snap_name}")
-    files[snap_name] = snapshot
-    for role_file, meta in json.loads(snapshot)["signed"]["meta"].items():
-        name = versioned(role_file, meta["version"])
-        data = get_file(name)
-        if data is None:
-            raise BundleRefusedError(f"the trust server has no {name}")
-        files[name] = data
-    return files

@@ -73,6 +73,7 @@ __all__ = [
     "PreloadedFetch",
     "ServerFetch",
     "TrustedNotary",
+    "file_name",
 ]
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,13 @@ class PreloadedFetch:
 
 
 Meta = dict[str, Any]  # a ``{length, hashes, custom}`` entry as on the wire
+
+
+def file_name(role: str, entry: Meta) -> str:
+    """The file Notary's client fetches for ``role`` by the entry signed above it:
+    ``<role>.<sha256 hex>.json`` (``<role>.json`` when the entry has no SHA-256)."""
+    sha = entry_hex(entry)
+    return f"{role}.{sha}.json" if sha else f"{role}.json"
 
 
 @dataclass
@@ -412,8 +420,7 @@ class NotaryUpdater:
                 f"the signed metadata of {self.gun} does not list {role}",
                 hint="do not deploy from it",
             )
-        sha = entry_hex(entry)
-        name = f"{role}.{sha}.json" if sha else f"{role}.json"
+        name = file_name(role, entry)
         raw = self._fetch(name, max(int(entry.get("length") or 0), 1))
         if raw is None:
             raise TamperedMetadataError(
