@@ -138,6 +138,37 @@ def test_not_after_is_the_earliest_expiry_inside_or_the_budget(files: dict[str, 
     assert short.not_after == now + timedelta(hours=1)
 
 
+def _meta(version: int, expires: datetime, kind: str = "root") -> bytes:
+    """A metadata file as far as a bundle's expiry reads it."""
+    stamp = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return json.dumps({"signed": {"_type": kind, "version": version, "expires": stamp}}).encode()
+
+
+@pytest.mark.parametrize(
+    ("newest_root", "older_roots"),
+    [
+        pytest.param("3.root.json", ["1.root.json", "2.root.json"], id="tuf-root-chain"),
+        pytest.param("root.json", ["1.root.json", "2.root.json"], id="notary-root-walk"),
+    ],
+)
+def test_an_older_roots_expiry_does_not_make_a_bundle_stale_at_birth(
+    newest_root: str, older_roots: list[str]
+) -> None:
+    """A client reads the roots before the newest only to follow rotations, never
+    checking their expiry (python-tuf's and Notary's workflows alike): a repository
+    whose first root expired long ago still verifies, and so must its bundle."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    files = {name: _meta(v, now - timedelta(days=30 * v)) for v, name in enumerate(older_roots, 1)}
+    files[newest_root] = _meta(3, now + timedelta(days=365))
+    files["timestamp.json"] = _meta(9, now + timedelta(days=1), "timestamp")
+    bundle = create_bundle({GUN: files}, key=KEY, sequence=1, budget=timedelta(days=7), now=now)
+    manifest = Manifest.parse(_member(bundle, "manifest.json"))
+    assert manifest.not_after == now + timedelta(days=1)  # the timestamp's, not a past root's
+    files[newest_root] = _meta(3, now + timedelta(hours=2))
+    bundle = create_bundle({GUN: files}, key=KEY, sequence=1, budget=timedelta(days=7), now=now)
+    assert Manifest.parse(_member(bundle, "manifest.json")).not_after == now + timedelta(hours=2)
+
+
 def _member(bundle: bytes, name: str) -> bytes:
     with tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz") as tar:
         f = tar.extractfile(name)

@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 import uuid
@@ -129,6 +130,24 @@ def _expiries(what: str, data: bytes) -> list[datetime]:
     return found
 
 
+_ROOT_FILE = re.compile(r"(?:[0-9]+\.)?root\.json")
+
+
+def _older_roots(gun: str, files: Mapping[str, bytes]) -> set[str]:
+    """The roots before the newest in ``files``: a client reads them only to follow
+    rotations and never checks their expiry (python-tuf's workflow and Notary's
+    alike), so a root that expired long ago must not make a bundle stale at birth."""
+    versions = {}
+    for name, data in files.items():
+        if _ROOT_FILE.fullmatch(name):
+            try:
+                versions[name] = int(json.loads(data)["signed"]["version"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise BundleRefusedError(f"{name} of {gun} has no readable version: {e}") from None
+    newest = max(versions.values(), default=0)
+    return {name for name, version in versions.items() if version < newest}
+
+
 def create_bundle(
     repositories: Mapping[str, Mapping[str, bytes]],
     *,
@@ -150,8 +169,10 @@ def create_bundle(
     not_after = issued + budget
     listing: dict[str, dict[str, dict[str, Any]]] = {}
     for gun, files in repositories.items():
+        older_roots = _older_roots(gun, files)
         for name, data in files.items():
-            not_after = min(not_after, *_expiries(f"{name} of {gun}", data))
+            if name not in older_roots:
+                not_after = min(not_after, *_expiries(f"{name} of {gun}", data))
             listing.setdefault(gun, {})[member_name(name)] = {
                 "sha256": hashlib.sha256(data).hexdigest(), "length": len(data)}  # fmt: skip
     manifest = json.dumps(
