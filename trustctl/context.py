@@ -33,6 +33,7 @@ from trustctl.output import Printer
 # Collaborators are imported when first built, so a command loads only what it uses
 # (`verify` never loads the key store, the publisher or skopeo support).
 if TYPE_CHECKING:
+    from trustctl.changes import Changelist
     from trustctl.client import ServerClient
     from trustctl.keys import KeyStore, Prompt
     from trustctl.pending import PendingStore
@@ -251,6 +252,12 @@ class TrustContext:
             retry=self.retry,
         )
         return Publisher(gun, services)
+
+    def staged(self, gun: str) -> Changelist:
+        """The changes staged for ``gun`` (``--no-publish``; call with the GUN's lock held)."""
+        from trustctl.changes import Changelist
+
+        return Changelist(self.trust.changes_dir(gun))
 
 
 def _click_prompt(text: str, confirm: bool) -> str:

@@ -1,20 +1,30 @@
 """trustctl as a library: one call per user story, over collaborators passed in.
 
-==================  ===========================================  ========================
-call                story                                        command
-==================  ===========================================  ========================
-:func:`sign_tags`   bind tags to manifest digests and publish    ``trustctl sign``
-:func:`verify_tags` what a TUF client trusts for tags            ``trustctl verify``
-:func:`add_signer`  let a team member sign tags                  ``trustctl signer add``
-:func:`rotate_key`  replace a role's or a signer's key           ``trustctl key rotate``
-==================  ===========================================  ========================
+=======================  ======================================  ============================
+call                     story                                   command
+=======================  ======================================  ============================
+:func:`sign_tags`        bind tags to manifest digests, publish  ``trustctl sign``
+:func:`verify_tags`      what a TUF client trusts for tags       ``trustctl verify``
+:func:`revoke_tags`      take tags' signatures back              ``trustctl revoke``
+:func:`add_signer`       let a team member sign tags             ``trustctl signer add``
+:func:`remove_signer`    stop counting a signer (or its keys)    ``trustctl signer remove``
+:func:`set_signer_paths` choose the tags the signers hold         ``trustctl signer paths``
+:func:`rotate_key`       replace a role's or a signer's key      ``trustctl key rotate``
+:func:`witness_role`     re-sign a role unchanged (renew)        ``trustctl witness``
+:func:`stage`            keep changes to publish later           ``--no-publish``
+:func:`publish_staged`   publish what was staged                 ``trustctl publish``
+=======================  ======================================  ============================
 
 The click commands call these and only print what they return. The calls take what
 they work with: a :class:`~trustctl.repo.Publisher` (its
 :class:`~trustctl.repo.Services`: the server client, the key store, a factory of
-verified views, the pending store, the clock) or a verified
-:class:`~trustctl.tufview.TrustedRepository`; they never build the CLI's context
-object. A long-running process that verifies many tags keeps a
+verified views, the pending store, the clock), a verified
+:class:`~trustctl.tufview.TrustedRepository`, or the repository's
+:class:`~trustctl.changes.Changelist` of staged changes; they never build the CLI's
+context object. A story that can be staged instead of published has a function
+returning its changes (:func:`sign_changes`, :func:`revoke_changes`,
+:func:`add_signer_change`, :func:`remove_signer_change`,
+:func:`set_signer_paths_change`) to pass to :func:`stage`. A long-running process that verifies many tags keeps a
 :class:`trustctl.api.Verifier` instead (docs/cli.md, "Library API").
 
 Example:
@@ -31,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from trustctl.changes import Change
+from trustctl.changes import Change, Changelist
 from trustctl.errors import TrustctlError
 
 if TYPE_CHECKING:
@@ -47,15 +57,25 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Publication",
+    "RevokedTags",
     "Rotated",
     "SignedTags",
     "TagToSign",
     "add_signer",
     "add_signer_change",
+    "publish_staged",
+    "remove_signer",
+    "remove_signer_change",
+    "revoke_changes",
+    "revoke_tags",
     "rotate_key",
+    "set_signer_paths",
+    "set_signer_paths_change",
     "sign_changes",
     "sign_tags",
+    "stage",
     "verify_tags",
+    "witness_role",
 ]
 
 
@@ -119,6 +139,12 @@ def sign_tags(
     """
     changes = sign_changes(tags, role=role)
     result = publisher.publish(changes, replace_pending=replace_pending)
+    return SignedTags(result, changes, _status(result, changes))
+
+
+def _status(result: PublishResult, changes: Sequence[Change]) -> list[str]:
+    """Each change's status after ``result``: ``unchanged`` (it touched no role),
+    ``pending`` (a role it touched waits for more signatures) or ``published``."""
     pending_roles = {p.role for p in result.pending}
     status = []
     for change in changes:
@@ -130,7 +156,35 @@ def sign_tags(
             if pending_roles.intersection(touched)
             else "published"
         )
-    return SignedTags(result, changes, status)
+    return status
+
+
+@dataclass
+class RevokedTags(Publication):
+    """What :func:`revoke_tags` did, and the status of each tag in order (``published``:
+    its signature is gone, ``pending``: the revocation waits for more signatures, or
+    ``unchanged``: no role this user can sign held it)."""
+
+    status: list[str] = field(default_factory=list)
+
+
+def revoke_changes(tags: Sequence[str]) -> list[Change]:
+    """The changes that revoke ``tags`` from every role this user can sign, to publish
+    or to stage."""
+    return [Change.create("remove-target", tag=tag, role=None) for tag in tags]
+
+
+def revoke_tags(publisher: Publisher, tags: Sequence[str]) -> RevokedTags:
+    """Remove each of ``tags`` from every role of the publisher's repository that this
+    user can sign, in one upload (a tag no such role holds is ``unchanged``).
+
+    Raises:
+        MissingKeyError / PassphraseError: no key here may sign the roles holding them.
+        TrustctlError: verification, network or server errors.
+    """
+    changes = revoke_changes(tags)
+    result = publisher.publish(changes)
+    return RevokedTags(result, changes, _status(result, changes))
 
 
 def verify_tags(
@@ -211,6 +265,104 @@ def add_signer(
     """
     change = add_signer_change(name, keys, threshold=threshold, paths=paths, force=force)
     return Publication(publisher.publish([change]), [change])
+
+
+def remove_signer_change(
+    name: str,
+    *,
+    keyids: Sequence[str] = (),
+    threshold: int | None = None,
+    force: bool = False,
+) -> Change:
+    """The change that removes signer ``name`` (see :func:`remove_signer`), to publish
+    or stage."""
+    return Change.create(
+        "remove-signer",
+        name=name,
+        keyids=list(keyids) or None,
+        threshold=threshold,
+        force=force,
+    )
+
+
+def remove_signer(
+    publisher: Publisher,
+    name: str,
+    *,
+    keyids: Sequence[str] = (),
+    threshold: int | None = None,
+    force: bool = False,
+) -> Publication:
+    """Stop counting ``name``'s signatures (only those of ``keyids`` when given), with
+    ``threshold`` for the signer keys that remain.
+
+    Raises:
+        UsageError: an unknown signer or key, or an unreachable threshold.
+        ThresholdError: signed tags would stop verifying (pass ``force``).
+        MissingKeyError: this machine does not hold the owner's keys.
+        TrustctlError: verification, network or server errors.
+    """
+    change = remove_signer_change(name, keyids=keyids, threshold=threshold, force=force)
+    return Publication(publisher.publish([change]), [change])
+
+
+def set_signer_paths_change(patterns: Sequence[str], *, force: bool = False) -> Change:
+    """The change that sets the tags the signers hold (see :func:`set_signer_paths`), to
+    publish or stage."""
+    return Change.create("set-paths", paths=list(patterns), force=force)
+
+
+def set_signer_paths(
+    publisher: Publisher, patterns: Sequence[str], *, force: bool = False
+) -> Publication:
+    """Let the signers hold the tags matching ``patterns`` (e.g. ``v*``): those count
+    only with the signers' threshold; other tags stay the owner's bins key's.
+
+    Raises:
+        ThresholdError: signed tags would stop verifying (pass ``force``).
+        MissingKeyError: this machine does not hold the owner's keys.
+        TrustctlError: verification, network or server errors.
+    """
+    change = set_signer_paths_change(patterns, force=force)
+    return Publication(publisher.publish([change]), [change])
+
+
+def witness_role(publisher: Publisher, role: str) -> Publication:
+    """Re-sign ``role`` without changing it: adds this user's signature, renews its expiry.
+
+    Raises:
+        MissingKeyError: no key here may sign ``role``.
+        TrustctlError: verification, network or server errors.
+    """
+    change = Change.create("witness", role=role)
+    return Publication(publisher.publish([change]), [change])
+
+
+def stage(staged: Changelist, changes: Sequence[Change]) -> list[Change]:
+    """Keep ``changes`` in ``staged`` (the repository's changelist) to publish later
+    with :func:`publish_staged`; nothing is signed or sent. Returns them."""
+    staged.stage(*changes)
+    return list(changes)
+
+
+def publish_staged(
+    publisher: Publisher, staged: Changelist, *, replace_pending: bool = False
+) -> Publication:
+    """Publish every change in ``staged`` (the publisher's repository's changelist) in
+    one upload and unstage them; with nothing staged, publish nothing. When the
+    publish fails they stay staged.
+
+    Raises:
+        TrustctlError: as :meth:`~trustctl.repo.Publisher.publish` (the changes stay).
+    """
+    changes = staged.entries()
+    if not changes:
+        from trustctl.repo import PublishResult
+
+        return Publication(PublishResult(), [])
+    result = publisher.publish(changes, replace_pending=replace_pending)
+    staged.remove(c.id for c in changes)
+    return Publication(result, changes)
 
 
 @dataclass

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
-from trustctl.changes import Change, Changelist
+from trustctl.changes import Change
 from trustctl.errors import (
     InvalidReferenceError,
     NoPinnedRootError,
@@ -34,10 +34,8 @@ __all__ = [
     "is_notary",
     "name_reference",
     "one_repository",
-    "publish_changes",
     "publish_data",
     "publish_lines",
-    "publish_staged",
     "read_references",
     "references",
     "tag_policy_lines",
@@ -233,54 +231,18 @@ def open_notary_repository(tctx: TrustContext, gun: str, *, announce: bool) -> T
     return trusted
 
 
-def publish_changes(
-    tctx: TrustContext, gun: str, changes: Sequence[Change], *, replace_pending: bool = False
-) -> tuple[PublishResult, list[Change]]:
-    """Publish exactly ``changes``, which this command made (lock held by the caller).
-
-    Nothing is staged: a command that fails, or is aborted (Ctrl-C at a passphrase
-    prompt), leaves nothing behind. Changes staged earlier are not published; when
-    there are some, a note names them.
-    """
-    result = tctx.publisher(gun).publish(changes, replace_pending=replace_pending)
-    report_publish(tctx, gun, result)
-    return result, list(changes)
-
-
 def report_publish(tctx: TrustContext, gun: str, result: PublishResult) -> None:
     """After a command published its own changes: the publish's warnings, and a note
     naming the changes staged earlier, which were not published."""
     for warning in result.warnings:
         tctx.printer.warn(warning)
-    others = Changelist(tctx.trust.changes_dir(gun)).entries()
+    others = tctx.staged(gun).entries()
     if others:
         shown = "; ".join(c.describe() for c in others[:3]) + ("; …" if len(others) > 3 else "")
         tctx.printer.message(
             f"Note: {len(others)} change(s) staged earlier for {gun} were not published ({shown}): "
             f"see `trustctl status {gun}`, publish them with `trustctl publish {gun}`"
         )
-
-
-def publish_staged(
-    tctx: TrustContext, gun: str, *, replace_pending: bool = False
-) -> tuple[PublishResult, list[Change]]:
-    """Publish every staged change of ``gun`` (lock held by the caller); unstage them on
-    success. On failure they stay staged."""
-    from trustctl.repo import PublishResult
-
-    changelist = Changelist(tctx.trust.changes_dir(gun))
-    changes = changelist.entries()
-    if not changes:
-        return PublishResult(), []
-    try:
-        result = tctx.publisher(gun).publish(changes, replace_pending=replace_pending)
-    except TrustctlError:
-        tctx.printer.message(f"{len(changes)} change(s) stay staged: see `trustctl status {gun}`.")
-        raise
-    changelist.remove(c.id for c in changes)
-    for warning in result.warnings:
-        tctx.printer.warn(warning)
-    return result, changes
 
 
 def publish_data(result: PublishResult, changes: Sequence[Change]) -> dict[str, Any]:

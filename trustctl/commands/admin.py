@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
-from trustctl.changes import Change, Changelist
 from trustctl.cli import TrustctlCommand, pass_ctx
 from trustctl.commands._common import (
     ALGORITHMS,
@@ -16,14 +15,13 @@ from trustctl.commands._common import (
     is_notary,
     one_repository,
     open_notary_repository,
-    publish_changes,
     publish_data,
     publish_lines,
-    publish_staged,
     references,
+    report_publish,
     tag_policy_lines,
 )
-from trustctl.errors import TagNotSignedError, UsageError
+from trustctl.errors import TagNotSignedError, TrustctlError, UsageError
 from trustctl.layout import DEFAULT_HASH_BINS, RELEASES, bit_length_for, is_bin_role
 from trustctl.output import table
 from trustctl.reference import parse_reference
@@ -118,7 +116,7 @@ def init_cmd(
 def status_cmd(tctx: TrustContext, gun: str) -> None:
     """List the changes staged for GUN (works offline)."""
     gun = gun_arg(gun)
-    changes = Changelist(tctx.trust.changes_dir(gun)).entries()
+    changes = tctx.staged(gun).entries()
     rows = [[str(i), c.action, c.describe(), c.created] for i, c in enumerate(changes, 1)]
     lines = [f"{len(changes)} staged change(s) for {gun}"] + (
         table(["#", "ACTION", "CHANGE", "STAGED AT"], rows) if rows else []
@@ -151,7 +149,7 @@ def reset_cmd(tctx: TrustContext, gun: str, numbers: tuple[int, ...], drop_all: 
     if not numbers and not drop_all:
         raise UsageError("say which changes to drop: --number N (see `trustctl status`) or --all")
     with tctx.trust.lock(gun):
-        dropped = Changelist(tctx.trust.changes_dir(gun)).reset(None if drop_all else numbers)
+        dropped = tctx.staged(gun).reset(None if drop_all else numbers)
     tctx.printer.result(
         "reset",
         {"gun": gun, "dropped": [c.to_dict() for c in dropped]},
@@ -168,9 +166,20 @@ def reset_cmd(tctx: TrustContext, gun: str, numbers: tuple[int, ...], drop_all: 
 def publish_cmd(tctx: TrustContext, gun: str, replace_pending: bool) -> None:
     """Publish GUN's staged changes (rebasing on concurrent publishes)."""
     gun = gun_arg(gun)
+    from trustctl.library import publish_staged
+
     with tctx.trust.lock(gun):
         tctx.trust.require_pinned(gun)
-        result, changes = publish_staged(tctx, gun, replace_pending=replace_pending)
+        staged = tctx.staged(gun)
+        try:
+            published = publish_staged(tctx.publisher(gun), staged, replace_pending=replace_pending)
+        except TrustctlError:
+            left = len(staged.entries())
+            tctx.printer.message(f"{left} change(s) stay staged: see `trustctl status {gun}`.")
+            raise
+    result, changes = published.result, published.changes
+    for warning in result.warnings:
+        tctx.printer.warn(warning)
     head = (
         f"OK: nothing staged for {gun}"
         if not changes
@@ -202,37 +211,41 @@ def revoke_cmd(
     """Remove each IMAGE:TAG's signature from every role you can sign (one publish)."""
     refs = references(images, from_file)
     gun = one_repository(refs, "revoke")
-    changes = [Change.create("remove-target", tag=ref.tag, role=None) for ref in refs]
-    entries = [{"image": f"{gun}:{ref.tag}", "gun": gun, "tag": ref.tag} for ref in refs]
+    from trustctl.library import revoke_changes, revoke_tags, stage
+
+    tags = [str(ref.tag) for ref in refs]
+    entries = [{"image": f"{gun}:{tag}", "gun": gun, "tag": tag} for tag in tags]
     with tctx.trust.lock(gun):
         tctx.trust.require_pinned(gun)
         if no_publish:
-            Changelist(tctx.trust.changes_dir(gun)).stage(*changes)
-            tags = [{**e, "status": "staged"} for e in entries]
-            top = tags[0] if len(tags) == 1 else {}
+            stage(tctx.staged(gun), revoke_changes(tags))
+            staged = [{**e, "status": "staged"} for e in entries]
+            top = staged[0] if len(staged) == 1 else {}
             tctx.printer.result(
                 "revoke",
-                {**top, "gun": gun, "status": "staged", "tags": tags},
+                {**top, "gun": gun, "status": "staged", "tags": staged},
                 [f"Staged: revoke {e['image']}" for e in entries],
             )
             return
-        result, _ = publish_changes(tctx, gun, changes)
-    tags = [
-        {**e, "status": "published" if result.roles_for_change.get(c.id) else "unchanged"}
-        for e, c in zip(entries, changes, strict=True)
-    ]
-    lines = [
-        f"OK: revoked {t['image']}"
-        if t["status"] == "published"
-        else f"OK: {t['image']} was not signed"
-        for t in tags
-    ]
-    top = tags[0] if len(tags) == 1 else {}
+        revoked = revoke_tags(tctx.publisher(gun), tags)
+        report_publish(tctx, gun, revoked.result)
+    result = revoked.result
+    done = [{**e, "status": status} for e, status in zip(entries, revoked.status, strict=True)]
+    lines = [_revoke_line(t) for t in done]
+    top = done[0] if len(done) == 1 else {}
     tctx.printer.result(
         "revoke",
-        {**top, "gun": gun, **publish_data(result, changes), "tags": tags},
+        {**top, "gun": gun, **publish_data(result, revoked.changes), "tags": done},
         [*lines, *publish_lines(gun, result)],
     )
+
+
+def _revoke_line(tag: dict[str, str]) -> str:
+    if tag["status"] == "published":
+        return f"OK: revoked {tag['image']}"
+    if tag["status"] == "pending":
+        return f"Pending: the revocation of {tag['image']} needs more signatures to count"
+    return f"OK: {tag['image']} was not signed"
 
 
 @click.command("witness", cls=TrustctlCommand)
@@ -242,14 +255,16 @@ def revoke_cmd(
 def witness_cmd(tctx: TrustContext, gun: str, role: str) -> None:
     """Re-sign a role of GUN without changing it (adds your signature, renews expiry)."""
     gun = gun_arg(gun)
+    from trustctl.library import witness_role
+
     with tctx.trust.lock(gun):
         tctx.trust.require_pinned(gun)
-        change = Change.create("witness", role=role)
-        result, changes = publish_changes(tctx, gun, [change])
+        done = witness_role(tctx.publisher(gun), role)
+        report_publish(tctx, gun, done.result)
     tctx.printer.result(
         "witness",
-        {"gun": gun, "role": role, **publish_data(result, changes)},
-        [f"OK: re-signed {role} of {gun}", *publish_lines(gun, result)],
+        {"gun": gun, "role": role, **publish_data(done.result, done.changes)},
+        [f"OK: re-signed {role} of {gun}", *publish_lines(gun, done.result)],
     )
 
 
@@ -270,7 +285,7 @@ def delete_cmd(tctx: TrustContext, gun: str, remote: bool) -> None:
         if remote:
             tctx.client.delete(gun)
         had_pin = tctx.trust.unpin(gun)
-        dropped = Changelist(tctx.trust.changes_dir(gun)).reset(None)
+        dropped = tctx.staged(gun).reset(None)
     data = {"gun": gun, "remote": remote, "unpinned": had_pin, "dropped_changes": len(dropped)}
     where = "locally and on the trust server" if remote else "locally (the server keeps its data)"
     tctx.printer.result("delete", data, [f"OK: deleted {gun} {where}"])

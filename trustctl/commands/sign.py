@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from trustctl.changes import Changelist
 from trustctl.cli import TrustctlCommand, pass_ctx
 from trustctl.commands._common import (
     Listed,
@@ -175,7 +174,7 @@ def sign_cmd(
         keyid = tctx.keystore.likely_signing_key(gun)
         if keyid is not None:
             tctx.keystore.prefetch(keyid)
-    from trustctl.library import TagToSign, sign_changes, sign_tags
+    from trustctl.library import TagToSign, sign_changes, sign_tags, stage
 
     descs = _resolve_all(tctx, wanted, digest, size, media_type)
     entries = [
@@ -196,7 +195,7 @@ def sign_cmd(
     with tctx.trust.lock(gun):
         tctx.trust.require_pinned(gun)
         if no_publish:
-            Changelist(tctx.trust.changes_dir(gun)).stage(*sign_changes(to_sign, role=role))
+            stage(tctx.staged(gun), sign_changes(to_sign, role=role))
             tags = [{**e, "status": "staged"} for e in entries]
             lines = [f"Staged: {e['image']} {e['digest']}" for e in entries]
             lines.append(f"  publish with: trustctl publish {gun}")

@@ -8,11 +8,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from trustctl.changes import Change, Changelist
 from trustctl.cli import TrustctlCommand, TrustctlGroup, pass_ctx
 from trustctl.commands._common import (
     gun_arg,
-    publish_changes,
     publish_data,
     publish_lines,
     report_publish,
@@ -22,7 +20,9 @@ from trustctl.layout import check_signer_name, owner_bins, signer_roles, tag_pol
 from trustctl.output import table
 
 if TYPE_CHECKING:
+    from trustctl.changes import Change
     from trustctl.context import TrustContext
+    from trustctl.library import Publication
 
 __all__ = ["register"]
 
@@ -32,24 +32,34 @@ def signer_group() -> None:
     """Signers: team members who may sign tags into targets/releases."""
 
 
-def _publish_or_stage(
+def _staged(
     tctx: TrustContext,
     gun: str,
     command: str,
     head: str,
     data: Mapping[str, object],
-    no_publish: bool,
     change: Change,
 ) -> None:
-    if no_publish:
-        Changelist(tctx.trust.changes_dir(gun)).stage(change)
-        tctx.printer.result(command, {**data, "status": "staged"}, [f"Staged: {head}"])
-        return
-    result, changes = publish_changes(tctx, gun, [change])
+    """Stage ``change`` (``--no-publish``) and say so."""
+    from trustctl.library import stage
+
+    stage(tctx.staged(gun), [change])
+    tctx.printer.result(command, {**data, "status": "staged"}, [f"Staged: {head}"])
+
+
+def _published(
+    tctx: TrustContext,
+    gun: str,
+    command: str,
+    head: str,
+    data: Mapping[str, object],
+    done: Publication,
+) -> None:
+    """Print what a signer command published."""
     tctx.printer.result(
         command,
-        {**data, **publish_data(result, changes)},
-        [f"OK: {head}", *publish_lines(gun, result)],
+        {**data, **publish_data(done.result, done.changes)},
+        [f"OK: {head}", *publish_lines(gun, done.result)],
     )
 
 
@@ -114,17 +124,13 @@ def signer_add(
         head = f"added signer {name} to {gun}{extra}"
         if no_publish:
             change = add_signer_change(name, keys, threshold=threshold, paths=paths, force=force)
-            _publish_or_stage(tctx, gun, "signer add", head, data, no_publish, change)
+            _staged(tctx, gun, "signer add", head, data, change)
             return
         added = add_signer(
             tctx.publisher(gun), name, keys, threshold=threshold, paths=paths, force=force
         )
         report_publish(tctx, gun, added.result)
-    tctx.printer.result(
-        "signer add",
-        {**data, **publish_data(added.result, added.changes)},
-        [f"OK: {head}", *publish_lines(gun, added.result)],
-    )
+    _published(tctx, gun, "signer add", head, data, added)
 
 
 @signer_group.command("remove", cls=TrustctlCommand)
@@ -154,24 +160,26 @@ def signer_remove(
 ) -> None:
     """Stop counting NAME's signatures on GUN's tags."""
     gun = gun_arg(gun)
+    from trustctl.library import remove_signer, remove_signer_change
+
+    data = {"gun": gun, "name": name, "keyids": list(keyids), "threshold": threshold}
+    what = (
+        f"key(s) {', '.join(k[:12] + '…' for k in keyids)} of signer {name}"
+        if keyids
+        else f"signer {name}"
+    )
+    head = f"removed {what} from {gun}"
     with tctx.trust.lock(gun):
         tctx.trust.require_pinned(gun)
-        change = Change.create(
-            "remove-signer",
-            name=name,
-            keyids=list(keyids) or None,
-            threshold=threshold,
-            force=force,
+        if no_publish:
+            change = remove_signer_change(name, keyids=keyids, threshold=threshold, force=force)
+            _staged(tctx, gun, "signer remove", head, data, change)
+            return
+        removed = remove_signer(
+            tctx.publisher(gun), name, keyids=keyids, threshold=threshold, force=force
         )
-        data = {"gun": gun, "name": name, "keyids": list(keyids), "threshold": threshold}
-        what = (
-            f"key(s) {', '.join(k[:12] + '…' for k in keyids)} of signer {name}"
-            if keyids
-            else f"signer {name}"
-        )
-        _publish_or_stage(
-            tctx, gun, "signer remove", f"removed {what} from {gun}", data, no_publish, change
-        )
+        report_publish(tctx, gun, removed.result)
+    _published(tctx, gun, "signer remove", head, data, removed)
 
 
 @signer_group.command("paths", cls=TrustctlCommand)
@@ -191,19 +199,19 @@ def signer_paths(
     stop verifying (reads every published bin).
     """
     gun = gun_arg(gun)
+    from trustctl.library import set_signer_paths, set_signer_paths_change
+
+    data = {"gun": gun, "paths": sorted(set(patterns))}
+    head = f"the signers of {gun} hold the tags {' '.join(sorted(set(patterns)))}"
     with tctx.trust.lock(gun):
         tctx.trust.require_pinned(gun)
-        change = Change.create("set-paths", paths=list(patterns), force=force)
-        data = {"gun": gun, "paths": sorted(set(patterns))}
-        _publish_or_stage(
-            tctx,
-            gun,
-            "signer paths",
-            f"the signers of {gun} hold the tags {' '.join(sorted(set(patterns)))}",
-            data,
-            no_publish,
-            change,
-        )
+        if no_publish:
+            change = set_signer_paths_change(patterns, force=force)
+            _staged(tctx, gun, "signer paths", head, data, change)
+            return
+        done = set_signer_paths(tctx.publisher(gun), patterns, force=force)
+        report_publish(tctx, gun, done.result)
+    _published(tctx, gun, "signer paths", head, data, done)
 
 
 @signer_group.command("list", cls=TrustctlCommand)
