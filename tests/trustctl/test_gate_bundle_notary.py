@@ -354,3 +354,46 @@ def test_an_older_notary_state_in_a_newer_bundle_is_refused_as_a_rollback(offlin
     replayed = s.admit(f"{gun}:v1")
     assert not replayed.allowed
     assert "ROLLBACK" in replayed.message and "rollback attack" in replayed.message, replayed
+
+
+def test_gate_serve_decides_a_notary_bundle_in_a_network_namespace_with_no_route(
+    bundled: Bundled, tmp_path: Path
+) -> None:
+    """The real processes: ``trustctl gate import-bundle`` imports the bundle, and
+    ``trustctl gate serve --offline-bundle-dir`` runs with loopback only (``unshare
+    -n``), pinning the Notary repository from its policy; a listener on the policy's
+    trust server address counts no connection."""
+    from notary_signer.devcerts import ensure_dev_pki
+    from tests.trustctl.test_gate_bundle import DRIVER
+
+    assert shutil.which("unshare") and shutil.which("ip"), "install util-linux and iproute2"
+    gun = bundled.cli_gun
+    (tmp_path / "bundle.tgz").write_bytes(bundled.bundle)
+    (tmp_path / "bundle-pub.pem").write_bytes(KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    imported = subprocess.run(
+        [sys.executable, "-m", "trustctl", "gate", "import-bundle", str(tmp_path / "bundle.tgz"),
+         "--bundle-dir", str(tmp_path / "bundles"), "--bundle-key", str(tmp_path / "bundle-pub.pem")],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, check=False, env=_env(),
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    ensure_dev_pki(tmp_path / "gate-pki")
+    (tmp_path / "policy.yaml").write_text(
+        f"version: 1\nservers:\n  main: {{url: 'https://127.0.0.1:9443'}}\nrules:\n"
+        f"  - pattern: '{gun}'\n    server: main\n"
+        f"    root_keyid: {bundled.owner.root_cert_id(gun)}\n"
+    )
+    (tmp_path / "driver.py").write_text(DRIVER)
+    run = subprocess.run(
+        ["unshare", "-n", sys.executable, str(tmp_path / "driver.py"), str(ROOT), str(tmp_path),
+         "9443", "8443", f"{gun}:v1", f"{gun}:v9"],
+        capture_output=True, text=True, timeout=120, check=False, env=_env(),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["allowed"], (out, (tmp_path / "gate.log").read_text()[-2000:])
+    assert out["image"] == f"{gun}:v1@{bundled.digests[gun]}"
+    assert not out["bad_allowed"] and "NOT_SIGNED" in out["bad_message"]
+    assert out["attempts"] == 0
+    assert "default" not in out["routes"]
+    assert (tmp_path / "gate-trust" / "tuf" / gun / "notary" / "state.json").exists()
