@@ -65,6 +65,7 @@ class Bundled:
     cli_gun: str
     docker_gun: str
     rollback_gun: str
+    rotate_gun: str
     digests: dict[str, str]
     bundle: bytes
     store: BundleStore
@@ -83,7 +84,7 @@ class Bundled:
         out = self.tmp / f"bundle-{sequence}.tgz"
         guns = [
             a
-            for g in (args or (self.cli_gun, self.docker_gun, self.rollback_gun))
+            for g in (args or (self.cli_gun, self.docker_gun, self.rollback_gun, self.rotate_gun))
             for a in ("--gun", g)
         ]
         return subprocess.run(
@@ -142,9 +143,10 @@ def bundled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bundled]:
         owner = NotaryPerson("owner", ClientConfig(config), tmp / "owner-notary")  # type: ignore[arg-type]
         cli_gun = f"{REGISTRY}/{unique_repo('bundle-cli')}"
         rollback_gun = f"{REGISTRY}/{unique_repo('bundle-rollback')}"
+        rotate_gun = f"{REGISTRY}/{unique_repo('bundle-rotate')}"
         docker_gun = f"{REGISTRY}/{unique_repo('bundle-docker')}"
         digests = {}
-        for gun, n in ((cli_gun, 0xA1), (rollback_gun, 0xC1)):
+        for gun, n in ((cli_gun, 0xA1), (rollback_gun, 0xC1), (rotate_gun, 0xE1)):
             owner.run("init", gun, "-p")
             owner.run("addhash", gun, "v1", "1234", "--sha256", digest_of(n)[7:], "-p")
             digests[gun] = digest_of(n)
@@ -164,12 +166,14 @@ def bundled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bundled]:
             f"    root_keyid: {owner.root_cert_id(cli_gun)}\n"
             f"  - pattern: '{rollback_gun}'\n    server: main\n"
             f"    root_keyid: {owner.root_cert_id(rollback_gun)}\n"
+            f"  - pattern: '{rotate_gun}'\n    server: main\n"
+            f"    root_keyid: {owner.root_cert_id(rotate_gun)}\n"
             f"  - pattern: '{docker_gun}'\n    server: main\n    root: docker-root.json\n"
             f"    signers: [alice]\n"
         )
         store = BundleStore(tmp / "bundles", [KEY.public_key()])
         gate = start_gate(tmp, tmp / "gate-trust", BundleTransport(store), bundle=store)
-        s = Bundled(tmp, stack, owner, docker, cli_gun, docker_gun, rollback_gun, digests, b"",
+        s = Bundled(tmp, stack, owner, docker, cli_gun, docker_gun, rollback_gun, rotate_gun, digests, b"",
                     store, gate, counter, calls)  # fmt: skip
         created = s.create(sequence=1)
         assert created.returncode == 0, created.stdout + created.stderr
@@ -199,7 +203,7 @@ def test_bundle_create_writes_each_notary_repositorys_files_byte_exact(bundled: 
     by_gun: dict[str, dict[str, bytes]] = {}
     for name, data in got.items():
         rest = name.removeprefix("metadata/")
-        gun = next(g for g in (bundled.cli_gun, bundled.docker_gun, bundled.rollback_gun)
+        gun = next(g for g in (bundled.cli_gun, bundled.docker_gun, bundled.rollback_gun, bundled.rotate_gun)
                    if rest.startswith(g + "/"))  # fmt: skip
         by_gun.setdefault(gun, {})[rest[len(gun) + 1 :]] = data
     assert set(manifest.files) == {n.removeprefix("metadata/") for n in got}
@@ -354,6 +358,63 @@ def test_an_older_notary_state_in_a_newer_bundle_is_refused_as_a_rollback(offlin
     replayed = s.admit(f"{gun}:v1")
     assert not replayed.allowed
     assert "ROLLBACK" in replayed.message and "rollback attack" in replayed.message, replayed
+    _restore(s)
+    assert s.admit(f"{gun}:v2").allowed
+
+
+def _trusted_root_version(s: Bundled, gun: str) -> int:
+    root = json.loads((s.gate_trust / "tuf" / gun / "notary" / "root.json").read_bytes())
+    return int(root["signed"]["version"])
+
+
+def test_root_rotations_between_bundles_are_followed_through_the_older_roots(
+    offline: Bundled,
+) -> None:
+    """The gate verified root v1; the owner rotates the server-held snapshot and
+    timestamp keys (root v2, then v3). The next bundle holds 2.root.json, which the
+    gate walks through to v3; a bundle without it cannot be followed (refused as
+    tampered), and the gate stays on v1."""
+    s = offline
+    gun = s.rotate_gun
+    current = s.store.current()
+    assert current is not None
+    first = s.create(sequence=current.sequence + 1)
+    assert first.returncode == 0, first.stderr
+    s.store.import_bundle((s.tmp / f"bundle-{current.sequence + 1}.tgz").read_bytes())
+    assert s.admit(f"{gun}:v1").allowed
+    assert _trusted_root_version(s, gun) == 1
+    s.owner.run("key", "rotate", gun, "snapshot", "-r")
+    s.owner.run("key", "rotate", gun, "timestamp", "-r")
+    s.owner.run("addhash", gun, "v2", "1234", "--sha256", digest_of(0xE2)[7:], "-p")
+    rotated = s.create(gun, sequence=current.sequence + 2)
+    assert rotated.returncode == 0, rotated.stderr
+    bundle = (s.tmp / f"bundle-{current.sequence + 2}.tgz").read_bytes()
+    names = {n.rsplit("/", 1)[1] for n in members(bundle) if n.startswith("metadata/")}
+    assert {"root.json", "1.root.json", "2.root.json"} <= names, sorted(names)
+    assert json.loads(members(bundle)[f"metadata/{gun}/root.json"])["signed"]["version"] == 3
+
+    def without_v2(name: str, data: bytes) -> bytes | None:
+        return None if name.endswith("/2.root.json") else data
+
+    s.store.import_bundle(_resequenced(_rewrite(bundle, without_v2), current.sequence + 3))
+    gap = s.admit(f"{gun}:v2")
+    assert not gap.allowed and "TAMPERED" in gap.message and "root v2" in gap.message, gap
+    assert _trusted_root_version(s, gun) == 1
+    s.store.import_bundle(_resequenced(bundle, current.sequence + 4))
+    result = s.admit(f"{gun}:v2")
+    assert result.allowed, result
+    assert result.object["spec"]["containers"][0]["image"] == f"{gun}:v2@{digest_of(0xE2)}"
+    assert _trusted_root_version(s, gun) == 3
+    _restore(s)
+
+
+def _restore(s: Bundled) -> None:
+    """Every repository's current files in force again, for the tests that follow."""
+    current = s.store.current()
+    assert current is not None
+    made = s.create(sequence=current.sequence + 1)
+    assert made.returncode == 0, made.stderr
+    s.store.import_bundle((s.tmp / f"bundle-{current.sequence + 1}.tgz").read_bytes())
 
 
 def test_gate_serve_decides_a_notary_bundle_in_a_network_namespace_with_no_route(
