@@ -173,7 +173,12 @@ class TrustctlClient:
         return [*self._base(home), "inspect", self.gun]
 
     def reset_cache(self, home: Path) -> None:
-        """Cold: drop the metadata cache; the pin (pin.json, pinned_root.json) stays."""
+        """Cold: drop the metadata cache and the mark that it was verified (as a fresh
+        pin has neither; a cache lost after a verify is refused as STATE_CORRUPT); the
+        pin (pin.json, pinned_root.json) stays."""
+        from trustctl.trustedstate import clear_marker
+
+        clear_marker(home / "tuf" / self.gun)
         shutil.rmtree(home / "tuf" / self.gun / "metadata", ignore_errors=True)
 
 

@@ -259,6 +259,8 @@ class Verifier:
         Raises:
             InvalidReferenceError: malformed, or no tag.
             NoPinnedRootError: no root is pinned for the repository.
+            StateCorruptError: the repository was verified before and its trusted state
+                on disk is missing or unreadable (checked on every refresh from disk).
             TagNotSignedError / SignerPolicyError: not signed (by every signer).
             StaleMetadataError / RollbackError / UntrustedSignatureError /
                 TamperedMetadataError: the trust data failed verification.
@@ -447,6 +449,7 @@ class Verifier:
             server=self._server,
             label_dir=self._layout.label_dir(self._trust_dir, gun),
             preload=answers,  # what the checks just fetched: asked once per call
+            state=self._trust.state(gun, cache_dir),
         )
         trusted.refresh()
         self._check_fresh(trusted.expiries(), gun)

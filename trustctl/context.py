@@ -223,6 +223,7 @@ class TrustContext:
 
         Raises:
             NoPinnedRootError: nothing pinned for ``gun``.
+            StateCorruptError: ``gun`` was verified before and its trusted state is damaged.
         """
         from trustctl.fetcher import TransportFetcher
         from trustctl.tufview import TrustedRepository
@@ -236,6 +237,7 @@ class TrustContext:
             fetcher=fetcher,
             pinned_root=pinned.data,
             server=self.server,
+            state=self.trust.state(gun),
         )
 
     def publisher(self, gun: str) -> Publisher:

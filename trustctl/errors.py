@@ -52,6 +52,7 @@ __all__ = [
     "SignerPolicyError",
     "SignersHoldTagError",
     "StaleMetadataError",
+    "StateCorruptError",
     "TagNotSignedError",
     "TamperedMetadataError",
     "ThresholdError",
@@ -186,6 +187,13 @@ class StaleMetadataError(TrustError):
 
 class RollbackError(TrustError):
     code = "ROLLBACK"
+
+
+class StateCorruptError(TrustError):
+    """The trusted state a repository was verified with before is missing or unreadable
+    (see :mod:`trustctl.trustedstate`): never read as "nothing trusted yet"."""
+
+    code = "STATE_CORRUPT"
 
 
 class UntrustedSignatureError(TrustError):

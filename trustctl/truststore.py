@@ -11,6 +11,7 @@ Layout, per GUN::
 
     <trust dir>/tuf/<gun>/pinned_root.json   the trust anchor (raw bytes)
     <trust dir>/tuf/<gun>/pin.json           how and when it was pinned
+    <trust dir>/tuf/<gun>/trusted_state.json verified from this pin before (trustedstate.py)
     <trust dir>/tuf/<gun>/metadata/          python-tuf's verified cache
     <trust dir>/tuf/<gun>/verified/          trustctl's copy of the bytes python-tuf got
     <trust dir>/tuf/<gun>/changes/           staged changes (see changes.py)
@@ -40,6 +41,8 @@ from trustctl.rootchain import parse_root
 
 if TYPE_CHECKING:
     from tuf.api.metadata import Metadata, Root
+
+    from trustctl.trustedstate import TufState
 
 __all__ = ["PinnedRoot", "TrustStore"]
 
@@ -170,8 +173,20 @@ class TrustStore:
         return existed
 
     def clear_cache(self, gun: str) -> None:
+        """Drop the trusted state and the mark that it was verified: the next
+        verification starts over from the pin (see :mod:`trustctl.trustedstate`)."""
+        from trustctl.trustedstate import clear_marker
+
+        clear_marker(self.gun_dir(gun))
         for name in ("metadata", "verified"):
             shutil.rmtree(self.gun_dir(gun) / name, ignore_errors=True)
+
+    def state(self, gun: str, metadata_dir: Path | None = None) -> TufState:
+        """The guard on ``gun``'s trusted state (python-tuf's cache in ``metadata_dir``,
+        default ``<gun dir>/metadata``; see :mod:`trustctl.trustedstate`)."""
+        from trustctl.trustedstate import TufState
+
+        return TufState(gun, self.gun_dir(gun), metadata_dir or self.gun_dir(gun) / "metadata")
 
     def list_pinned(self) -> list[str]:
         """GUNs with a pinned root, sorted."""

@@ -229,6 +229,10 @@ def _rollback_root(c: Ctx) -> None:
 
 def _mix_and_match_without_keys(c: Ctx) -> None:
     c.mark()
+    # the server moves on, so the deployer must download the new snapshot (its own
+    # trusted one stays: a trusted state deleted by hand is refused as STATE_CORRUPT)
+    c.sign_tag("v2")
+    c.baseline = c.remote.current()
     ts = c.current_timestamp()
     name = f"{ts.signed.snapshot_meta.version}.snapshot.json"
     doc = json.loads(c.tuf(name))
@@ -237,8 +241,6 @@ def _mix_and_match_without_keys(c: Ctx) -> None:
     edited = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
     assert len(edited) == len(c.tuf(name))  # the length check passes: the next check decides
     c.mitm.replay(f"/{name}", edited)
-    for f in (c.deployer.trust_dir / "tuf").rglob("snapshot.json"):
-        f.unlink()
 
 
 def _unsigned_target(c: Ctx) -> None:
@@ -310,6 +312,7 @@ NETWORK: dict[str, NetworkRow] = {
         _mix_and_match_without_keys,
         "TAMPERED",
         r"\(Observed hash [0-9a-f]{64} does not match expected hash [0-9a-f]{64}\)",
+        advances=("timestamp.json",),  # the server's own newer timestamp, honestly signed
     ),
     "arbitrary unsigned target injected": NetworkRow(
         _unsigned_target,  # longer than the length the snapshot promises for the file

@@ -38,6 +38,7 @@ from tests.procs import start_stack
 from tests.trustctl.bulk import MEDIA_TYPE, fill, tag_name
 from trustctl.client import ServerClient
 from trustctl.transport import HttpTransport
+from trustctl.trustedstate import clear_marker
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -126,6 +127,7 @@ def measure(
     cold, warm = [], []
     for i in range(runs):
         tag = tag_name((i * 7919) % tags)
+        clear_marker(cache.parent)  # cold: as a fresh pin (a lost cache alone is refused)
         shutil.rmtree(cache, ignore_errors=True)
         cold.append(deployer.run("verify", f"{gun}:{tag}", "--no-registry-check"))
         warm.append(deployer.run("verify", f"{gun}:{tag}", "--no-registry-check"))

@@ -162,7 +162,9 @@ def test_tampered_metadata_is_refused(
         )  # same length, other digest
         assert tampered != raw and len(tampered) == len(raw)
         for f in deployer.trust_dir.joinpath("tuf", image.gun, "metadata").glob("*.json"):
-            if f.name != "root.json":  # make the client download targets again
+            # make the client download the targets roles again (timestamp and snapshot
+            # stay: without them the trusted state is refused as STATE_CORRUPT)
+            if f.name not in ("root.json", "timestamp.json", "snapshot.json"):
                 f.unlink()
         mitm.replay(f"/{name}", tampered)
     else:

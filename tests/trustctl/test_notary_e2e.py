@@ -391,6 +391,67 @@ def test_a_tampered_rolled_back_or_expired_copy_is_refused(
         proxy.server.stop()
 
 
+#: name -> what the damage does to the deployer's Notary state (``tuf/<gun>/notary``)
+STATE_DAMAGE: dict[str, Callable[[Path], object]] = {
+    "state-json-deleted": lambda d: (d / "state.json").unlink(),
+    "state-json-garbage": lambda d: (d / "state.json").write_bytes(b"{ not json"),
+    "verified-state-deleted": lambda d: [(d / n).unlink() for n in ("state.json", "root.json")],
+}
+
+
+def files_under(directory: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(directory)): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+@pytest.mark.parametrize("damage", list(STATE_DAMAGE), ids=list(STATE_DAMAGE))
+def test_a_damaged_notary_state_is_refused_until_pinned_again(
+    damage: str,
+    notary: NotaryStack,
+    registry: RegistryProcess,
+    attacked_repo: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """With the versions it verified gone, the client would take a replayed older
+    timestamp (an older digest): a state verified before must read back, or STATE_CORRUPT."""
+    owner: NotaryPerson = attacked_repo["owner"]
+    gun = attacked_repo["image"].gun
+    cert_id = attacked_repo["cert_id"]
+    proxy = Proxy(notary.url, notary.ca).start()
+    try:
+        d = deployer(tmp_path, notary, server=proxy.url)
+        d.ok("trust", "pin", gun, "--keyid", cert_id)
+        d.ok("verify", "--no-registry-check", f"{gun}:v1")
+        old_timestamp = proxy.seen["timestamp.json"]
+        newer = push(registry, gun.split("/", 1)[1], f"{damage}-{tmp_path.name[-6:]}")
+        sign_with_notary(owner, newer)
+        d.ok("verify", "--no-registry-check", f"{gun}:{newer.tag}")  # the newer state
+        gun_dir = d.trust_dir / "tuf" / gun
+        STATE_DAMAGE[damage](gun_dir / "notary")
+        before = files_under(gun_dir)
+        proxy.attack = lambda n, b: (200, old_timestamp) if n == "timestamp.json" else (200, b)
+
+        result = d.run("--json", "verify", "--no-registry-check", f"{gun}:v1")
+        assert result.code == 1, str(result)
+        schema.check(result.json, "error")
+        error = result.json["error"]
+        assert error["code"] == "STATE_CORRUPT", str(result)
+        assert "rollback attack" in error["message"], str(result)
+        assert f"trustctl trust pin {gun} --keyid" in error["hint"], str(result)
+        one_line(d.run("pull", f"{gun}:v1"), 1, "rollback attack")
+        assert files_under(gun_dir) == before, "the refused runs advanced the trust dir"
+
+        proxy.attack = None  # the documented re-initialisation, against the honest server
+        d.ok("trust", "pin", gun, "--keyid", cert_id)
+        d.ok("verify", "--no-registry-check", f"{gun}:{newer.tag}")
+    finally:
+        assert proxy.server is not None
+        proxy.server.stop()
+
+
 # --- 3. a delegated tag, signed by a team member ------------------------------------------
 
 

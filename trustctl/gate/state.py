@@ -19,7 +19,6 @@ pin): one without the other, or either unreadable, stops every allow the same wa
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -27,26 +26,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuf.api.exceptions import RepositoryError
-from tuf.api.metadata import Metadata
-
-from trustctl.errors import TrustctlError, TrustError
-from trustctl.notary.model import parse_root as parse_notary_root
+from trustctl.errors import StateCorruptError, TrustError
 from trustctl.notary.pinning import NotaryPin
 from trustctl.notary.verify import notary_state
+from trustctl.trustedstate import notary_problem, refuse, tuf_problem
 from trustctl.truststore import TrustStore
 
 if TYPE_CHECKING:
     from trustctl.gate.bundle import BundleStore
 
 __all__ = ["RootMismatchError", "RootPins", "StateCorruptError", "StateGuard", "offline_check"]
-
-#: Files whose presence means a verified timestamp was persisted before them.
-_AFTER_TIMESTAMP = ("snapshot.json", "targets.json")
-
-
-class StateCorruptError(TrustError):
-    code = "STATE_CORRUPT"
 
 
 class RootMismatchError(TrustError):
@@ -112,7 +101,9 @@ def _anchors(pin: NotaryPin) -> tuple[str, frozenset[str], bytes]:
 
 
 class StateGuard:
-    """Checks each repository's persisted trusted state once per process."""
+    """Checks each repository's persisted trusted state once per process, by the rule
+    every client follows (:mod:`trustctl.trustedstate`; the Verifier checks again on
+    every refresh from disk)."""
 
     def __init__(self, trust_dir: Path) -> None:
         self._store = TrustStore(trust_dir)
@@ -123,58 +114,25 @@ class StateGuard:
         """Raise unless ``gun``'s trusted state on disk is whole (or absent).
 
         Raises:
-            StateCorruptError: a file is unreadable, or the timestamp is missing next
-                to later roles.
+            StateCorruptError: verified before, and a file is missing or unreadable.
         """
         with self._lock:
             if gun in self._good:
                 return
-        directory = self._store.gun_dir(gun) / "metadata"
-        files = sorted(directory.glob("*.json")) if directory.is_dir() else []
-        names = {f.name for f in files}
-        problem = _notary_problem(self._store.gun_dir(gun) / "notary")
-        if not problem and names & set(_AFTER_TIMESTAMP) and "timestamp.json" not in names:
-            problem = "timestamp.json is missing next to the snapshot and targets it vouched for"
-        for f in files:
-            if problem:
-                break
-            try:
-                Metadata.from_bytes(f.read_bytes())
-            except (OSError, RepositoryError, ValueError) as e:
-                problem = f"{f.name} is unreadable ({type(e).__name__})"
+        notary = notary_state(self._store, gun)
+        problem = notary_problem(notary.directory, notary.pin_bytes())
+        if not problem:
+            gun_dir = self._store.gun_dir(gun)
+            problem = tuf_problem(gun_dir, gun_dir / "metadata", self._store.pinned_bytes(gun))
         if problem:
-            raise StateCorruptError(
-                f"the gate's trusted state for {gun} is damaged: {problem}; allows stop until "
-                "an operator re-initialises it (the state may have been tampered with)",
-                hint=f"check the trust dir, then pin it again (`trustctl trust pin {gun} root.json`, "
-                "or `--keyid ID` for a Notary repository)",
+            raise refuse(
+                gun,
+                problem,
+                notary=notary.pin_bytes() is not None and self._store.pinned_bytes(gun) is None,
+                refused="allows stop until an operator re-initialises it",
             )
         with self._lock:
             self._good.add(gun)
-
-
-def _notary_problem(directory: Path) -> str | None:
-    """What is wrong with a Notary repository's persisted state (None: whole, or none)."""
-    root, versions = directory / "root.json", directory / "state.json"
-    if root.exists() != versions.exists():
-        missing, present = (root, versions) if versions.exists() else (versions, root)
-        return f"notary/{missing.name} is missing next to notary/{present.name}"
-    if not root.exists():
-        return None
-    try:
-        parse_notary_root(root.read_bytes())
-    except (OSError, TrustctlError) as e:
-        return f"notary/root.json is unreadable ({type(e).__name__})"
-    try:
-        doc = json.loads(versions.read_bytes())
-    except (OSError, ValueError) as e:
-        return f"notary/state.json is unreadable ({type(e).__name__})"
-    table = doc.get("versions") if isinstance(doc, dict) else None
-    if not isinstance(table, dict) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in table.values()
-    ):
-        return "notary/state.json holds no table of role versions"
-    return None
 
 
 def offline_check(

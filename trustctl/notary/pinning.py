@@ -16,6 +16,7 @@ certificates. Layout, per GUN::
     <trust dir>/tuf/<gun>/notary/pin.json     the pin (mode, ids or CA bundle)
     <trust dir>/tuf/<gun>/notary/root.json    the newest verified root (raw bytes)
     <trust dir>/tuf/<gun>/notary/state.json   highest verified version of every role
+    <trust dir>/tuf/<gun>/notary/trusted_state.json   verified from this pin before
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from cryptography import x509
 from trustctl.atomicfile import write_atomic
 from trustctl.errors import UsageError
 from trustctl.notary.model import RootCert, certificate_problem, chains_to
+from trustctl.trustedstate import clear_marker, notary_problem, record_verified, refuse
 
 __all__ = ["NotaryPin", "NotaryState", "load_ca_bundle"]
 
@@ -171,9 +173,22 @@ class NotaryState:
         return existed
 
     def clear(self) -> None:
+        """Forget the verified state and the mark that it was verified."""
+        clear_marker(self.directory)
         for name in ("root.json", "state.json"):
             with contextlib.suppress(FileNotFoundError):
                 (self.directory / name).unlink()
+
+    def check(self, gun: str) -> None:
+        """Before the client workflow reads the verified state.
+
+        Raises:
+            StateCorruptError: verified before from this pin, and the state does not
+                read back whole (see :mod:`trustctl.trustedstate`).
+        """
+        problem = notary_problem(self.directory, self.pin_bytes())
+        if problem:
+            raise refuse(gun, problem, notary=True)
 
     def trusted_root(self) -> bytes | None:
         try:
@@ -198,3 +213,6 @@ class NotaryState:
             self.directory / "state.json",
             json.dumps({"versions": dict(sorted(merged.items()))}, indent=1).encode(),
         )
+        pin = self.pin_bytes()
+        if pin is not None:
+            record_verified(self.directory, pin)

@@ -253,6 +253,7 @@ class NotaryUpdater:
                 hint=f"`trustctl trust pin {self.gun} --keyid CERT_ID` (the root certificate id the "
                 "owner gives you), `--ca-bundle FILE`, or --tofu to trust what the server sends",
             )
+        self._state.check(self.gun)  # a damaged state is never read as none
         cached = self._state.versions()
         root, root_raw, rotations = self._update_root(pin)
         ts = self._timestamp(root, cached)

@@ -26,6 +26,10 @@ class TrustedRepository(Inventory):
             (default: ``verified`` next to ``cache_dir``).
         preload: answers the server just gave (file name -> bytes or HTTP status),
             served once instead of asking again (see :class:`RecordingFetcher`).
+        state: the guard on the trusted state in ``cache_dir``
+            (:class:`~trustctl.trustedstate.TufState`): a damaged state of a repository
+            verified before is refused before python-tuf reads it, and a successful
+            refresh marks the repository verified.
     """
 
     def fork(self) -> TrustedRepository:

@@ -27,6 +27,7 @@ from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 from notary_signer.canonical import canonical_json, holds_float
 from trustctl import __version__
 from trustctl.errors import TrustctlError
+from trustctl.trustedstate import TufState
 from trustctl.tufview.downloads import FILE_RE, LabelStore, RecordingFetcher, store_key
 from trustctl.tufview.errors import map_tuf_error
 
@@ -70,7 +71,10 @@ class TopLevel:
         server: str = "",
         label_dir: Path | None = None,
         preload: dict[str, bytes | int] | None = None,
+        state: TufState | None = None,
     ) -> None:
+        if state is not None:
+            state.check(pinned_root)  # before python-tuf reads (or writes) anything
         self.gun = gun
         self._dir = cache_dir
         self._server = server
@@ -81,6 +85,7 @@ class TopLevel:
         anchor = hashlib.sha256(pinned_root).hexdigest()[:16]
         self._store = LabelStore((label_dir or cache_dir.parent / "verified") / anchor)
         self._pinned = pinned_root
+        self._trusted_state = state
         config = UpdaterConfig(app_user_agent=f"trustctl/{__version__}")
         self._config = config
         self._updater = self._guard(
@@ -119,6 +124,8 @@ class TopLevel:
         self._load_top_level(kept_timestamp)
         self._refreshed = True
         self._store.set_marker(self.state_marker)
+        if self._trusted_state is not None:
+            self._trusted_state.verified(self._pinned, self.root.signed.version)
 
     def _drop_downloads(self) -> None:
         """Forget what python-tuf downloaded and refused: the label store keeps only
