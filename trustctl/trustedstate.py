@@ -10,14 +10,19 @@ metadata an attacker replays. So trustctl never starts over by itself:
 
 * at the end of the first successful verification after a pin, a marker
   (``trusted_state.json``, next to the pin) records that the repository was verified
-  from that pin (the SHA-256 of the pin as stored) and, for TUF 1.0, the newest root
-  version trusted since;
+  from that pin (the SHA-256 of the pin as stored) and, for TUF 1.0, the root,
+  timestamp and snapshot versions the last verification ended on;
 * before any verification, a repository verified before from the same pin (the
   marker, or for trust dirs without one, a snapshot, targets or Notary state already
   there) must have its state whole: every file present and parsable. Anything else
   is :class:`~trustctl.errors.StateCorruptError` (``STATE_CORRUPT``), until the
   repository is pinned again (``trustctl trust pin``), which drops the state and the
   marker so the next verification starts over, on purpose.
+
+* for TUF 1.0, after python-tuf's refresh and before any answer, it must not have
+  ended on an older root than the marker's, nor, from the same root, on an older
+  timestamp or snapshot: python-tuf also drops a local file that parses but whose
+  signature fails, and trusts an older validly signed copy put back in its place.
 
 A fresh pin has no marker and no state: its first verification runs as always; one
 that fails before the end writes no marker. The CLI, the library
@@ -52,9 +57,6 @@ MARKER = "trusted_state.json"
 #: Files whose presence means a verified timestamp was persisted before them.
 _AFTER_TIMESTAMP = ("snapshot.json", "targets.json")
 
-#: What the gate says happens meanwhile (the CLI's and the library's default below).
-REFUSED = "nothing is verified from it until it is re-initialised"
-
 
 def _digest(pin: bytes) -> str:
     return hashlib.sha256(pin).hexdigest()
@@ -73,12 +75,11 @@ def _marker(directory: Path, pin: bytes) -> tuple[dict[str, object] | None, str 
     return (doc if doc["pin_sha256"] == _digest(pin) else None), None
 
 
-def record_verified(directory: Path, pin: bytes, root_version: int | None = None) -> None:
+def record_verified(directory: Path, pin: bytes, **versions: int) -> None:
     """After a successful verification from ``pin``: mark ``directory`` (where the pin
-    is) as verified, with the newest trusted root version (written when it changes)."""
+    is) as verified, with the versions it ended on (written when they change)."""
     doc: dict[str, object] = {"pin_sha256": _digest(pin)}
-    if root_version is not None:
-        doc["root_version"] = root_version
+    doc.update({f"{role}_version": version for role, version in versions.items()})
     data = json.dumps(doc, sort_keys=True).encode()
     with contextlib.suppress(FileNotFoundError):
         if (directory / MARKER).read_bytes() == data:
@@ -173,17 +174,18 @@ def notary_problem(directory: Path, pin: bytes | None) -> str | None:
     return None
 
 
-def refuse(gun: str, problem: str, *, notary: bool, refused: str = REFUSED) -> StateCorruptError:
-    """The error for a damaged state: says it may be a rollback attack, and how to start over."""
+def refuse(gun: str, problem: str, *, notary: bool, refused: str = "") -> StateCorruptError:
+    """The error for a damaged state: says it may be a rollback attack, and how to start
+    over; ``refused`` says what stops meanwhile (the gate: its allows)."""
     how = (
         f"`trustctl trust pin {gun} --keyid CERT_ID` (or --ca-bundle FILE)"
         if notary
         else f"`trustctl trust pin {gun} ROOT_FILE` (the root.json you pinned)"
     )
     return StateCorruptError(
-        f"the trusted state of {gun} in the trust dir is damaged ({problem}): it was verified "
-        "before, and reading it as nothing trusted yet would accept older metadata again, "
-        f"so this may be a rollback attack; {refused}",
+        f"the trusted state of {gun} in the trust dir is damaged: {problem}; it was verified "
+        "before, and taken as nothing trusted yet it would accept older metadata again: this "
+        f"may be a rollback attack{'; ' + refused if refused else ''}",
         hint=f"check the trust dir, then start over from the pin: {how}",
         problem=problem,
     )
@@ -208,8 +210,36 @@ class TufState:
         if problem:
             raise refuse(self.gun, problem, notary=False)
 
-    def verified(self, pin: bytes, root_version: int) -> None:
-        """After a successful refresh from ``pin`` (still the one pinned)."""
-        with contextlib.suppress(FileNotFoundError):
-            if (self.gun_dir / "pinned_root.json").read_bytes() == pin:
-                record_verified(self.gun_dir, pin, root_version)
+    def verified(self, pin: bytes, root: int, timestamp: int, snapshot: int) -> None:
+        """After python-tuf's refresh from ``pin`` succeeded, before anything is answered
+        from it: it must not have ended older than what was verified before from the
+        same root (python-tuf drops a local file whose signature fails, and trusts an
+        older validly signed copy put back in its place). Then the versions are kept.
+
+        Raises:
+            StateCorruptError: it ended on an older root, or, from the same root, on an
+                older timestamp or snapshot (a new root may reset them: fast-forward
+                recovery after a key rotation).
+        """
+        try:
+            if (self.gun_dir / "pinned_root.json").read_bytes() != pin:
+                return  # re-pinned meanwhile: that pin's first verification marks it
+        except FileNotFoundError:
+            return
+        marker, _ = _marker(self.gun_dir, pin)
+        before = {k: v for k, v in (marker or {}).items() if isinstance(v, int)}
+        now = {"root_version": root, "timestamp_version": timestamp, "snapshot_version": snapshot}
+        older = [k for k in now if now[k] < before.get(k, 0)]
+        if older and ("root_version" in older or root == before.get("root_version")):
+            ended = ", ".join(k.split("_")[0] for k in older)
+            problem = (
+                f"the refresh ended on an older {ended} than it was verified with before "
+                f"({', '.join(f'v{now[k]} < v{before[k]}' for k in older)}): the trusted files "
+                "did not hold (damaged, or older copies put back)"
+            )
+            raise refuse(
+                self.gun,
+                problem,
+                notary=False,
+            )
+        record_verified(self.gun_dir, pin, root=root, timestamp=timestamp, snapshot=snapshot)

@@ -11,6 +11,7 @@ against real processes in ``test_notary_e2e.py``.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -74,6 +75,8 @@ class Scene:
         ok(self.deployer.run("trust", "pin", image.gun, str(self.root_file)))
         ok(self.deployer.run("verify", image.ref))
         self.old_timestamp = self.mitm.recorded["timestamp.json"][-1]
+        cache = self.deployer.trust_dir / "tuf" / image.gun / "metadata"
+        self.kept = {n: (cache / n).read_bytes() for n in ("timestamp.json", "snapshot.json")}
         ok(owner.run("sign", f"{image.gun}:v2", *self.digest_args()))
         # the newer state is trusted
         ok(self.deployer.run("verify", "--no-registry-check", f"{image.gun}:v2"))
@@ -162,3 +165,46 @@ def test_a_running_verifier_refuses_a_state_damaged_under_it(
     s.mitm.replay("/timestamp.json", s.old_timestamp)
     with pytest.raises(StateCorruptError):
         verifier.verify(s.image.ref, registry_mode="skip")
+
+
+def _break_signature(path: Path) -> None:
+    """Valid JSON, valid metadata, a signature that no longer verifies."""
+    doc = json.loads(path.read_bytes())
+    sig = doc["signatures"][0]
+    sig["sig"] = ("0" if sig["sig"][0] != "0" else "1") + sig["sig"][1:]
+    path.write_bytes(json.dumps(doc).encode())
+
+
+def _older_copy(s: Scene, name: str) -> None:
+    """Put back the validly signed copy the deployer trusted at v1."""
+    (s.metadata / name).write_bytes(s.kept[name])
+
+
+#: name -> damage that still parses: python-tuf silently drops (or trusts) the files
+SUBTLE: dict[str, Callable[[Scene], None]] = {
+    "signatures-broken": lambda s: [
+        _break_signature(s.metadata / n) for n in ("timestamp.json", "snapshot.json")
+    ],
+    "older-copies-put-back": lambda s: [
+        _older_copy(s, n) for n in ("timestamp.json", "snapshot.json")
+    ],
+}
+
+
+@pytest.mark.parametrize("damage", list(SUBTLE), ids=list(SUBTLE))
+def test_a_state_that_parses_but_does_not_hold_is_refused_after_the_refresh(
+    person: MakePerson, push: Push, tmp_path: Path, server: FlaskTransport, damage: str
+) -> None:
+    """Files that parse but python-tuf cannot trust (or older trusted copies) are found
+    by what the refresh ends on: never older than what was verified from this root."""
+    s = Scene(person, push, tmp_path, server)
+    SUBTLE[damage](s)
+    s.mitm.replay("/timestamp.json", s.old_timestamp)
+    for _ in range(2):  # refused again: the replay is never taken
+        run = s.deployer.run("--json", "verify", s.image.ref)
+        assert run.exit_code == EXIT_TRUST, str(run)
+        error = run.json["error"]
+        assert error["code"] == "STATE_CORRUPT", str(run)
+        assert "rollback attack" in error["message"], error
+    s.mitm.clear()  # the honest server: its newer state verifies again
+    ok(s.deployer.run("verify", "--no-registry-check", f"{s.image.gun}:v2"))

@@ -122,10 +122,17 @@ class TopLevel:
             raise
         self._keep_downloads()
         self._load_top_level(kept_timestamp)
+        state = self._state
+        if self._trusted_state is not None:  # python-tuf's answer must not be older
+            assert state.root and state.timestamp_md and state.snapshot_md
+            self._trusted_state.verified(
+                self._pinned,
+                state.root.signed.version,
+                state.timestamp_md.signed.version,
+                state.snapshot_md.signed.version,
+            )
         self._refreshed = True
         self._store.set_marker(self.state_marker)
-        if self._trusted_state is not None:
-            self._trusted_state.verified(self._pinned, self.root.signed.version)
 
     def _drop_downloads(self) -> None:
         """Forget what python-tuf downloaded and refused: the label store keeps only
