@@ -5,16 +5,15 @@ each file atomically after verifying it); a restarted gate continues from it, so
 older timestamp or snapshot replayed after ``kill -9`` is refused as a rollback.
 
 That only holds if the state is there. python-tuf treats an unreadable local
-timestamp or snapshot as absent and starts over from the root, which would let a
-replay through. So before a repository is first used by this process, its trusted
-state must read back: next to a non-empty cache, a missing ``timestamp.json`` or a
-file that does not parse as TUF metadata stops every allow for that repository until
-an operator re-initialises it (``trustctl trust pin GUN root.json`` drops the cache).
-
-A Notary repository's state is the newest verified root and the highest verified
-version of every role (``notary/root.json`` and ``notary/state.json``, next to its
-pin): one without the other, or either unreadable, stops every allow the same way
-(Notary's workflow would read unreadable versions as none, and take a replay).
+timestamp or snapshot as absent and starts over from the root, and Notary's workflow
+reads unreadable versions as none: either would let a replay through. So before a
+repository is first used by this process, its trusted state must read back by the rule
+every trustctl client follows (:mod:`trustctl.trustedstate`): a repository verified
+before with a missing or unparsable ``timestamp.json``, ``snapshot.json`` or root of
+its chain (``notary/root.json`` or ``notary/state.json`` for a Notary repository)
+stops every allow for that repository until an operator re-initialises it
+(``trustctl trust pin GUN root.json``, or ``--keyid ID``, drops the state). The
+gate's Verifier applies the same rule again on every refresh from disk.
 """
 
 from __future__ import annotations
