@@ -17,8 +17,7 @@ metadata an attacker replays. So trustctl never starts over by itself:
   there) must have its state whole: every file present and parsable. Anything else
   is :class:`~trustctl.errors.StateCorruptError` (``STATE_CORRUPT``), until the
   repository is pinned again (``trustctl trust pin``), which drops the state and the
-  marker so the next verification starts over, on purpose.
-
+  marker so the next verification starts over, on purpose;
 * for TUF 1.0, after python-tuf's refresh and before any answer, it must not have
   ended on an older root than the marker's, nor, from the same root, on an older
   timestamp or snapshot: python-tuf also drops a local file that parses but whose
@@ -180,7 +179,7 @@ def refuse(gun: str, problem: str, *, notary: bool, refused: str = "") -> StateC
     how = (
         f"`trustctl trust pin {gun} --keyid CERT_ID` (or --ca-bundle FILE)"
         if notary
-        else f"`trustctl trust pin {gun} ROOT_FILE` (the root.json you pinned)"
+        else f"`trustctl trust pin {gun} ROOT_FILE` (the root.json you pinned, or --keyid ID)"
     )
     return StateCorruptError(
         f"the trusted state of {gun} in the trust dir is damaged: {problem}; it was verified "
