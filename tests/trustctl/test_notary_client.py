@@ -16,7 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.notaryrepo import NotaryOwner, Signing, expires, key_object, meta, signed_file
-from trustctl.errors import RollbackError, TrustctlError, UntrustedSignatureError
+from trustctl.errors import (
+    RollbackError,
+    StateCorruptError,
+    TrustctlError,
+    UntrustedSignatureError,
+)
 from trustctl.notary.pinning import NotaryPin, NotaryState
 from trustctl.notary.updater import NotaryUpdater, TrustedNotary
 
@@ -201,6 +206,37 @@ def test_older_metadata_than_the_cached_state_is_a_rollback(tmp_path: Path) -> N
     repo.files = old
     with pytest.raises(RollbackError, match="rollback attack"):
         refresh(repo, tmp_path)
+
+
+NOTARY_STATE_DAMAGE = {
+    "state-json-deleted": lambda d: (d / "state.json").unlink(),
+    "state-json-garbage": lambda d: (d / "state.json").write_bytes(b"{ not json"),
+    "state-json-no-versions": lambda d: (d / "state.json").write_bytes(b'{"versions": [1]}'),
+    "root-json-garbage": lambda d: (d / "root.json").write_bytes(b"garbage"),
+    "verified-state-deleted": lambda d: [(d / n).unlink() for n in ("state.json", "root.json")],
+}
+
+
+@pytest.mark.parametrize("damage", list(NOTARY_STATE_DAMAGE), ids=list(NOTARY_STATE_DAMAGE))
+def test_a_damaged_state_is_refused_not_read_as_no_versions(tmp_path: Path, damage: str) -> None:
+    """Read as no versions, the older copy below would verify; re-pinning starts over."""
+    repo = Repo()
+    repo.set_root(1)
+    repo.publish(1, {"targets": repo.targets(1, {"v1": b"one"})})
+    old = dict(repo.files)
+    repo.publish(2, {"targets": repo.targets(2, {"v1": b"one", "v2": b"two"})})
+    new = dict(repo.files)
+    assert refresh(repo, tmp_path).lookup("v2") is not None
+    NOTARY_STATE_DAMAGE[damage](tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    repo.files = old
+    with pytest.raises(StateCorruptError, match="rollback attack") as refused:
+        refresh(repo, tmp_path)
+    assert "--keyid" in (refused.value.hint or "")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    NotaryState(tmp_path).set_pin(NotaryPin.by_cert_ids([repo.owner.root.keyid]))
+    repo.files = new
+    assert refresh(repo, tmp_path).lookup("v2") is not None
 
 
 def test_expired_targets_are_stale_at_the_injected_time(tmp_path: Path) -> None:
