@@ -22,6 +22,7 @@ from tests.trustctl.conftest import Image
 from tests.trustctl.support import SERVER_URL, FlaskTransport, Mitm, Person, Run
 from trustctl.api import Verifier
 from trustctl.errors import EXIT_TRUST, StateCorruptError
+from trustctl.transport import Response
 
 MakePerson = Callable[..., Person]
 Push = Callable[..., Image]
@@ -208,3 +209,26 @@ def test_a_state_that_parses_but_does_not_hold_is_refused_after_the_refresh(
         assert "rollback attack" in error["message"], error
     s.mitm.clear()  # the honest server: its newer state verifies again
     ok(s.deployer.run("verify", "--no-registry-check", f"{s.image.gun}:v2"))
+
+
+def test_a_root_rotation_lost_from_the_trusted_state_is_refused(
+    person: MakePerson, push: Push, tmp_path: Path, server: FlaskTransport
+) -> None:
+    """The owner rotated the root (e.g. to revoke a key); the deployer followed. With
+    that root gone from the trust dir and withheld by the attacker, python-tuf would
+    stay on the pinned root: the rotation would be undone without a word."""
+    s = Scene(person, push, tmp_path, server)
+    ok(s.owner.run("key", "rotate", s.image.gun, "root"))
+    ok(s.deployer.run("verify", s.image.ref))
+    rotated = s.metadata / "root_history" / "2.root.json"
+    assert rotated.exists()
+    rotated.unlink()
+    s.mitm.rules["/2.root.json"] = lambda r: Response(404, {}, b"", r.url)  # withheld
+    run = s.deployer.run("--json", "verify", s.image.ref)
+    assert run.exit_code == EXIT_TRUST, str(run)
+    assert run.json["error"]["code"] == "STATE_CORRUPT", str(run)
+    assert "2.root.json" in run.json["error"]["message"]
+    s.mitm.clear()
+    ok(s.deployer.run("trust", "pin", s.image.gun, str(s.root_file)))  # the pinned v1 still
+    ok(s.deployer.run("verify", s.image.ref))  # follows the rotation again
+    assert rotated.exists()
