@@ -5,6 +5,8 @@ threads and workers wait for each other instead of failing); PostgreSQL and MySQ
 work through their SQLAlchemy URLs. The schema is owned by the Alembic migrations
 packaged in ``notary_signer/migrations`` and is applied with :func:`migrate`; the
 signer keeps its own version table so it can share a database server with others.
+Alembic is imported only to migrate or check (in a child process at start-up): a
+serving signer does not carry it (about 10 MiB).
 
 Example::
 
@@ -16,14 +18,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = ["VERSION_TABLE", "is_current", "is_sqlite", "make_engine", "migrate"]
 
@@ -66,6 +67,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def _alembic_config() -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     cfg.set_main_option("version_table", VERSION_TABLE)
@@ -74,6 +77,8 @@ def _alembic_config() -> Config:
 
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Upgrade the schema of ``engine``'s database to ``revision``."""
+    from alembic import command
+
     cfg = _alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
@@ -83,6 +88,9 @@ def migrate(engine: Engine, revision: str = "head") -> None:
 
 def is_current(engine: Engine) -> bool:
     """Return True if the database schema is at the newest migration."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
