@@ -127,6 +127,13 @@ class RoundRobinProxy:
                 pass
             finally:
                 done.set()
+                # one side gone (a killed replica): the other sees the connection close
+                # at once, as behind a load balancer, instead of waiting for its timeout
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
 
         threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
         pipe(client, upstream)
@@ -297,9 +304,14 @@ class Soak:
         readers: int = 2,
         kinds: tuple[str, ...] = FAULT_KINDS,
         gap: tuple[float, float] = (6.0, 10.0),
+        faults: int | None = None,
+        settle: float = 2 * GRACE,
         log: Callable[[str], None] = print,
         target: Ours | Notary | None = None,
     ) -> None:
+        """``faults``: stop after that many faults (each kind once: ``len(kinds)``), the
+        load running ``settle`` s more on the recovered parts, instead of running out
+        ``duration`` (then an upper bound)."""
         self.target = target or Ours()
         self.work = work
         self.duration = duration
@@ -308,6 +320,8 @@ class Soak:
         self.readers = readers
         self.kinds = kinds
         self.gap = gap
+        self.max_faults = faults
+        self.settle = settle
         self.log = log
         self.report = Report(duration)
         self.lock = threading.Lock()
@@ -342,6 +356,7 @@ class Soak:
             for t in threads:
                 t.join(timeout=240)
             self.report.duration = self.now()
+            self.log(f"{self.now():6.1f}s load stopped")
             self._check()
         finally:
             self.proxy.close() if hasattr(self, "proxy") else None
@@ -422,7 +437,7 @@ class Soak:
         kinds = list(self.kinds)
         self.rng.shuffle(kinds)
         k = 0
-        while True:
+        while self.max_faults is None or k < self.max_faults:
             pause = self.rng.uniform(*self.gap)
             if self.now() + pause + 6 > self.duration:
                 break
@@ -434,9 +449,11 @@ class Soak:
             self.log(f"{fault.started:6.1f}s fault {kind} for {length:.1f} s")
             self._inject(kind, length)
             fault.ended = self.now()
+            self.log(f"{fault.ended:6.1f}s {kind} recovered")
             with self.lock:
                 self.report.faults.append(fault)
-        time.sleep(max(0.0, self.duration - self.now()))
+        end = self.duration if self.max_faults is None else self.now() + self.settle
+        time.sleep(max(0.0, min(end, self.duration) - self.now()))
 
     def _inject(self, kind: str, length: float) -> None:
         part, how = kind.split("-", 1)
