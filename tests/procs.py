@@ -66,7 +66,7 @@ class Process:
                     return self
             except urllib3.exceptions.HTTPError:
                 pass
-            time.sleep(0.2)
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"{self.name} did not become healthy:\n{self.log.read_text()[-3000:]}")
 
