@@ -13,6 +13,7 @@ import fcntl
 import os
 import pty
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -103,9 +104,12 @@ def test_case1_a_digest_in_the_reference_must_be_the_signed_digest(
 
 
 def _own_terminal() -> None:
-    """In the child: a new session whose controlling terminal is the pty on stdin."""
+    """In the child: a new session whose controlling terminal is the pty on stdin, and
+    Ctrl-C's SIGINT acted on as in a user's shell (a shell's background job, as a CI
+    runner may start the suite, ignores SIGINT, and its children inherit that)."""
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_at_terminal(user: User, args: list[str], keys: bytes) -> tuple[int, str]:
