@@ -60,15 +60,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.postgres)
 
 
+#: What this process's secrets scan read, one line (pytest-xdist: each worker scans the
+#: logs under its own base directory, with the secrets its own tests made; the
+#: controller prints every worker's line at the end).
+SCANNED: list[str] = []
+#: Whether this process ran a test that starts real processes (a worker runs a share).
+RAN_E2E: list[bool] = []
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if not RAN_E2E and item.get_closest_marker("e2e"):
+        RAN_E2E.append(True)
+
+
 @pytest.fixture(scope="session", autouse=True)
-def secrets_scan(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Path]:
+def secrets_scan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """After the last test of any selection: no log holds a secret (tests/secrets.py).
 
     Captures every record our packages log in process to ``suite.log``; the log files
     of the real processes the tests start are under the same base directory. Set up
     before any other fixture, so torn down after all of them (every process stopped).
+    Under pytest-xdist each worker has its own base directory and scans it.
     """
     base = tmp_path_factory.getbasetemp()
     path = base / "suite.log"
@@ -85,16 +97,35 @@ def secrets_scan(
         log.setLevel(level)
     handler.close()
     result = scan_logs(base)
-    print(
-        f"\nSECRETS scanned {result.files} log files, {result.lines} lines, "
+    SCANNED.append(
+        f"SECRETS scanned {result.files} log files, {result.lines} lines under {base.name}, "
         f"{len(KNOWN)} known secrets, {len(KEYS)} known key encodings"
     )
+    print("\n" + SCANNED[-1])
     # Real processes always log: an end-to-end run that left no log line means the
     # scan looked in the wrong place (a unit-only run may log nothing).
-    if result.lines == 0 and any(i.get_closest_marker("e2e") for i in request.session.items):
+    if result.lines == 0 and RAN_E2E:
         pytest.fail("the secrets scan read no log line, yet real processes ran")
     if result.findings:
         pytest.fail("secrets in the logs:\n" + "\n".join(result.findings[:50]))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A pytest-xdist worker hands its scan's line to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["secrets_scanned"] = list(SCANNED)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """pytest-xdist's controller: a worker finished; keep its scan's line."""
+    SCANNED.extend(getattr(node, "workeroutput", {}).get("secrets_scanned", []))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in SCANNED:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture
