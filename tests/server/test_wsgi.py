@@ -51,6 +51,7 @@ LONG_WORKER = """
 import sys, time
 from notary_server.wsgi import exit_with_supervisor
 exit_with_supervisor({"NOTARY_SERVER_SUPERVISOR_PID": sys.argv[1]})
+print("armed", flush=True)
 time.sleep(120)
 """
 
@@ -74,7 +75,8 @@ def test_a_worker_stops_when_its_supervisor_is_killed() -> None:
     assert supervisor.stdout is not None
     worker = int(supervisor.stdout.readline())
     try:
-        time.sleep(1.0)  # the worker has set its parent-death signal
+        # the worker says so once its parent-death signal is set (its stdout is ours)
+        assert supervisor.stdout.readline().strip() == "armed"
         assert _alive(worker)
         supervisor.kill()  # SIGKILL: no chance to stop its workers itself
         supervisor.wait()
