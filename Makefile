@@ -11,8 +11,9 @@ CONFORMANCE_VENV ?= .venv-conformance
 CONFORMANCE_STAMP := $(CONFORMANCE_VENV)/.installed
 # Our suite runs in this many pytest-xdist workers, a test module per worker at a time
 # (module-scoped server stacks start once): on 2 shared cores the whole suite took
-# 380 s in 2 workers against about 540 s in one process. Each worker scans its own
-# logs for secrets (tests/conftest.py). PYTEST_WORKERS=0: one process.
+# 250 s in 2 workers, where its tests' own times add up to 444 s (one process: about
+# 7.5 min). Each worker scans its own logs for secrets (tests/conftest.py).
+# PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 2
 
 .PHONY: run test deps clean conformance lint
