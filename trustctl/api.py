@@ -45,6 +45,10 @@ Where metadata is served and kept is a :class:`Layout` (default: the trust serve
 ``/v2/<gun>/_trust/tuf/`` and ``<trust dir>/tuf/<gun>/``), so a mirror or another
 repository layout needs no patching.
 
+Why one module of this size: the :class:`Verifier`'s single flight, its in-memory
+state per repository and its "still current?" check are one piece of locking for
+both dialects; split, the lock and the states it guards would live apart.
+
 Example:
     >>> verifier = Verifier("https://notary:4443", trust_dir=Path("/etc/trust"), tls_ca="ca.pem")  # doctest: +SKIP
     >>> verifier.verify("registry:5000/app:v1").pinned_reference  # doctest: +SKIP
