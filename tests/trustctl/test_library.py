@@ -65,65 +65,6 @@ def test_the_library_never_builds_the_cli_context() -> None:
     assert out.stdout.strip() == "[]", out
 
 
-def test_each_story_is_one_call(
-    person: Callable[..., Person], server: FlaskTransport, tmp_path: Path
-) -> None:
-    owner = person("owner")
-    ok(owner.run("init", GUN))
-    client = ServerClient(SERVER_URL, server)
-    store = TrustStore(owner.trust_dir)
-
-    def open_trusted() -> TrustedRepository:
-        return TrustedRepository(
-            gun=GUN,
-            cache_dir=store.cache_dir(GUN),
-            metadata_url=client.metadata_url(GUN),
-            fetcher=TransportFetcher(server, scope=f"repository:{GUN}:pull"),
-            pinned_root=store.require_pinned(GUN).data,
-            server=SERVER_URL,
-        )
-
-    keystore = KeyStore(
-        owner.trust_dir / "private", PassphraseSource(owner.env), kdf_iterations=FAST_KDF
-    )
-    publisher = Publisher(
-        GUN,
-        Services(
-            client=client,
-            keystore=keystore,
-            open_trusted=open_trusted,
-            pending_store=lambda: ServerPendingStore(client),
-        ),
-    )
-
-    signed = sign_tags(publisher, [TagToSign("v1", f"sha256:{1:064x}", 1234, MEDIA)])
-    assert signed.status == ["published"] and signed.result.published
-    again = sign_tags(publisher, [TagToSign("v1", f"sha256:{1:064x}", 1234, MEDIA)])
-    assert again.status == ["unchanged"]
-
-    [answer] = verify_tags(open_trusted(), [parse_reference(f"{GUN}:v1")])
-    assert isinstance(answer, VerifiedTag) and answer.digest == f"sha256:{1:064x}"
-
-    ok(owner.run("key", "generate", "alice", "--dir", str(tmp_path)))
-    alice = load_public_key_file(tmp_path / "alice.pub")
-    added = add_signer(publisher, "alice", [alice], paths=["release-*"])
-    assert "targets" in added.result.published and [c.action for c in added.changes] == [
-        "add-signer"
-    ]
-    signers = open_trusted().targets.signed.delegations
-    assert signers is not None and signers.roles is not None
-    assert alice.keyid in signers.roles["targets/alice"].keyids
-
-    rotated = rotate_key(publisher, "targets")
-    assert rotated.result.published["root"] == 2
-    root = open_trusted().root.signed
-    assert root.roles["targets"].keyids == [rotated.rotation.new_keyid]
-    assert rotated.rotation.new_keyid not in rotated.rotation.old_keyids
-
-    [after] = verify_tags(open_trusted(), [parse_reference(f"{GUN}:v1")])
-    assert isinstance(after, VerifiedTag)  # signed tags still verify after the rotation
-
-
 @dataclass
 class Owner:
     """The collaborators a program passes to the library, for an initialised repository."""
@@ -174,6 +115,36 @@ def owner(person: Callable[..., Person], server: FlaskTransport) -> Owner:
     return Owner(
         someone, Publisher(GUN, services), open_trusted, Changelist(store.changes_dir(GUN))
     )
+
+
+def test_each_story_is_one_call(owner: Owner, tmp_path: Path) -> None:
+    publisher, open_trusted = owner.publisher, owner.open_trusted
+    signed = sign_tags(publisher, [TagToSign("v1", f"sha256:{1:064x}", 1234, MEDIA)])
+    assert signed.status == ["published"] and signed.result.published
+    again = sign_tags(publisher, [TagToSign("v1", f"sha256:{1:064x}", 1234, MEDIA)])
+    assert again.status == ["unchanged"]
+
+    [answer] = verify_tags(open_trusted(), [parse_reference(f"{GUN}:v1")])
+    assert isinstance(answer, VerifiedTag) and answer.digest == f"sha256:{1:064x}"
+
+    ok(owner.person.run("key", "generate", "alice", "--dir", str(tmp_path)))
+    alice = load_public_key_file(tmp_path / "alice.pub")
+    added = add_signer(publisher, "alice", [alice], paths=["release-*"])
+    assert "targets" in added.result.published and [c.action for c in added.changes] == [
+        "add-signer"
+    ]
+    signers = open_trusted().targets.signed.delegations
+    assert signers is not None and signers.roles is not None
+    assert alice.keyid in signers.roles["targets/alice"].keyids
+
+    rotated = rotate_key(publisher, "targets")
+    assert rotated.result.published["root"] == 2
+    root = open_trusted().root.signed
+    assert root.roles["targets"].keyids == [rotated.rotation.new_keyid]
+    assert rotated.rotation.new_keyid not in rotated.rotation.old_keyids
+
+    [after] = verify_tags(open_trusted(), [parse_reference(f"{GUN}:v1")])
+    assert isinstance(after, VerifiedTag)  # signed tags still verify after the rotation
 
 
 def tag(name: str, n: int) -> TagToSign:
