@@ -3,16 +3,23 @@
 :class:`TxState` reads inside a storage transaction (which holds the GUN's write lock);
 :class:`ReadState` reads without the lock and records every read, so that the write
 transaction can check that nothing it relied on changed meanwhile (compare-and-store,
-:meth:`notary_server.service.TrustService.publish`). Both are
+:func:`compare_and_store`, for both dialects' publishes). Both are
 :class:`~notary_server.validation.StoredState` and
 :class:`~notary_server.publisher.StoredFiles`.
 """
 
 from __future__ import annotations
 
-from notary_server.storage import MetadataStore, RepoTransaction, StoredFile
+import logging
+from collections.abc import Callable, Sequence
 
-__all__ = ["ReadState", "TxState"]
+from notary_server import errors
+from notary_server.publisher import PUBLISH_ATTEMPTS
+from notary_server.storage import MetadataStore, MetaUpdate, RepoTransaction, StoredFile
+
+__all__ = ["ReadState", "TxState", "compare_and_store"]
+
+logger = logging.getLogger(__name__)
 
 
 class TxState:
@@ -68,3 +75,33 @@ class ReadState(TxState):
             if (now.sha256 if now else None) != (seen.sha256 if seen else None):
                 return False
         return self._roles is None or sorted(tx.current_all()) == self._roles
+
+
+def compare_and_store(
+    store: MetadataStore,
+    gun: str,
+    prepare: Callable[[ReadState], tuple[list[MetaUpdate], Sequence[str]]],
+) -> list[MetaUpdate]:
+    """Store what ``prepare`` makes over a :class:`ReadState` (checked and signed
+    without the GUN's write lock) if, under the lock, nothing it read has changed;
+    otherwise prepare again, up to :data:`PUBLISH_ATTEMPTS` times. ``prepare`` returns
+    the files to store and the roles whose pending files the store settles.
+    Returns the files stored.
+
+    Raises:
+        OldVersionError: the repository kept changing.
+    """
+    for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+        state = ReadState(store, gun)
+        files, settled = prepare(state)
+        with store.transaction(gun) as tx:
+            if state.unchanged(tx):
+                tx.add(files)
+                for role in settled:
+                    tx.delete_pending(role)  # published: what waited for signatures is done
+                return files
+        logger.info("%s changed while an upload was checked; checking again (%d)", gun, attempt)
+    raise errors.OldVersionError(
+        "the repository kept changing while this upload was checked; fetch, rebase and retry",
+        gun=gun,
+    )

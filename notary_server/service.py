@@ -31,14 +31,13 @@ from notary_server.names import check_gun, check_role
 from notary_server.notary.dialect import NOTARY, file_dialect, request_wants_notary, upload_dialect
 from notary_server.notary.service import NotaryRepos
 from notary_server.publisher import (
-    PUBLISH_ATTEMPTS,
     RENEWAL_RETRY,
     Expiries,
     OnlineSigning,
     Publisher,
     signer_call,
 )
-from notary_server.repostate import ReadState, TxState
+from notary_server.repostate import ReadState, TxState, compare_and_store
 from notary_server.storage import (
     ChangeRecord,
     MetadataStore,
@@ -251,22 +250,9 @@ class TrustService:
         """Parse, check and sign without the write lock; store under it if nothing
         read meanwhile changed (see :meth:`publish`). Returns the files stored."""
         parsed = parse_upload(uploads, self.config.limits)
-        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
-            state = ReadState(self.store, gun)
-            files, targets = self._prepare(gun, parsed, state, self.clock())
-            with self.store.transaction(gun) as tx:
-                if state.unchanged(tx):
-                    tx.add(files)
-                    for role in targets:
-                        tx.delete_pending(role)  # published: what waited for signatures is done
-                    break
-            logger.info("%s changed while an upload was checked; checking again (%d)", gun, attempt)
-        else:
-            raise errors.OldVersionError(
-                "the repository kept changing while this upload was checked; fetch, rebase and retry",
-                gun=gun,
-            )
-        return files
+        return compare_and_store(
+            self.store, gun, lambda state: self._prepare(gun, parsed, state, self.clock())
+        )
 
     def _prepare(
         self, gun: str, parsed: ParsedUpload, state: ReadState, now: datetime

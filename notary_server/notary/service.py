@@ -34,8 +34,8 @@ from notary_server.notary.model import (
     parse_expires,
 )
 from notary_server.notary.validation import validate_update
-from notary_server.publisher import PUBLISH_ATTEMPTS, RENEWAL_RETRY, signer_call
-from notary_server.repostate import ReadState, TxState
+from notary_server.publisher import RENEWAL_RETRY, signer_call
+from notary_server.repostate import ReadState, TxState, compare_and_store
 from notary_server.storage import MetaUpdate, StoredFile
 
 if TYPE_CHECKING:
@@ -141,20 +141,11 @@ class NotaryRepos:
     def _publish(self, gun: str, uploads: Mapping[str, bytes]) -> None:
         """Compare-and-store, as :meth:`TrustService.publish`: checked and signed
         without the write lock, stored under it if nothing read meanwhile changed."""
-        store = self._trust.store
-        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
-            state = ReadState(store, gun)
-            files = self._prepare(gun, uploads, state, self._clock())
-            with store.transaction(gun) as tx:
-                if state.unchanged(tx):
-                    tx.add(files)
-                    break
-            logger.info("%s changed while an upload was checked; checking again (%d)", gun, attempt)
-        else:
-            raise errors.OldVersionError(
-                "the repository kept changing while this upload was checked; fetch, rebase and retry",
-                gun=gun,
-            )
+        files = compare_and_store(
+            self._trust.store,
+            gun,
+            lambda state: (self._prepare(gun, uploads, state, self._clock()), ()),
+        )
         logger.info(
             "published %s (Notary dialect): %s",
             gun,
